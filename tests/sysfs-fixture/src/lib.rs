@@ -1,0 +1,355 @@
+//! PCI sysfs trees in the kernel's own layout, for tests and benchmarks.
+//!
+//! The layout follows a real `/sys`: devices live under `devices/pciDDDD:BB/` (nested
+//! below their parent bridge when one is given), `bus/pci/devices/ADDR` are relative
+//! symlinks to them, and each device's `driver` and `iommu_group` are relative symlinks to
+//! `bus/pci/drivers/NAME` and `kernel/iommu_groups/N`. Code under test that resolves a link
+//! outside the fixture root would escape the tree, which is what these fixtures catch.
+//!
+//! [`SysfsTree::simulate_*`] apply what the kernel itself would do on a write, so that a
+//! test can play the kernel's part after the binder wrote a file.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Display controller (VGA compatible).
+pub const CLASS_VGA: u32 = 0x030000;
+/// Display controller (3D, e.g. a second NVIDIA GPU).
+pub const CLASS_3D: u32 = 0x030200;
+/// HD audio controller.
+pub const CLASS_AUDIO: u32 = 0x040300;
+/// USB controller (xHCI).
+pub const CLASS_USB: u32 = 0x0c0330;
+/// Serial bus controller (NVIDIA's USB-C UCSI function).
+pub const CLASS_SERIAL_BUS: u32 = 0x0c8000;
+/// PCI-to-PCI bridge.
+pub const CLASS_BRIDGE: u32 = 0x060400;
+/// Host bridge.
+pub const CLASS_HOST_BRIDGE: u32 = 0x060000;
+
+/// One PCI function to put in a tree.
+#[derive(Clone, Debug)]
+pub struct Function {
+    /// Full sysfs name, `DDDD:BB:SS.F`.
+    pub address: String,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u32,
+    /// The driver bound now, if any.
+    pub driver: Option<String>,
+    /// The IOMMU group, when the IOMMU is on.
+    pub iommu_group: Option<u32>,
+    /// `Some` writes a `boot_vga` attribute (the kernel has it on VGA devices only).
+    pub boot_vga: Option<bool>,
+    /// The bridge this function sits behind, if any (its address).
+    pub parent: Option<String>,
+}
+
+impl Function {
+    pub fn new(address: &str, vendor: u16, device: u16, class: u32) -> Self {
+        Function {
+            address: address.to_string(),
+            vendor,
+            device,
+            class,
+            driver: None,
+            iommu_group: None,
+            boot_vga: None,
+            parent: None,
+        }
+    }
+
+    pub fn driver(mut self, name: &str) -> Self {
+        self.driver = Some(name.to_string());
+        self
+    }
+
+    pub fn group(mut self, group: u32) -> Self {
+        self.iommu_group = Some(group);
+        self
+    }
+
+    pub fn boot_vga(mut self, boot_vga: bool) -> Self {
+        self.boot_vga = Some(boot_vga);
+        self
+    }
+
+    pub fn behind(mut self, bridge: &str) -> Self {
+        self.parent = Some(bridge.to_string());
+        self
+    }
+}
+
+/// A sysfs tree in a temporary directory, removed on drop.
+pub struct SysfsTree {
+    root: PathBuf,
+}
+
+static NEXT_TREE: AtomicUsize = AtomicUsize::new(0);
+
+/// `"../"` repeated once for each component of `relative`, i.e. the way from inside that
+/// directory back up to the tree's root.
+fn up_to_root(relative: &Path) -> PathBuf {
+    relative.components().map(|_| "..").collect()
+}
+
+impl SysfsTree {
+    /// An empty tree: no devices, no drivers, the IOMMU off (no groups).
+    pub fn new() -> io::Result<Self> {
+        let unique = NEXT_TREE.fetch_add(1, Ordering::Relaxed);
+        let root =
+            std::env::temp_dir().join(format!("sysfs-fixture-{}-{unique}", std::process::id()));
+        if root.exists() {
+            fs::remove_dir_all(&root)?;
+        }
+        Self::create_at(root)
+    }
+
+    /// An empty tree at `root`, which must not exist yet; it is removed on drop.
+    pub fn create_at(root: PathBuf) -> io::Result<Self> {
+        fs::create_dir_all(root.join("bus/pci/devices"))?;
+        fs::create_dir_all(root.join("bus/pci/drivers"))?;
+        fs::create_dir_all(root.join("kernel/iommu_groups"))?;
+        fs::write(root.join("bus/pci/drivers_probe"), "")?;
+        Ok(SysfsTree { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The device's directory below `devices/`, relative to the root.
+    fn device_dir(&self, address: &str) -> io::Result<PathBuf> {
+        let link = fs::read_link(self.root.join("bus/pci/devices").join(address))?;
+        // The link is `../../../devices/...`: drop the three `..`.
+        Ok(link.components().skip(3).collect())
+    }
+
+    /// Registers a driver: `bus/pci/drivers/NAME` with its `bind`, `unbind` and `new_id`.
+    pub fn add_driver(&mut self, name: &str) -> io::Result<&mut Self> {
+        let dir = self.root.join("bus/pci/drivers").join(name);
+        fs::create_dir_all(&dir)?;
+        for file in ["bind", "unbind", "new_id", "remove_id"] {
+            fs::write(dir.join(file), "")?;
+        }
+        Ok(self)
+    }
+
+    pub fn has_driver(&self, name: &str) -> bool {
+        self.root.join("bus/pci/drivers").join(name).is_dir()
+    }
+
+    /// Adds a function with every attribute and link the binder reads.
+    pub fn add(&mut self, function: Function) -> io::Result<&mut Self> {
+        let (domain, rest) = function.address.split_once(':').expect("DDDD:BB:SS.F");
+        let bus = &rest[..2];
+        let relative = match &function.parent {
+            Some(parent) => self.device_dir(parent)?.join(&function.address),
+            None => PathBuf::from(format!("devices/pci{domain}:{bus}")).join(&function.address),
+        };
+        let dir = self.root.join(&relative);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("vendor"), format!("0x{:04x}\n", function.vendor))?;
+        fs::write(dir.join("device"), format!("0x{:04x}\n", function.device))?;
+        fs::write(dir.join("class"), format!("0x{:06x}\n", function.class))?;
+        fs::write(dir.join("driver_override"), "(null)\n")?;
+        if let Some(boot_vga) = function.boot_vga {
+            fs::write(dir.join("boot_vga"), if boot_vga { "1\n" } else { "0\n" })?;
+        }
+        symlink(
+            Path::new("../../..").join(&relative),
+            self.root.join("bus/pci/devices").join(&function.address),
+        )?;
+        if let Some(group) = function.iommu_group {
+            let group_dir = self
+                .root
+                .join(format!("kernel/iommu_groups/{group}/devices"));
+            fs::create_dir_all(&group_dir)?;
+            symlink(
+                up_to_root(&relative).join(format!("kernel/iommu_groups/{group}")),
+                dir.join("iommu_group"),
+            )?;
+            symlink(
+                Path::new("../../../..").join(&relative),
+                group_dir.join(&function.address),
+            )?;
+        }
+        if let Some(driver) = &function.driver {
+            if !self.has_driver(driver) {
+                self.add_driver(driver)?;
+            }
+            self.link_driver(&function.address, driver)?;
+        }
+        Ok(self)
+    }
+
+    fn link_driver(&self, address: &str, driver: &str) -> io::Result<()> {
+        let relative = self.device_dir(address)?;
+        symlink(
+            up_to_root(&relative).join("bus/pci/drivers").join(driver),
+            self.root.join(&relative).join("driver"),
+        )?;
+        symlink(
+            Path::new("../../../..").join(&relative),
+            self.root.join("bus/pci/drivers").join(driver).join(address),
+        )
+    }
+
+    /// Path of a device's attribute, through the `bus/pci/devices` link as a user would.
+    pub fn attribute(&self, address: &str, name: &str) -> PathBuf {
+        self.root.join("bus/pci/devices").join(address).join(name)
+    }
+
+    /// Contents of a file below the root, or the error's kind as text.
+    pub fn read(&self, relative: &str) -> String {
+        fs::read_to_string(self.root.join(relative))
+            .unwrap_or_else(|error| format!("<{:?}>", error.kind()))
+    }
+
+    /// The driver the device is bound to now (the `driver` link's last component).
+    pub fn driver_of(&self, address: &str) -> Option<String> {
+        let target = fs::read_link(self.attribute(address, "driver")).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// The device's `driver_override` as the kernel shows it (`(null)` when unset).
+    pub fn override_of(&self, address: &str) -> String {
+        fs::read_to_string(self.attribute(address, "driver_override"))
+            .map(|text| text.trim_end().to_string())
+            .unwrap_or_default()
+    }
+
+    /// What writing `driver/unbind` does: the device loses its driver.
+    pub fn simulate_unbind(&mut self, address: &str) -> io::Result<()> {
+        let Some(driver) = self.driver_of(address) else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        fs::remove_file(self.attribute(address, "driver"))?;
+        fs::remove_file(self.root.join("bus/pci/drivers").join(driver).join(address))
+    }
+
+    /// What a probe does for a driverless device: `driver` binds it when the override names
+    /// it (or, with no override, when `native` is given and registered). vfio-pci fails to
+    /// probe a function with no IOMMU group, as the real one does (-EINVAL).
+    pub fn simulate_probe(&mut self, address: &str, native: Option<&str>) -> io::Result<()> {
+        if self.driver_of(address).is_some() {
+            return Ok(());
+        }
+        let wanted = match self.override_of(address).as_str() {
+            "(null)" | "" => native.map(str::to_string),
+            named => Some(named.to_string()),
+        };
+        let Some(driver) = wanted.filter(|driver| self.has_driver(driver)) else {
+            return Ok(());
+        };
+        if driver == "vfio-pci" && !self.attribute(address, "iommu_group").exists() {
+            return Err(io::Error::from_raw_os_error(22));
+        }
+        self.link_driver(address, &driver)
+    }
+
+    /// Removes a device the way a hot unplug does (its link and its directory).
+    pub fn remove_device(&mut self, address: &str) -> io::Result<()> {
+        let relative = self.device_dir(address)?;
+        fs::remove_file(self.root.join("bus/pci/devices").join(address))?;
+        fs::remove_dir_all(self.root.join(relative))
+    }
+}
+
+impl Drop for SysfsTree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Seed 003's machine: the host's RX 6750 XT at 03:00 and the guest's RX 6600 at 07:00,
+/// whose HDMI-audio functions share the IDs 1002:ab28. Nothing bound yet (early boot).
+pub fn seed_003_machine() -> io::Result<SysfsTree> {
+    let mut tree = SysfsTree::new()?;
+    tree.add(Function::new("0000:00:00.0", 0x1022, 0x14d8, CLASS_HOST_BRIDGE).group(0))?
+        .add(Function::new("0000:00:01.1", 0x1022, 0x14db, CLASS_BRIDGE).group(1))?
+        .add(
+            Function::new("0000:03:00.0", 0x1002, 0x73df, CLASS_VGA)
+                .group(14)
+                .boot_vga(true)
+                .behind("0000:00:01.1"),
+        )?
+        .add(
+            Function::new("0000:03:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+                .group(14)
+                .behind("0000:00:01.1"),
+        )?
+        .add(Function::new("0000:00:01.2", 0x1022, 0x14db, CLASS_BRIDGE).group(2))?
+        .add(
+            Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+                .group(17)
+                .boot_vga(false)
+                .behind("0000:00:01.2"),
+        )?
+        .add(
+            Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+                .group(17)
+                .behind("0000:00:01.2"),
+        )?;
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_and_resolve_inside_the_tree() {
+        let tree = seed_003_machine().unwrap();
+        let link = fs::read_link(tree.root().join("bus/pci/devices/0000:07:00.1")).unwrap();
+        assert!(link.is_relative());
+        assert_eq!(
+            link,
+            Path::new("../../../devices/pci0000:00/0000:00:01.2/0000:07:00.1")
+        );
+        let group = fs::read_link(tree.attribute("0000:07:00.1", "iommu_group")).unwrap();
+        assert!(group.is_relative());
+        assert!(tree
+            .attribute("0000:07:00.1", "iommu_group")
+            .join("devices/0000:07:00.0/vendor")
+            .exists());
+        assert_eq!(tree.read("bus/pci/devices/0000:07:00.1/device"), "0xab28\n");
+        assert_eq!(tree.override_of("0000:07:00.1"), "(null)");
+    }
+
+    #[test]
+    fn simulated_kernel_binds_by_override_only_with_a_group() {
+        let mut tree = seed_003_machine().unwrap();
+        tree.add(Function::new("0000:09:00.0", 0x10de, 0x1b80, CLASS_VGA).driver("nouveau"))
+            .unwrap();
+        assert_eq!(tree.driver_of("0000:09:00.0").as_deref(), Some("nouveau"));
+        assert!(tree
+            .root()
+            .join("bus/pci/drivers/nouveau/0000:09:00.0/vendor")
+            .exists());
+        tree.simulate_unbind("0000:09:00.0").unwrap();
+        assert_eq!(tree.driver_of("0000:09:00.0"), None);
+        tree.add_driver("vfio-pci").unwrap();
+        fs::write(
+            tree.attribute("0000:09:00.0", "driver_override"),
+            "vfio-pci\n",
+        )
+        .unwrap();
+        assert_eq!(
+            tree.simulate_probe("0000:09:00.0", Some("nouveau"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(22)
+        );
+        fs::write(
+            tree.attribute("0000:07:00.0", "driver_override"),
+            "vfio-pci\n",
+        )
+        .unwrap();
+        tree.simulate_probe("0000:07:00.0", Some("amdgpu")).unwrap();
+        assert_eq!(tree.driver_of("0000:07:00.0").as_deref(), Some("vfio-pci"));
+    }
+}
