@@ -4,5 +4,12 @@
 //! `kmsg`, `apply`), so that everything that decides can be tested without a kernel.
 
 pub mod address;
+pub mod apply;
 pub mod cmdline;
+pub mod kmsg;
+pub mod pciids;
+pub mod plan;
+pub mod report;
 pub mod rule;
+pub mod sources;
+pub mod sysfs;

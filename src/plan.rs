@@ -1,0 +1,400 @@
+//! Deciding which functions the rules select: pure logic, fed one function at a time.
+//!
+//! The planner never stores the whole device list. It keeps, per rule, what it saw at the
+//! rule's location, and the functions a rule would take (at most [`MAX_TARGETS`]); when the
+//! scan ends, a rule whose guard failed, or that would take more functions than fit, selects
+//! nothing at all: a rule applies whole or not at all.
+
+use core::fmt;
+
+use heapless::Vec;
+
+use crate::address::{Location, PciAddress, PciIds};
+use crate::cmdline::MAX_RULES;
+use crate::rule::Rule;
+use crate::sysfs::Function;
+
+/// How many functions one run can hand to vfio-pci (8 cards of 8 functions).
+pub const MAX_TARGETS: usize = 64;
+/// How many distinct IDs a guard-mismatch message lists (a slot has at most 8 functions).
+const MAX_FOUND: usize = 8;
+
+/// What the scan found for one rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The rule selects `functions` functions (bridges excluded) and `bridges` bridges.
+    Selected { functions: usize, bridges: usize },
+    /// No function at the rule's location, or none with the rule's IDs.
+    NothingThere,
+    /// The rule's IDs are not at its location; `found` lists the IDs that are.
+    GuardMismatch {
+        found: Vec<Option<PciIds>, MAX_FOUND>,
+    },
+    /// The rule selects only bridges, which vfio-pci cannot take.
+    OnlyBridges,
+    /// The rule selects more functions than [`MAX_TARGETS`].
+    TooManyFunctions,
+}
+
+/// A function the plan hands to vfio-pci, and the rule that selected it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub rule: usize,
+    pub function: Function,
+}
+
+/// The rules' decisions, ready to be carried out.
+#[derive(Debug)]
+pub struct Plan {
+    /// In address order; each address once, with the first rule that selected it.
+    pub targets: Vec<Target, MAX_TARGETS>,
+    /// Bridges that rules selected; they are left alone.
+    pub bridges: Vec<Target, MAX_TARGETS>,
+    /// One per rule, in rule order.
+    pub verdicts: Vec<Verdict, MAX_RULES>,
+}
+
+#[derive(Default)]
+struct RuleScan {
+    functions_seen: usize,
+    guard_met: bool,
+    found: Vec<Option<PciIds>, MAX_FOUND>,
+    overflowed: bool,
+}
+
+/// Builds a [`Plan`] from the functions it is shown.
+pub struct Planner<'r> {
+    rules: &'r [Rule],
+    scans: Vec<RuleScan, MAX_RULES>,
+    candidates: Vec<Target, MAX_TARGETS>,
+}
+
+impl<'r> Planner<'r> {
+    pub fn new(rules: &'r [Rule]) -> Self {
+        let mut scans = Vec::new();
+        for _ in rules.iter().take(MAX_RULES) {
+            let _ = scans.push(RuleScan::default());
+        }
+        Planner {
+            rules: &rules[..scans.len()],
+            scans,
+            candidates: Vec::new(),
+        }
+    }
+
+    /// Looks at one function; call once per function present.
+    pub fn observe(&mut self, function: &Function) {
+        for (index, rule) in self.rules.iter().enumerate() {
+            let scan = &mut self.scans[index];
+            let wanted = match rule {
+                Rule::Ids(ids) => {
+                    let matches = function.ids == Some(*ids);
+                    scan.guard_met |= matches;
+                    matches
+                }
+                Rule::At(location) => {
+                    let here = location.contains(function.address);
+                    scan.guard_met |= here;
+                    here
+                }
+                Rule::Guarded(ids, location) => {
+                    let here = location.contains(function.address);
+                    if here {
+                        scan.guard_met |= function.ids == Some(*ids);
+                        if !scan.found.contains(&function.ids) {
+                            let _ = scan.found.push(function.ids);
+                        }
+                    }
+                    here
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            scan.functions_seen += 1;
+            let target = Target {
+                rule: index,
+                function: function.clone(),
+            };
+            if self.candidates.push(target).is_err() {
+                scan.overflowed = true;
+            }
+        }
+    }
+
+    /// Ends the scan: decides each rule's verdict and the functions that go to vfio-pci.
+    pub fn finish(self) -> Plan {
+        let mut verdicts = Vec::new();
+        let mut targets: Vec<Target, MAX_TARGETS> = Vec::new();
+        let mut bridges: Vec<Target, MAX_TARGETS> = Vec::new();
+        for (index, scan) in self.scans.iter().enumerate() {
+            let verdict = if scan.overflowed {
+                Verdict::TooManyFunctions
+            } else if scan.functions_seen == 0 {
+                Verdict::NothingThere
+            } else if !scan.guard_met {
+                let mut found = scan.found.clone();
+                found.sort_unstable();
+                Verdict::GuardMismatch { found }
+            } else {
+                let mut selected = Verdict::Selected {
+                    functions: 0,
+                    bridges: 0,
+                };
+                for candidate in self.candidates.iter().filter(|c| c.rule == index) {
+                    let address = candidate.function.address;
+                    let taken = targets
+                        .iter()
+                        .chain(bridges.iter())
+                        .any(|t| t.function.address == address);
+                    if let Verdict::Selected {
+                        functions,
+                        bridges: bridge_count,
+                    } = &mut selected
+                    {
+                        if candidate.function.is_bridge() {
+                            *bridge_count += 1;
+                        } else {
+                            *functions += 1;
+                        }
+                    }
+                    if taken {
+                        continue;
+                    }
+                    // Both lists hold at most the candidates' count: pushing cannot fail.
+                    let list = if candidate.function.is_bridge() {
+                        &mut bridges
+                    } else {
+                        &mut targets
+                    };
+                    let _ = list.push(candidate.clone());
+                }
+                match selected {
+                    Verdict::Selected { functions: 0, .. } => Verdict::OnlyBridges,
+                    selected => selected,
+                }
+            };
+            let _ = verdicts.push(verdict);
+        }
+        targets.sort_unstable_by_key(|target| target.function.address);
+        bridges.sort_unstable_by_key(|target| target.function.address);
+        Plan {
+            targets,
+            bridges,
+            verdicts,
+        }
+    }
+}
+
+impl Plan {
+    /// The targets a rule selected.
+    pub fn targets_of(&self, rule: usize) -> impl Iterator<Item = &Target> {
+        self.targets
+            .iter()
+            .filter(move |target| target.rule == rule)
+    }
+
+    pub fn is_target(&self, address: PciAddress) -> bool {
+        self.targets
+            .iter()
+            .any(|target| target.function.address == address)
+    }
+
+    /// For a function no rule selected, the target whose IOMMU group it shares, if any.
+    /// Bridges are not counted: a group is viable whatever driver its bridges have.
+    pub fn companion_of(&self, function: &Function) -> Option<&Target> {
+        if function.is_bridge() || self.is_target(function.address) {
+            return None;
+        }
+        let group = function.iommu_group?;
+        self.targets
+            .iter()
+            .find(|target| target.function.iommu_group == Some(group))
+    }
+}
+
+/// The rule that would add `function` to vfio-pci alone, guarded by its own IDs.
+pub fn rule_for(function: &Function) -> Rule {
+    let location = Location::Function(function.address);
+    match function.ids {
+        Some(ids) => Rule::Guarded(ids, location),
+        None => Rule::At(location),
+    }
+}
+
+/// IDs as a list for messages: `10de:2204, 10de:1aef`, `unreadable` for unknown ones.
+pub struct IdsList<'a>(pub &'a [Option<PciIds>]);
+
+impl fmt::Display for IdsList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, ids) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            match ids {
+                Some(ids) => write!(f, "{ids}")?,
+                None => f.write_str("unreadable IDs")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::DriverName;
+
+    fn function(address: &str, ids: &str, class: u32, group: u32) -> Function {
+        Function {
+            address: address.parse().unwrap(),
+            ids: Some(ids.parse().unwrap()),
+            class: Some(class),
+            driver: None,
+            driver_override: None,
+            iommu_group: Some(group),
+            boot_vga: false,
+        }
+    }
+
+    /// Seed 003: the host's RX 6750 XT at 03:00, the guest's RX 6600 at 07:00, and both
+    /// HDMI-audio functions 1002:ab28.
+    fn seed_003() -> [Function; 5] {
+        [
+            function("0000:00:01.1", "1022:14db", 0x060400, 1),
+            function("0000:03:00.0", "1002:73df", 0x030000, 14),
+            function("0000:03:00.1", "1002:ab28", 0x040300, 14),
+            function("0000:07:00.0", "1002:73ff", 0x030000, 17),
+            function("0000:07:00.1", "1002:ab28", 0x040300, 17),
+        ]
+    }
+
+    fn plan(rules: &str, functions: &[Function]) -> Plan {
+        let rules: std::vec::Vec<Rule> = rules.split(' ').map(|r| r.parse().unwrap()).collect();
+        let mut planner = Planner::new(&rules);
+        for function in functions {
+            planner.observe(function);
+        }
+        planner.finish()
+    }
+
+    fn addresses(targets: &[Target]) -> std::vec::Vec<std::string::String> {
+        targets
+            .iter()
+            .map(|t| t.function.address.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn guarded_slot_rule_takes_the_whole_card_and_nothing_else() {
+        let plan = plan("1002:73ff@07:00", &seed_003());
+        assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
+        assert_eq!(
+            plan.verdicts[0],
+            Verdict::Selected {
+                functions: 2,
+                bridges: 0
+            }
+        );
+    }
+
+    #[test]
+    fn ids_rule_takes_every_function_with_them_like_vfio_pci_ids() {
+        let plan = plan("1002:ab28", &seed_003());
+        assert_eq!(addresses(&plan.targets), ["0000:03:00.1", "0000:07:00.1"]);
+    }
+
+    #[test]
+    fn a_moved_card_fails_the_guard_and_nothing_is_selected() {
+        let plan = plan("1002:73ff@03:00", &seed_003());
+        assert!(plan.targets.is_empty());
+        let found = [
+            Some("1002:73df".parse().unwrap()),
+            Some("1002:ab28".parse().unwrap()),
+        ];
+        assert_eq!(
+            plan.verdicts[0],
+            Verdict::GuardMismatch {
+                found: Vec::from_slice(&found).unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn function_rule_is_guarded_by_its_own_ids() {
+        let plan = plan("1002:ab28@07:00.1 1002:73ff@07:00.1", &seed_003());
+        assert_eq!(addresses(&plan.targets), ["0000:07:00.1"]);
+        assert!(matches!(plan.verdicts[1], Verdict::GuardMismatch { .. }));
+    }
+
+    #[test]
+    fn empty_location_and_unknown_ids_select_nothing() {
+        let plan = plan("@09:00 10de:1b80", &seed_003());
+        assert_eq!(
+            plan.verdicts.as_slice(),
+            [Verdict::NothingThere, Verdict::NothingThere]
+        );
+    }
+
+    #[test]
+    fn bridges_are_set_aside_and_a_bridge_only_rule_fails() {
+        let plan = plan("@00:01", &seed_003());
+        assert!(plan.targets.is_empty());
+        assert_eq!(addresses(&plan.bridges), ["0000:00:01.1"]);
+        assert_eq!(plan.verdicts[0], Verdict::OnlyBridges);
+    }
+
+    #[test]
+    fn overlapping_rules_take_a_function_once() {
+        let plan = plan("1002:ab28 1002:73ff@07:00", &seed_003());
+        assert_eq!(
+            addresses(&plan.targets),
+            ["0000:03:00.1", "0000:07:00.0", "0000:07:00.1"]
+        );
+        assert_eq!(plan.targets[2].rule, 0);
+        assert_eq!(
+            plan.verdicts[1],
+            Verdict::Selected {
+                functions: 2,
+                bridges: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_rule_too_big_for_the_plan_selects_nothing() {
+        let many: std::vec::Vec<Function> = (0..MAX_TARGETS + 1)
+            .map(|n| {
+                function(
+                    &format!("0000:{:02x}:00.{}", 0x10 + n / 8, n % 8),
+                    "8086:1520",
+                    0x020000,
+                    30,
+                )
+            })
+            .collect();
+        let mut functions = seed_003().to_vec();
+        functions.extend(many);
+        let plan = plan("1002:73ff@07:00 8086:1520", &functions);
+        assert_eq!(plan.verdicts[1], Verdict::TooManyFunctions);
+        assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
+    }
+
+    #[test]
+    fn group_companions_are_found_and_named_by_a_rule() {
+        let mut functions = seed_003().to_vec();
+        let mut usb = function("0000:07:00.2", "1002:73a6", 0x0c0330, 17);
+        usb.driver = Some(DriverName::try_from("xhci_hcd").unwrap());
+        functions.push(usb.clone());
+        let plan = plan("1002:73ff@07:00.0 1002:ab28@07:00.1", &functions);
+        assert_eq!(
+            plan.companion_of(&usb)
+                .map(|t| t.function.address.to_string())
+                .as_deref(),
+            Some("0000:07:00.0")
+        );
+        assert_eq!(plan.companion_of(&functions[2]), None);
+        assert_eq!(plan.companion_of(&functions[3]), None);
+        assert_eq!(rule_for(&usb).to_string(), "1002:73a6@0000:07:00.2");
+    }
+}

@@ -1,0 +1,291 @@
+//! The commands for people: `list`, `rule` and `check`. They run after boot, on demand,
+//! so unlike `apply` they collect what they read into ordinary collections.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use crate::address::{Location, PciIds};
+use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
+use crate::pciids::PciNames;
+use crate::plan::{rule_for, IdsList, Plan, Verdict};
+use crate::rule::Rule;
+use crate::sources::Gathered;
+use crate::sysfs::{Function, Sysfs, VFIO_PCI};
+
+/// Every function, sorted by address. An unreadable device list reads as empty.
+fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
+    let mut functions = Vec::new();
+    let _ = sysfs.for_each_function(|function| functions.push(function.clone()));
+    functions.sort_by_key(|function| function.address);
+    functions
+}
+
+/// `vfio-bind list`: every function grouped by IOMMU group.
+pub fn list(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
+    let functions = all_functions(sysfs);
+    if functions.is_empty() {
+        let _ = writeln!(
+            out,
+            "no PCI functions under {}/bus/pci/devices",
+            sysfs.root()
+        );
+        return EXIT_FAILED;
+    }
+    let wanted: BTreeSet<PciIds> = functions
+        .iter()
+        .filter_map(|function| function.ids)
+        .collect();
+    let names = PciNames::load_installed(&wanted);
+    let plan = scan(sysfs, gathered.rules.rules()).ok();
+    let selected = |function: &Function| {
+        plan.as_ref()
+            .is_some_and(|plan| plan.is_target(function.address))
+    };
+
+    let mut groups: BTreeMap<Option<u32>, Vec<&Function>> = BTreeMap::new();
+    for function in &functions {
+        groups
+            .entry(function.iommu_group)
+            .or_default()
+            .push(function);
+    }
+    let _ = if sysfs.iommu_enabled() {
+        writeln!(out, "IOMMU on: {} groups", groups.keys().flatten().count())
+    } else {
+        writeln!(out, "IOMMU off: no IOMMU groups, so vfio-pci cannot bind anything (enable VT-d/AMD-Vi; intel_iommu=on on Intel)")
+    };
+    let _ = writeln!(
+        out,
+        "* = selected by the current vfio.bind rules ({} rules)",
+        gathered.rules.rules().len()
+    );
+    // IOMMU groups in numeric order, functions without a group last.
+    let mut ordered: Vec<_> = groups.into_iter().collect();
+    ordered.sort_by_key(|(group, _)| (group.is_none(), *group));
+    for (group, members) in ordered {
+        let _ = match group {
+            Some(group) => writeln!(out, "\nIOMMU group {group}"),
+            None => writeln!(out, "\nno IOMMU group"),
+        };
+        for function in members {
+            let _ = writeln!(
+                out,
+                "{}",
+                describe_line(function, selected(function), names.as_ref())
+            );
+        }
+    }
+    EXIT_OK
+}
+
+fn describe_line(function: &Function, selected: bool, names: Option<&PciNames>) -> String {
+    let mut line = format!(
+        "{} {}  {}  [{}]  driver={}",
+        if selected { '*' } else { ' ' },
+        function.address,
+        IdsList(&[function.ids]),
+        function
+            .class
+            .map_or_else(|| "????".to_string(), |class| format!("{:04x}", class >> 8)),
+        function.driver.as_deref().unwrap_or("none"),
+    );
+    if let Some(driver) = &function.driver_override {
+        line.push_str(&format!(" override={driver}"));
+    }
+    if function.boot_vga {
+        line.push_str(" boot_vga");
+    }
+    if let Some(names) = names {
+        if let Some(class) = function.class.and_then(|class| names.class_name(class)) {
+            line.push_str(&format!("  {class}:"));
+        }
+        if let Some(name) = function.ids.and_then(|ids| names.describe(ids)) {
+            line.push_str(&format!(" {name}"));
+        }
+    }
+    line
+}
+
+/// `vfio-bind rule ADDR`: the guarded rule for a card or function, and what it leaves out.
+pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
+    let present = sysfs.functions_at(location);
+    let Some(first) = present.first() else {
+        let _ = writeln!(out, "no PCI function at {location}");
+        return EXIT_FAILED;
+    };
+    let rule = match (location, first.ids) {
+        (_, None) => Rule::At(location),
+        (Location::Slot(_), Some(ids)) | (Location::Function(_), Some(ids)) => {
+            Rule::Guarded(ids, location)
+        }
+    };
+    let mut rules = vec![rule];
+    let groups: BTreeSet<u32> = present
+        .iter()
+        .filter_map(|function| function.iommu_group)
+        .collect();
+    let companions: Vec<Function> = all_functions(sysfs)
+        .into_iter()
+        .filter(|function| {
+            !location.contains(function.address)
+                && !function.is_bridge()
+                && function
+                    .iommu_group
+                    .is_some_and(|group| groups.contains(&group))
+        })
+        .collect();
+    let _ = writeln!(out, "vfio.bind={rule}");
+    for function in present.iter() {
+        let _ = writeln!(
+            out,
+            "  takes {}  {}  driver={}",
+            function.address,
+            IdsList(&[function.ids]),
+            function.driver.as_deref().unwrap_or("none")
+        );
+    }
+    if !companions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nits IOMMU group also holds these, which a VM needs too (or on no driver):"
+        );
+        for function in &companions {
+            let _ = writeln!(
+                out,
+                "  {}  {}  driver={}",
+                function.address,
+                IdsList(&[function.ids]),
+                function.driver.as_deref().unwrap_or("none")
+            );
+            rules.push(rule_for(function));
+        }
+        let all: Vec<String> = rules.iter().map(Rule::to_string).collect();
+        let _ = writeln!(out, "\nfor the whole group:\nvfio.bind={}", all.join(","));
+    }
+    EXIT_OK
+}
+
+/// `vfio-bind check`: after boot, is every rule applied and every group ready for a VM?
+pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
+    let mut problems = 0;
+    let mut say = |ok: bool, text: String| {
+        if !ok {
+            problems += 1;
+        }
+        let _ = writeln!(out, "{} {text}", if ok { "ok     " } else { "PROBLEM" });
+    };
+    let iommu = sysfs.iommu_enabled();
+    if iommu {
+        say(true, "the IOMMU is on".into());
+    } else if gathered.noiommu {
+        say(
+            true,
+            "the IOMMU is off, and vfio.enable_unsafe_noiommu_mode was asked for".into(),
+        );
+    } else {
+        say(false, "the IOMMU is off, so vfio-pci cannot bind. Fix: enable VT-d or AMD-Vi in the firmware setup; on Intel add intel_iommu=on to the kernel command line".into());
+    }
+    let rejected = gathered.rules.malformed + gathered.rules.overflowing;
+    if rejected > 0 {
+        say(false, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
+    }
+    let rules = gathered.rules.rules();
+    if rules.is_empty() {
+        say(false, "no vfio.bind= rules on the kernel command line or in /etc/cmdline.d. Fix: add one; vfio-bind rule ADDR prints it".into());
+        return EXIT_FAILED;
+    }
+    let plan = match scan(sysfs, rules) {
+        Ok(plan) => plan,
+        Err(errno) => {
+            say(
+                false,
+                format!(
+                    "cannot list {}/bus/pci/devices: {}",
+                    sysfs.root(),
+                    errno.desc()
+                ),
+            );
+            return EXIT_FAILED;
+        }
+    };
+    for (index, rule) in rules.iter().enumerate() {
+        check_rule(rule, &plan, index, &mut say);
+    }
+    check_groups(sysfs, &plan, &mut say);
+    if problems == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(bool, String)) {
+    match &plan.verdicts[index] {
+        Verdict::Selected { .. } => {
+            let mut all_bound = true;
+            for target in plan.targets_of(index) {
+                let function = &target.function;
+                if function.is_on(VFIO_PCI) {
+                    continue;
+                }
+                all_bound = false;
+                say(
+                    false,
+                    format!(
+                        "{rule}: {} is on {}, not vfio-pci. Fix: check that the vfio-bind hook is in the initramfs and runs before the GPU driver (dmesg | grep vfio-bind), or run vfio-bind apply",
+                        function.address,
+                        function.driver.as_deref().unwrap_or("no driver"),
+                    ),
+                );
+            }
+            if all_bound {
+                let addresses: Vec<String> = plan.targets_of(index).map(|t| t.function.address.to_string()).collect();
+                say(true, format!("{rule}: {} on vfio-pci", addresses.join(", ")));
+            }
+        }
+        Verdict::NothingThere => say(false, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
+        Verdict::GuardMismatch { found } => say(
+            false,
+            format!("{rule}: found {} there instead of the rule's IDs; the card may have moved. Fix: vfio-bind list, then vfio-bind rule ADDR", IdsList(found)),
+        ),
+        Verdict::OnlyBridges => say(false, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
+        Verdict::TooManyFunctions => say(false, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
+    }
+}
+
+/// A group is viable when every endpoint in it is on vfio-pci or on no driver.
+fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(bool, String)) {
+    let groups: BTreeSet<u32> = plan
+        .targets
+        .iter()
+        .filter_map(|t| t.function.iommu_group)
+        .collect();
+    let functions = all_functions(sysfs);
+    for group in groups {
+        let blockers: Vec<&Function> = functions
+            .iter()
+            .filter(|f| {
+                f.iommu_group == Some(group)
+                    && !f.is_bridge()
+                    && f.driver.is_some()
+                    && !f.is_on(VFIO_PCI)
+            })
+            .collect();
+        if blockers.is_empty() {
+            say(true, format!("IOMMU group {group} is viable"));
+            continue;
+        }
+        for blocker in blockers {
+            say(
+                false,
+                format!(
+                    "IOMMU group {group} is not viable: {} ({}) is on {}. Fix: add vfio.bind={}",
+                    blocker.address,
+                    IdsList(&[blocker.ids]),
+                    blocker.driver.as_deref().unwrap_or("a driver"),
+                    rule_for(blocker)
+                ),
+            );
+        }
+    }
+}

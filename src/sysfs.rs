@@ -1,0 +1,309 @@
+//! Reading and writing PCI attributes under a sysfs root, with fixed buffers only.
+//!
+//! Every path is built as `ROOT/...` in a fixed-capacity buffer, and links (`driver`,
+//! `iommu_group`) are only ever read for their last component, so a fixture tree standing
+//! in for `/sys` is never escaped. Nothing here allocates on the heap: the apply path's cost
+//! in memory does not grow with the number of devices.
+
+use core::fmt::{self, Write as _};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use heapless::String;
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::NixPath;
+
+use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds};
+
+/// Longest path built under the root (the root itself included).
+pub const PATH_CAPACITY: usize = 512;
+/// Longest sysfs root accepted, leaving room for the attribute paths below it.
+pub const ROOT_CAPACITY: usize = 384;
+/// Longest driver name kept; kernel driver names are far shorter.
+pub const DRIVER_NAME_CAPACITY: usize = 48;
+
+pub type PathBuffer = String<PATH_CAPACITY>;
+pub type DriverName = String<DRIVER_NAME_CAPACITY>;
+
+/// The driver every rule hands functions to.
+pub const VFIO_PCI: &str = "vfio-pci";
+
+/// One PCI function as sysfs shows it at the moment it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub address: PciAddress,
+    /// `None` when `vendor` or `device` could not be read.
+    pub ids: Option<PciIds>,
+    /// `None` when `class` could not be read.
+    pub class: Option<u32>,
+    /// The bound driver, from the `driver` link.
+    pub driver: Option<DriverName>,
+    /// `driver_override`, `None` when the kernel shows `(null)`.
+    pub driver_override: Option<DriverName>,
+    /// The IOMMU group number, from the `iommu_group` link.
+    pub iommu_group: Option<u32>,
+    /// `boot_vga` reads 1: the firmware's console display.
+    pub boot_vga: bool,
+}
+
+impl Function {
+    /// PCI-to-PCI and CardBus bridges (class 0x0604, 0x0607): vfio-pci refuses them.
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.class.map(|class| class >> 8), Some(0x0604 | 0x0607))
+    }
+
+    pub fn is_on(&self, driver: &str) -> bool {
+        self.driver.as_deref() == Some(driver)
+    }
+
+    pub fn overridden_to(&self, driver: &str) -> bool {
+        self.driver_override.as_deref() == Some(driver)
+    }
+}
+
+/// A file the binder writes. Nothing else is ever written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribute {
+    /// `bus/pci/devices/ADDR/driver_override`
+    DriverOverride(PciAddress),
+    /// `bus/pci/devices/ADDR/driver/unbind`, which the current driver owns.
+    Unbind(PciAddress),
+    /// `bus/pci/drivers_probe`: asks every driver to probe the written address.
+    DriversProbe,
+}
+
+impl fmt::Display for Attribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attribute::DriverOverride(address) => {
+                write!(f, "bus/pci/devices/{address}/driver_override")
+            }
+            Attribute::Unbind(address) => write!(f, "bus/pci/devices/{address}/driver/unbind"),
+            Attribute::DriversProbe => f.write_str("bus/pci/drivers_probe"),
+        }
+    }
+}
+
+/// A sysfs tree: `/sys`, or a fixture standing in for it.
+pub struct Sysfs {
+    root: String<ROOT_CAPACITY>,
+    real: bool,
+}
+
+/// Capacity of the buffer an attribute is read into; PCI attributes are a line each.
+const ATTRIBUTE_CAPACITY: usize = 64;
+
+impl Sysfs {
+    /// `root` must be valid UTF-8 and at most [`ROOT_CAPACITY`] bytes.
+    pub fn new(root: &Path) -> Result<Self, Errno> {
+        let text = root.to_str().ok_or(Errno::EINVAL)?;
+        let text = text
+            .strip_suffix('/')
+            .filter(|t| !t.is_empty())
+            .unwrap_or(text);
+        let mut stored = String::new();
+        stored.push_str(text).map_err(|_| Errno::ENAMETOOLONG)?;
+        Ok(Sysfs {
+            real: text == "/sys",
+            root: stored,
+        })
+    }
+
+    /// Whether this is the running kernel's `/sys` (and not a fixture).
+    pub fn is_real(&self) -> bool {
+        self.real
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// `ROOT/` followed by `relative`, in a fixed buffer.
+    pub fn path(&self, relative: fmt::Arguments<'_>) -> Result<PathBuffer, Errno> {
+        let mut path = PathBuffer::new();
+        write!(path, "{}/{}", self.root, relative).map_err(|_| Errno::ENAMETOOLONG)?;
+        Ok(path)
+    }
+
+    /// Whether the IOMMU is on: `kernel/iommu_groups` has at least one group.
+    pub fn iommu_enabled(&self) -> bool {
+        let Ok(path) = self.path(format_args!("kernel/iommu_groups")) else {
+            return false;
+        };
+        let Ok(mut dir) = Dir::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        let has_group = dir
+            .iter()
+            .flatten()
+            .any(|entry| !is_dot(entry.file_name().to_bytes()));
+        has_group
+    }
+
+    /// Whether a PCI driver of this name is registered with the kernel.
+    pub fn driver_registered(&self, name: &str) -> bool {
+        self.path(format_args!("bus/pci/drivers/{name}"))
+            .is_ok_and(|path| nix::sys::stat::stat(path.as_str()).is_ok())
+    }
+
+    /// Calls `visit` with every PCI function, in directory order. Entries whose names are
+    /// not PCI addresses are passed over.
+    pub fn for_each_function(&self, mut visit: impl FnMut(&Function)) -> Result<(), Errno> {
+        let path = self.path(format_args!("bus/pci/devices"))?;
+        let mut dir = Dir::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        for entry in dir.iter() {
+            let entry = entry?;
+            let Ok(name) = core::str::from_utf8(entry.file_name().to_bytes()) else {
+                continue;
+            };
+            let Ok(address) = name.parse::<PciAddress>() else {
+                continue;
+            };
+            // A device can vanish between the listing and the read: pass it over.
+            if let Some(function) = self.read_function(address) {
+                visit(&function);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one function's attributes; `None` if it does not exist.
+    pub fn read_function(&self, address: PciAddress) -> Option<Function> {
+        let device = self.path(format_args!("bus/pci/devices/{address}")).ok()?;
+        if nix::sys::stat::stat(device.as_str()).is_err() {
+            return None;
+        }
+        let read_hex = |name: &str| -> Option<u32> {
+            let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+            let path = self
+                .path(format_args!("bus/pci/devices/{address}/{name}"))
+                .ok()?;
+            read_attribute(&path, &mut buffer)
+                .ok()
+                .and_then(parse_sysfs_hex)
+        };
+        let ids = match (read_hex("vendor"), read_hex("device")) {
+            (Some(vendor), Some(device)) if vendor <= 0xffff && device <= 0xffff => Some(PciIds {
+                vendor: vendor as u16,
+                device: device as u16,
+            }),
+            _ => None,
+        };
+        let class = read_hex("class");
+        let driver = self.link_name(format_args!("bus/pci/devices/{address}/driver"));
+        let iommu_group = self
+            .link_name(format_args!("bus/pci/devices/{address}/iommu_group"))
+            .and_then(|name| name.parse().ok());
+        let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+        let driver_override = self
+            .path(format_args!("bus/pci/devices/{address}/driver_override"))
+            .ok()
+            .and_then(|path| read_attribute(&path, &mut buffer).ok().map(str::trim_end))
+            .filter(|text| !text.is_empty() && *text != "(null)")
+            .and_then(|text| DriverName::try_from(text).ok());
+        let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+        let boot_vga = self
+            .path(format_args!("bus/pci/devices/{address}/boot_vga"))
+            .ok()
+            .and_then(|path| read_attribute(&path, &mut buffer).ok().map(str::trim_end))
+            == Some("1");
+        Some(Function {
+            address,
+            ids,
+            class,
+            driver,
+            driver_override,
+            iommu_group,
+            boot_vga,
+        })
+    }
+
+    /// Every function of a slot or the one function a location names, in address order.
+    pub fn functions_at(&self, location: Location) -> heapless::Vec<Function, 8> {
+        let mut found = heapless::Vec::new();
+        let (slot, only) = match location {
+            Location::Slot(slot) => (slot, None),
+            Location::Function(address) => (address.slot_address(), Some(address.function)),
+        };
+        for function in 0..8 {
+            if only.is_some_and(|only| only != function) {
+                continue;
+            }
+            let address = PciAddress {
+                domain: slot.domain,
+                bus: slot.bus,
+                slot: slot.slot,
+                function,
+            };
+            if let Some(function) = self.read_function(address) {
+                let _ = found.push(function);
+            }
+        }
+        found
+    }
+
+    /// The last component of a symlink's target (e.g. `amdgpu` for a `driver` link).
+    fn link_name(&self, relative: fmt::Arguments<'_>) -> Option<DriverName> {
+        let path = self.path(relative).ok()?;
+        let mut buffer = [0u8; PATH_CAPACITY];
+        let target = read_link(&path, &mut buffer).ok()?;
+        let name = target.rsplit('/').next()?;
+        DriverName::try_from(name).ok()
+    }
+
+    /// Writes `value` to an attribute in one `write()`, as `echo value > file` does.
+    pub fn write(&self, attribute: Attribute, value: &str) -> Result<(), Errno> {
+        let path = self.path(format_args!("{attribute}"))?;
+        let fd = open(
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let written = nix::unistd::write(fd.as_fd(), value.as_bytes())?;
+        if written == value.len() {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        }
+    }
+}
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+/// Reads a small attribute file in one `read()` (sysfs returns a whole attribute at once).
+pub fn read_attribute<'b>(path: &PathBuffer, buffer: &'b mut [u8]) -> Result<&'b str, Errno> {
+    let fd = open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let length = nix::unistd::read(fd.as_fd(), buffer)?;
+    core::str::from_utf8(&buffer[..length]).map_err(|_| Errno::EILSEQ)
+}
+
+/// `readlink(2)` into a caller's buffer; nix's own `readlink` returns a heap `OsString`.
+fn read_link<'b>(path: &PathBuffer, buffer: &'b mut [u8]) -> Result<&'b str, Errno> {
+    let result = path.as_str().with_nix_path(|c_path| {
+        // SAFETY: `c_path` is a NUL-terminated string that outlives the call, and the kernel
+        // writes at most `buffer.len()` bytes into `buffer`, which we own mutably.
+        unsafe { nix::libc::readlink(c_path.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) }
+    })?;
+    let length = Errno::result(result)? as usize;
+    if length == buffer.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    core::str::from_utf8(&buffer[..length]).map_err(|_| Errno::EILSEQ)
+}
