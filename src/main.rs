@@ -10,7 +10,7 @@ use log::LevelFilter;
 use vfio_bind::apply::{apply, RunningKernel};
 use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
-use vfio_bind::sources::{gather, Gathered, RuleSources, SourceProblem};
+use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
 use vfio_bind::sysfs::Sysfs;
 
 /// Exit status for a bad argument.
@@ -146,30 +146,13 @@ fn open_sysfs(root: &std::path::Path) -> Result<Sysfs, ExitCode> {
 
 /// Gathers the rules, logging each problem with its source.
 fn gather_logged(cmdline: Option<&str>, fragment_dir: &std::path::Path) -> Gathered {
-    let sources = RuleSources {
-        cmdline,
-        fragment_dir,
-    };
-    gather(&sources, &mut |source, problem| {
-        match problem {
-        SourceProblem::Rule(vfio_bind::cmdline::RuleProblem::Malformed(text, why)) => {
-            log::error!("skipped malformed rule \"{text}\" from {source}: {why}")
-        }
-        SourceProblem::Rule(vfio_bind::cmdline::RuleProblem::TooMany(text)) => log::error!(
-            "too many rules: at most {} are kept; \"{text}\" (from {source}) and every rule after it were skipped",
-            vfio_bind::cmdline::MAX_RULES
-        ),
-        SourceProblem::TooLong => log::error!(
-            "{source} is longer than {} bytes; only the parameters that fit were read",
-            vfio_bind::sources::TEXT_CAPACITY
-        ),
-        SourceProblem::Unreadable(errno) => log::error!("cannot read {source}: {}", errno.desc()),
-        SourceProblem::TooManyFragments => log::error!(
-            "more than {} files in {source}; only the first ones by name were read",
-            vfio_bind::sources::MAX_FRAGMENTS
-        ),
-    }
-    })
+    gather(
+        &RuleSources {
+            cmdline,
+            fragment_dir,
+        },
+        &mut log_problem,
+    )
 }
 
 fn run() -> Result<u8, ExitCode> {

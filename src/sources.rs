@@ -3,8 +3,8 @@
 //! `/etc/cmdline.d/*.conf` is dracut's convention for command-line fragments kept in the
 //! image (the kernel never sees them, so they are not in /proc/cmdline); the hooks copy the
 //! host's `/etc/cmdline.d/vfio-bind.conf` there. Text is read into fixed buffers; text
-//! longer than a buffer is cut at the last white space before the end, so a rule is never
-//! cut in two (a cut `1002:ab28@07:00.1` would read as the whole slot `07:00`).
+//! longer than a buffer is cut at the last white space or comma before the end, so a rule
+//! is never cut in two (a cut `1002:ab28@07:00.1` would read as the whole slot `07:00`).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
-use crate::cmdline::{requests_noiommu, RuleProblem, RuleSet};
+use crate::cmdline::{requests_noiommu, RuleProblem, RuleSet, MAX_RULES};
 
 /// The longest text read from one source. The kernel's own limit (COMMAND_LINE_SIZE) is
 /// 2048 bytes on x86 and arm64, 4096 on a few others.
@@ -91,6 +91,25 @@ pub fn gather(
     gathered
 }
 
+/// Logs a problem as one error line naming its source.
+pub fn log_problem(source: &str, problem: SourceProblem<'_>) {
+    match problem {
+        SourceProblem::Rule(RuleProblem::Malformed(text, why)) => {
+            log::error!("skipped malformed rule \"{text}\" from {source}: {why}")
+        }
+        SourceProblem::Rule(RuleProblem::TooMany(text)) => log::error!(
+            "too many rules: at most {MAX_RULES} are kept; \"{text}\" (from {source}) and every rule after it were skipped"
+        ),
+        SourceProblem::TooLong => {
+            log::error!("{source} is longer than {TEXT_CAPACITY} bytes; only the parameters that fit were read")
+        }
+        SourceProblem::Unreadable(errno) => log::error!("cannot read {source}: {}", errno.desc()),
+        SourceProblem::TooManyFragments => {
+            log::error!("more than {MAX_FRAGMENTS} files in {source}; only the first ones by name were read")
+        }
+    }
+}
+
 fn add_text(gathered: &mut Gathered, text: &str, report: &mut dyn FnMut(SourceProblem<'_>)) {
     gathered.noiommu |= requests_noiommu(text);
     gathered
@@ -108,12 +127,13 @@ fn cut_to_capacity<'t>(text: &'t str, report: &mut dyn FnMut(SourceProblem<'_>))
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    cut_at_whitespace(&text[..end])
+    cut_at_separator(&text[..end])
 }
 
-/// Drops the last, possibly partial, word.
-fn cut_at_whitespace(text: &str) -> &str {
-    match text.rfind(|c: char| c.is_ascii_whitespace()) {
+/// Drops the last, possibly partial, parameter or rule: everything after the last white
+/// space or comma (rules in one `vfio.bind=` are separated by commas).
+fn cut_at_separator(text: &str) -> &str {
+    match text.rfind(|c: char| c.is_ascii_whitespace() || c == ',') {
         Some(index) => &text[..index],
         None => "",
     }
@@ -145,7 +165,7 @@ fn read_text<'b>(
     };
     if too_long {
         report(SourceProblem::TooLong);
-        return Ok(cut_at_whitespace(text));
+        return Ok(cut_at_separator(text));
     }
     Ok(text)
 }
@@ -188,7 +208,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn over_long_text_loses_its_last_word_not_half_a_rule() {
+    fn over_long_text_loses_its_last_rule_not_half_of_it() {
         let mut text = "x ".repeat(TEXT_CAPACITY / 2 - 10);
         text.push_str("vfio.bind=1002:ab28@07:00.1");
         let mut problems = 0;
@@ -196,7 +216,11 @@ mod tests {
         assert_eq!(problems, 1);
         assert!(cut.len() <= TEXT_CAPACITY);
         assert!(!cut.contains("vfio.bind"));
-        assert_eq!(cut_at_whitespace("a b c"), "a b");
-        assert_eq!(cut_at_whitespace("abc"), "");
+        assert_eq!(cut_at_separator("a b c"), "a b");
+        assert_eq!(
+            cut_at_separator("vfio.bind=1002:ab28@07:00.1,1002:ab28@07:0"),
+            "vfio.bind=1002:ab28@07:00.1"
+        );
+        assert_eq!(cut_at_separator("abc"), "");
     }
 }

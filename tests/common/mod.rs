@@ -1,0 +1,192 @@
+//! Test support: a simulated kernel over a fixture tree, and a logger that captures lines.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use nix::errno::Errno;
+use sysfs_fixture::SysfsTree;
+use vfio_bind::apply::{apply, Kernel, ModuleError};
+use vfio_bind::sources::{gather, log_problem, RuleSources};
+use vfio_bind::sysfs::{Attribute, Sysfs};
+
+/// Plays the kernel's part: each write lands in the fixture file, then the tree changes as
+/// the kernel would change it (unbind drops the driver, a probe or a module load binds).
+pub struct SimulatedKernel<'t> {
+    pub tree: &'t mut SysfsTree,
+    /// Every write, in order: `bus/pci/devices/0000:07:00.0/driver_override = vfio-pci`.
+    pub writes: Vec<String>,
+    pub modules_loaded: Vec<String>,
+    /// The driver each function gets when probed without an override.
+    pub native: HashMap<String, String>,
+    /// Writes to these attributes fail with the given error.
+    pub failing: Vec<(Attribute, Errno)>,
+    /// `load_module` fails for every module.
+    pub modprobe_fails: bool,
+    /// Before the first write to this function, it disappears (hot unplug).
+    pub vanishes: Option<String>,
+}
+
+impl<'t> SimulatedKernel<'t> {
+    pub fn new(tree: &'t mut SysfsTree) -> Self {
+        SimulatedKernel {
+            tree,
+            writes: Vec::new(),
+            modules_loaded: Vec::new(),
+            native: HashMap::new(),
+            failing: Vec::new(),
+            modprobe_fails: false,
+            vanishes: None,
+        }
+    }
+
+    pub fn native(mut self, address: &str, driver: &str) -> Self {
+        self.native.insert(address.to_string(), driver.to_string());
+        self
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        std::fs::read_dir(self.tree.root().join("bus/pci/devices"))
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Kernel for SimulatedKernel<'_> {
+    fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno> {
+        if let Some(address) = self.vanishes.take() {
+            self.tree.remove_device(&address).unwrap();
+        }
+        self.writes
+            .push(format!("{attribute} = {}", value.trim_end()));
+        if let Some((_, errno)) = self
+            .failing
+            .iter()
+            .find(|(failing, _)| *failing == attribute)
+        {
+            return Err(*errno);
+        }
+        sysfs.write(attribute, value)?;
+        match attribute {
+            Attribute::Unbind(address) => {
+                self.tree
+                    .simulate_unbind(&address.to_string())
+                    .map_err(|_| Errno::ENODEV)?;
+            }
+            Attribute::DriversProbe => {
+                let native = self.native.get(value).cloned();
+                self.tree
+                    .simulate_probe(value, native.as_deref())
+                    .map_err(|_| Errno::EINVAL)?;
+            }
+            Attribute::DriverOverride(_) => {}
+        }
+        Ok(())
+    }
+
+    fn load_module(&mut self, module: &str) -> Result<(), ModuleError> {
+        if self.modprobe_fails {
+            return Err(ModuleError::Failed(Some(1)));
+        }
+        self.modules_loaded.push(module.to_string());
+        if module == "vfio-pci" {
+            // Registering the driver binds every function whose override names it.
+            self.tree.add_driver("vfio-pci").unwrap();
+            for address in self.addresses() {
+                let native = self.native.get(&address).cloned();
+                let _ = self.tree.simulate_probe(&address, native.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    fn may_load_modules(&self) -> bool {
+        true
+    }
+}
+
+thread_local! {
+    static CAPTURED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+struct CapturingLogger;
+
+impl Log for CapturingLogger {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        let level = match record.level() {
+            Level::Error => "err",
+            Level::Warn => "warning",
+            _ => "info",
+        };
+        CAPTURED.with(|lines| {
+            lines
+                .borrow_mut()
+                .push(format!("{level}: {}", record.args()))
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the capturing logger (once per test binary) and clears this thread's lines.
+pub fn capture_log() {
+    static LOGGER: CapturingLogger = CapturingLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+    CAPTURED.with(|lines| lines.borrow_mut().clear());
+}
+
+/// The lines logged on this thread since [`capture_log`], as `level: text`.
+pub fn captured() -> Vec<String> {
+    CAPTURED.with(|lines| lines.borrow().clone())
+}
+
+/// The outcome of one apply run.
+pub struct Run {
+    pub status: u8,
+    pub writes: Vec<String>,
+    pub modules: Vec<String>,
+    pub log: Vec<String>,
+}
+
+/// Runs apply with `cmdline` (and no fragment directory) against a simulated kernel.
+pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
+    capture_log();
+    let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
+    let no_fragments = kernel.tree.root().join("no-cmdline.d");
+    let sources = RuleSources {
+        cmdline: Some(cmdline),
+        fragment_dir: &no_fragments,
+    };
+    let gathered = gather(&sources, &mut log_problem);
+    let status = apply(&sysfs, &gathered, kernel, Instant::now(), false);
+    Run {
+        status,
+        writes: std::mem::take(&mut kernel.writes),
+        modules: std::mem::take(&mut kernel.modules_loaded),
+        log: captured(),
+    }
+}
+
+/// The log without the timing at the end of the summary (`in 123 us`).
+pub fn without_timing(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| match line.rfind(" in ") {
+            Some(index) if line.ends_with(" us") => line[..index].to_string(),
+            _ => line.clone(),
+        })
+        .collect()
+}
