@@ -10,12 +10,12 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use heapless::{String, Vec};
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::cmdline::{requests_noiommu, RuleProblem, RuleSet, MAX_RULES};
+use crate::sysfs::for_each_entry;
 
 /// The longest text read from one source. The kernel's own limit (COMMAND_LINE_SIZE) is
 /// 2048 bytes on x86 and arm64, 4096 on a few others.
@@ -176,26 +176,21 @@ fn fragment_names(
     report: &mut dyn FnMut(SourceProblem<'_>),
 ) -> Vec<String<FRAGMENT_NAME_CAPACITY>, MAX_FRAGMENTS> {
     let mut names = Vec::new();
-    let Ok(mut listing) = Dir::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) else {
+    let Some(dir) = dir.to_str() else {
         return names;
     };
     let mut overflowed = false;
-    for entry in listing.iter().flatten() {
-        let Ok(name) = core::str::from_utf8(entry.file_name().to_bytes()) else {
-            continue;
+    let _ = for_each_entry(dir, |name| {
+        let Ok(name) = core::str::from_utf8(name) else {
+            return;
         };
         if !name.ends_with(".conf") || name.starts_with('.') {
-            continue;
+            return;
         }
-        let Ok(name) = String::try_from(name) else {
-            continue;
-        };
-        overflowed |= names.push(name).is_err();
-    }
+        if let Ok(name) = String::try_from(name) {
+            overflowed |= names.push(name).is_err();
+        }
+    });
     if overflowed {
         report(SourceProblem::TooManyFragments);
     }

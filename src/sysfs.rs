@@ -10,7 +10,6 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use heapless::String;
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
@@ -133,17 +132,8 @@ impl Sysfs {
         let Ok(path) = self.path(format_args!("kernel/iommu_groups")) else {
             return false;
         };
-        let Ok(mut dir) = Dir::open(
-            path.as_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return false;
-        };
-        let has_group = dir
-            .iter()
-            .flatten()
-            .any(|entry| !is_dot(entry.file_name().to_bytes()));
+        let mut has_group = false;
+        let _ = for_each_entry(path.as_str(), |_| has_group = true);
         has_group
     }
 
@@ -157,25 +147,18 @@ impl Sysfs {
     /// not PCI addresses are passed over.
     pub fn for_each_function(&self, mut visit: impl FnMut(&Function)) -> Result<(), Errno> {
         let path = self.path(format_args!("bus/pci/devices"))?;
-        let mut dir = Dir::open(
-            path.as_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        for entry in dir.iter() {
-            let entry = entry?;
-            let Ok(name) = core::str::from_utf8(entry.file_name().to_bytes()) else {
-                continue;
-            };
-            let Ok(address) = name.parse::<PciAddress>() else {
-                continue;
+        for_each_entry(path.as_str(), |name| {
+            let Some(address) = core::str::from_utf8(name)
+                .ok()
+                .and_then(|name| name.parse::<PciAddress>().ok())
+            else {
+                return;
             };
             // A device can vanish between the listing and the read: pass it over.
             if let Some(function) = self.read_function(address) {
                 visit(&function);
             }
-        }
-        Ok(())
+        })
     }
 
     /// Reads one function's attributes; `None` if it does not exist.
@@ -279,8 +262,38 @@ impl Sysfs {
     }
 }
 
-fn is_dot(name: &[u8]) -> bool {
-    name == b"." || name == b".."
+/// Calls `visit` with the name of every entry of a directory but `.` and `..`.
+///
+/// `readdir(3)` directly, because nix's `Dir` iterator copies each name to the heap. The
+/// name lent to `visit` lives in the `DIR`'s own buffer until the next `readdir`.
+pub fn for_each_entry(path: &str, mut visit: impl FnMut(&[u8])) -> Result<(), Errno> {
+    struct OpenDir(core::ptr::NonNull<nix::libc::DIR>);
+    impl Drop for OpenDir {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from a successful opendir and is closed only here.
+            unsafe { nix::libc::closedir(self.0.as_ptr()) };
+        }
+    }
+    // SAFETY: `c_path` is NUL-terminated and outlives the call.
+    let dir = path.with_nix_path(|c_path| unsafe { nix::libc::opendir(c_path.as_ptr()) })?;
+    let dir = OpenDir(core::ptr::NonNull::new(dir).ok_or_else(Errno::last)?);
+    loop {
+        Errno::clear();
+        // SAFETY: `dir` is an open DIR; the entry it returns is valid until the next call on
+        // it, and `d_name` is NUL-terminated within the entry.
+        let entry = unsafe { nix::libc::readdir(dir.0.as_ptr()) };
+        if entry.is_null() {
+            return match Errno::last_raw() {
+                0 => Ok(()),
+                raw => Err(Errno::from_raw(raw)),
+            };
+        }
+        // SAFETY: as above; the borrow ends before the next readdir.
+        let name = unsafe { core::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            visit(name);
+        }
+    }
 }
 
 /// Reads a small attribute file in one `read()` (sysfs returns a whole attribute at once).
