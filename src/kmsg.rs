@@ -136,6 +136,16 @@ pub fn init(destination: Destination, level: LevelFilter) {
             .unwrap_or(Sink::Stderr),
         Destination::Stderr => Sink::Stderr,
     };
+    install(sink, level);
+}
+
+/// Installs the logger with `kmsg` standing in for /dev/kmsg: for tests, which give it one
+/// end of a socket pair to see each record's priority, text and write boundaries.
+pub fn init_with_kmsg(kmsg: File, level: LevelFilter) {
+    install(Sink::Kmsg(kmsg), level);
+}
+
+fn install(sink: Sink, level: LevelFilter) {
     let echo_to_stderr = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     let logger = LOGGER.get_or_init(|| Logger {
         sink,
