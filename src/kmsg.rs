@@ -21,6 +21,8 @@ pub const PREFIX: &str = "vfio-bind: ";
 /// Records written to /dev/kmsg before holding back, leaving one for the summary and room
 /// for the hook's own line under the kernel's burst of 10.
 pub const KMSG_RECORD_BUDGET: usize = 7;
+// The budget and the summary stay under the kernel's burst of 10 records.
+const _: () = assert!(KMSG_RECORD_BUDGET + 1 < 10);
 /// Longest record; the kernel's own limit is about 1 KiB.
 const RECORD_CAPACITY: usize = 976;
 

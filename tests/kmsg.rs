@@ -74,10 +74,6 @@ fn records_are_whole_prioritised_budgeted_and_the_summary_gets_through() {
         records.last().unwrap(),
         &format!("<3>vfio-bind: 0 of 1 rules applied, {held_back} held back\n")
     );
-    assert!(
-        KMSG_RECORD_BUDGET + 1 < 10,
-        "under the kernel's burst of 10 records"
-    );
 
     // An over-long record is cut, still one record ending in a newline.
     kmsg::log_summary(Level::Info, format_args!("{}", "x".repeat(5000)));
