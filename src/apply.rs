@@ -363,6 +363,74 @@ fn give_back(
     }
 }
 
+/// Runs `vfio-bind release`: gives every function the rules select back to its own driver.
+/// Exit 0 when every rule matched and none of its functions is left on vfio-pci.
+pub fn release_rules(
+    sysfs: &Sysfs,
+    gathered: &Gathered,
+    kernel: &mut dyn Kernel,
+    started: Instant,
+) -> u8 {
+    let rules = gathered.rules.rules();
+    let plan = match scan(sysfs, rules) {
+        Ok(plan) => plan,
+        Err(errno) => {
+            error!(
+                "cannot list {}/bus/pci/devices: {}; nothing was released",
+                sysfs.root(),
+                errno.desc()
+            );
+            return EXIT_FAILED;
+        }
+    };
+    let mut released = 0;
+    for (index, rule) in rules.iter().enumerate() {
+        report_verdict(rule, &plan.verdicts[index]);
+        if !matches!(plan.verdicts[index], Verdict::Selected { .. }) {
+            continue;
+        }
+        let mut all_released = true;
+        for target in plan.targets_of(index) {
+            let address = target.function.address;
+            if target.function.driver_override.is_some() || target.function.is_on(VFIO_PCI) {
+                release(sysfs, kernel, address);
+            }
+            let now = sysfs.read_function(address);
+            let driver = now.as_ref().and_then(|function| function.driver.as_deref());
+            let overridden = now
+                .as_ref()
+                .is_some_and(|function| function.driver_override.is_some());
+            match driver {
+                Some(VFIO_PCI) => {
+                    all_released = false;
+                    error!("{rule}: {address} is still on vfio-pci (is a VM still using it?)");
+                }
+                _ if overridden => {
+                    all_released = false;
+                    error!("{rule}: cannot clear the driver_override of {address}");
+                }
+                Some(driver) => info!("{rule}: {address} is back on {driver}"),
+                None => warn!("{rule}: {address} is off vfio-pci, but no driver took it (is its module loaded?)"),
+            }
+        }
+        if all_released {
+            released += 1;
+        }
+    }
+    let all = released == rules.len() && !gathered.rules.has_rejects();
+    let rejected = gathered.rules.malformed + gathered.rules.overflowing;
+    summary(
+        if all { Level::Info } else { Level::Error },
+        started,
+        format_args!("{released} of {} rules released", rules.len() + rejected),
+    );
+    if all {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
 /// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so
 /// its own driver (if loaded) takes it. Best effort: each step is tried whatever the last.
 pub fn release(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> bool {

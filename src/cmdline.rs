@@ -163,7 +163,12 @@ impl RuleSet {
         }
     }
 
-    fn add_rule_text<'a>(&mut self, rule_text: &'a str, report: &mut dyn FnMut(RuleProblem<'a>)) {
+    /// Adds one rule given as text (a command-line argument of `bind` or `release`).
+    pub fn add_rule_text<'a>(
+        &mut self,
+        rule_text: &'a str,
+        report: &mut dyn FnMut(RuleProblem<'a>),
+    ) {
         let rule = match rule_text.parse::<Rule>() {
             Ok(rule) => rule,
             Err(error) => {

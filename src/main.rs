@@ -7,7 +7,7 @@ use std::time::Instant;
 use argh::FromArgs;
 use log::LevelFilter;
 
-use vfio_bind::apply::{apply, RunningKernel};
+use vfio_bind::apply::{apply, release_rules, RunningKernel};
 use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
 use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
@@ -36,6 +36,8 @@ enum Command {
     List(ListArgs),
     Rule(RuleArgs),
     Check(CheckArgs),
+    Bind(BindArgs),
+    Release(ReleaseArgs),
 }
 
 /// Bind the functions the rules name to vfio-pci (what the initramfs hooks run).
@@ -115,6 +117,66 @@ struct CheckArgs {
     /// directory of *.conf command-line fragments (default /etc/cmdline.d)
     #[argh(option, default = "PathBuf::from(\"/etc/cmdline.d\")")]
     cmdline_dir: PathBuf,
+}
+
+/// Bind cards to vfio-pci now, as at boot (for a libvirt prepare hook).
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "bind",
+    example = "vfio-bind bind 1002:73ff@07:00",
+    note = "Same rule grammar and order as apply: override, unbind, probe, read back; a rule that does not end wholly on vfio-pci is given back. Logs to stderr.",
+    error_code(1, "a rule was malformed, did not match, or did not end on vfio-pci")
+)]
+struct BindArgs {
+    /// rules, as in vfio.bind= (e.g. 1002:73ff@07:00)
+    #[argh(positional)]
+    rules: Vec<String>,
+    /// sysfs root to work on (default /sys); modules are loaded only for /sys
+    #[argh(option, default = "PathBuf::from(\"/sys\")")]
+    sysfs: PathBuf,
+}
+
+/// Give cards back to their own drivers (for a libvirt release hook).
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "release",
+    example = "vfio-bind release 1002:73ff@07:00",
+    note = "Clears driver_override, unbinds from vfio-pci and probes, so the native driver takes the card back. Logs to stderr.",
+    error_code(
+        1,
+        "a rule was malformed, did not match, or a function is still on vfio-pci"
+    )
+)]
+struct ReleaseArgs {
+    /// rules, as in vfio.bind= (e.g. 1002:73ff@07:00)
+    #[argh(positional)]
+    rules: Vec<String>,
+    /// sysfs root to work on (default /sys)
+    #[argh(option, default = "PathBuf::from(\"/sys\")")]
+    sysfs: PathBuf,
+}
+
+/// The rules given as arguments, each problem logged.
+fn rules_from_arguments(texts: &[String]) -> Result<Gathered, ExitCode> {
+    if texts.is_empty() {
+        eprintln!("vfio-bind: give at least one rule, e.g. 1002:73ff@07:00");
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    let mut gathered = Gathered {
+        rules: vfio_bind::cmdline::RuleSet::new(),
+        noiommu: false,
+    };
+    for text in texts {
+        gathered.rules.add_rule_text(text, &mut |problem| {
+            log_problem(
+                "the arguments",
+                vfio_bind::sources::SourceProblem::Rule(problem),
+            )
+        });
+    }
+    Ok(gathered)
 }
 
 fn parse_arguments() -> Result<Cli, ExitCode> {
@@ -198,6 +260,24 @@ fn run() -> Result<u8, ExitCode> {
                 location,
                 &mut std::io::stdout().lock(),
             ))
+        }
+        Command::Bind(args) => {
+            let sysfs = open_sysfs(&args.sysfs)?;
+            kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let gathered = rules_from_arguments(&args.rules)?;
+            let mut kernel = RunningKernel {
+                modules_allowed: sysfs.is_real(),
+            };
+            Ok(apply(&sysfs, &gathered, &mut kernel, started, false))
+        }
+        Command::Release(args) => {
+            let sysfs = open_sysfs(&args.sysfs)?;
+            kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let gathered = rules_from_arguments(&args.rules)?;
+            let mut kernel = RunningKernel {
+                modules_allowed: false,
+            };
+            Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
         }
         Command::Check(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;

@@ -126,7 +126,17 @@ fn bad_arguments_exit_2_and_help_exits_0_with_examples() {
     let output = vfio_bind(&["rule", "7:00"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("\"7:00\" is not a PCI address"));
-    for command in ["apply", "list", "rule", "check"] {
+    assert_eq!(
+        vfio_bind(&["bind"]).status.code(),
+        Some(2),
+        "bind needs a rule"
+    );
+    assert_eq!(
+        vfio_bind(&["release"]).status.code(),
+        Some(2),
+        "release needs a rule"
+    );
+    for command in ["apply", "list", "rule", "check", "bind", "release"] {
         let output = vfio_bind(&[command, "--help"]);
         assert_eq!(output.status.code(), Some(0), "{command}");
         assert!(

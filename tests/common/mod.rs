@@ -180,6 +180,28 @@ pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
     }
 }
 
+/// Runs `release` for the rules in `rules` (space separated) against a simulated kernel.
+pub fn run_release(kernel: &mut SimulatedKernel<'_>, rules: &str) -> Run {
+    capture_log();
+    let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
+    let mut gathered = vfio_bind::sources::Gathered {
+        rules: vfio_bind::cmdline::RuleSet::new(),
+        noiommu: false,
+    };
+    for rule in rules.split(' ') {
+        gathered
+            .rules
+            .add_rule_text(rule, &mut |_| panic!("test rules are well formed"));
+    }
+    let status = vfio_bind::apply::release_rules(&sysfs, &gathered, kernel, Instant::now());
+    Run {
+        status,
+        writes: std::mem::take(&mut kernel.writes),
+        modules: std::mem::take(&mut kernel.modules_loaded),
+        log: captured(),
+    }
+}
+
 /// The log without the timing at the end of the summary (`in 123 us`).
 pub fn without_timing(lines: &[String]) -> Vec<String> {
     lines
