@@ -148,7 +148,7 @@ pub fn init_with_kmsg(kmsg: File, level: LevelFilter) {
 }
 
 fn install(sink: Sink, level: LevelFilter) {
-    let echo_to_stderr = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    let echo_to_stderr = stderr_is_a_user_terminal();
     let logger = LOGGER.get_or_init(|| Logger {
         sink,
         echo_to_stderr,
@@ -158,6 +158,21 @@ fn install(sink: Sink, level: LevelFilter) {
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Whether stderr is a terminal other than the system console: someone ran the command by
+/// hand. At boot, stderr is /dev/console (character device 5:1), where the kernel already
+/// shows what /dev/kmsg gets, so echoing there would print every line twice.
+fn stderr_is_a_user_terminal() -> bool {
+    const CONSOLE: (u64, u64) = (5, 1);
+    let stderr = std::io::stderr();
+    if !nix::unistd::isatty(&stderr).unwrap_or(false) {
+        return false;
+    }
+    nix::sys::stat::fstat(&stderr).is_ok_and(|status| {
+        let device = status.st_rdev;
+        (nix::libc::major(device) as u64, nix::libc::minor(device) as u64) != CONSOLE
+    })
 }
 
 /// How many records the kmsg budget held back so far.
