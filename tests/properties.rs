@@ -1,0 +1,261 @@
+//! Property tests of the command-line splitter and the rule grammar.
+//!
+//! Each property runs proptest's default number of cases, 256; set `PROPTEST_CASES` to run
+//! more (`PROPTEST_CASES=100000 cargo test --test properties`) or fewer. CI uses the default.
+//! A failing case is shrunk and saved in `tests/properties.proptest-regressions`, which is
+//! then replayed first on every run; commit that file with the fix.
+//!
+//! The fuzz target in `fuzz/` checks the same things on unbounded input for as long as it
+//! is left to run (docs/robustness.md).
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+use vfio_bind::address::{Location, PciAddress, PciIds, SlotAddress};
+use vfio_bind::cmdline::{self, RuleProblem, RuleSet, MAX_RULES};
+use vfio_bind::rule::Rule;
+
+/// Every problem a command line gave, by kind.
+#[derive(Debug, Default)]
+struct Problems {
+    malformed: Vec<String>,
+    too_many: Vec<String>,
+}
+
+fn add(rules: &mut RuleSet, text: &str) -> Problems {
+    let mut problems = Problems::default();
+    rules.add_command_line(text, &mut |problem| match problem {
+        RuleProblem::Malformed(text, _) => problems.malformed.push(text.to_string()),
+        RuleProblem::TooMany(text) => problems.too_many.push(text.to_string()),
+    });
+    problems
+}
+
+/// Text made of the grammar's own characters and words, so that random text often comes
+/// close to a rule (random bytes almost never do).
+fn grammar_soup() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("vfio.bind=".to_string()),
+        Just("vfio-bind=".to_string()),
+        Just("vfio.enable_unsafe_noiommu_mode=".to_string()),
+        Just("--".to_string()),
+        "[0-9a-fA-FxX:@.,\" \t\n=-]{1,12}",
+        "[0-9a-f]{1,9}",
+        any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+/// One rule's text, close to the grammar: right shapes with wrong lengths and digits.
+fn rule_like() -> impl Strategy<Value = String> {
+    "[0-9a-fA-FgG]{0,5}(:[0-9a-fA-F]{0,5})?(@([0-9a-fA-F]{0,9}:)?[0-9a-fA-F]{0,3}:[0-9a-fA-F]{0,3}(\\.[0-9a-f]{0,2})?)?(@[0-9:.]{0,4})?"
+}
+
+fn ids() -> impl Strategy<Value = PciIds> {
+    (any::<u16>(), any::<u16>()).prop_map(|(vendor, device)| PciIds { vendor, device })
+}
+
+fn slot() -> impl Strategy<Value = SlotAddress> {
+    (
+        prop_oneof![Just(0u32), any::<u32>(), 0u32..=0xffff],
+        any::<u8>(),
+        0u8..=0x1f,
+    )
+        .prop_map(|(domain, bus, slot)| SlotAddress { domain, bus, slot })
+}
+
+fn location() -> impl Strategy<Value = Location> {
+    prop_oneof![
+        slot().prop_map(Location::Slot),
+        (slot(), 0u8..=7).prop_map(|(slot, function)| {
+            Location::Function(PciAddress {
+                domain: slot.domain,
+                bus: slot.bus,
+                slot: slot.slot,
+                function,
+            })
+        }),
+    ]
+}
+
+fn rule() -> impl Strategy<Value = Rule> {
+    prop_oneof![
+        ids().prop_map(Rule::Ids),
+        location().prop_map(Rule::At),
+        (ids(), location()).prop_map(|(ids, location)| Rule::Guarded(ids, location)),
+    ]
+}
+
+/// Writes a rule the ways a user may: any case, the domain left out when it is 0, or
+/// written with up to 8 digits (leading zeros).
+fn spelled(rule: Rule, upper: bool, short_domain: bool, domain_digits: usize) -> String {
+    fn hex(value: u32, width: usize, upper: bool) -> String {
+        if upper {
+            format!("{value:0width$X}")
+        } else {
+            format!("{value:0width$x}")
+        }
+    }
+    let ids_text = |ids: PciIds| {
+        format!(
+            "{}:{}",
+            hex(ids.vendor.into(), 4, upper),
+            hex(ids.device.into(), 4, upper)
+        )
+    };
+    let slot_text = |slot: SlotAddress| {
+        let bus_and_slot = format!(
+            "{}:{}",
+            hex(slot.bus.into(), 2, upper),
+            hex(slot.slot.into(), 2, upper)
+        );
+        if short_domain && slot.domain == 0 {
+            bus_and_slot
+        } else {
+            format!("{}:{bus_and_slot}", hex(slot.domain, domain_digits, upper))
+        }
+    };
+    let location_text = |location: Location| match location {
+        Location::Slot(slot) => slot_text(slot),
+        Location::Function(address) => {
+            format!("{}.{}", slot_text(address.slot_address()), address.function)
+        }
+    };
+    match rule {
+        Rule::Ids(ids) => ids_text(ids),
+        Rule::At(location) => format!("@{}", location_text(location)),
+        Rule::Guarded(ids, location) => format!("{}@{}", ids_text(ids), location_text(location)),
+    }
+}
+
+/// Checks the round trip of one parsed rule: canonical text, parsed again, is the same rule
+/// and prints the same.
+fn assert_round_trips(rule: Rule) -> Result<(), TestCaseError> {
+    let canonical = rule.to_string();
+    let again: Rule = canonical
+        .parse()
+        .map_err(|error| TestCaseError::fail(format!("{canonical:?} fails: {error:?}")))?;
+    prop_assert_eq!(again, rule);
+    prop_assert_eq!(again.to_string(), canonical);
+    Ok(())
+}
+
+proptest! {
+    /// Any bytes, decoded as the binder decodes /proc/cmdline: no panic anywhere, and the
+    /// rule set's counters agree with what it reported.
+    #[test]
+    fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let text = String::from_utf8_lossy(&bytes);
+        for parameter in cmdline::parameters(&text) {
+            let _ = parameter.is(cmdline::BIND_PARAMETER);
+        }
+        let _ = cmdline::requests_noiommu(&text);
+        let _ = text.parse::<Rule>();
+        let mut rules = RuleSet::new();
+        let problems = add(&mut rules, &text);
+        prop_assert!(rules.rules().len() <= MAX_RULES);
+        prop_assert_eq!(problems.malformed.len(), rules.malformed);
+    }
+
+    /// Text near the grammar: no panic; every kept rule round-trips; every name and value
+    /// the splitter yields is a piece of the text.
+    #[test]
+    fn grammar_soup_never_panics_and_kept_rules_round_trip(text in grammar_soup()) {
+        let _ = text.parse::<Rule>();
+        let _ = cmdline::requests_noiommu(&text);
+        for parameter in cmdline::parameters(&text) {
+            prop_assert!(text.contains(parameter.name));
+            if let Some(value) = parameter.value {
+                prop_assert!(text.contains(value));
+            }
+        }
+        let mut rules = RuleSet::new();
+        let problems = add(&mut rules, &text);
+        prop_assert!(rules.rules().len() <= MAX_RULES);
+        prop_assert_eq!(problems.malformed.len(), rules.malformed);
+        prop_assert!(problems.too_many.len() <= 1);
+        prop_assert_eq!(problems.too_many.len() == 1, rules.overflowing > 0);
+        for rule in rules.rules() {
+            assert_round_trips(*rule)?;
+        }
+    }
+
+    /// Any rule that parses prints back to text that parses to the same rule.
+    #[test]
+    fn whatever_parses_round_trips(text in prop_oneof![rule_like(), "\\PC{0,24}"]) {
+        if let Ok(rule) = text.parse::<Rule>() {
+            assert_round_trips(rule)?;
+        }
+    }
+
+    /// Rules built from their parts, spelled any valid way, parse to those parts, and their
+    /// canonical form round-trips.
+    #[test]
+    fn generated_rules_round_trip(
+        rule in rule(),
+        upper in any::<bool>(),
+        short_domain in any::<bool>(),
+        domain_digits in 4usize..=8,
+    ) {
+        let text = spelled(rule, upper, short_domain, domain_digits);
+        prop_assert_eq!(text.parse::<Rule>(), Ok(rule), "{}", text);
+        assert_round_trips(rule)?;
+        // And inside a command line, among other parameters.
+        let mut rules = RuleSet::new();
+        let problems = add(&mut rules, &format!("quiet vfio.bind={text} splash"));
+        prop_assert_eq!(rules.rules(), &[rule]);
+        prop_assert!(problems.malformed.is_empty() && problems.too_many.is_empty());
+    }
+
+    /// More distinct rules than fit, mixed with duplicates and malformed ones, spread over
+    /// several parameters: exactly MAX_RULES kept (the first ones, in order), one TooMany
+    /// naming the first that did not fit, and the counts add up. Nothing is dropped silently.
+    #[test]
+    fn capacity_gives_an_error_never_a_silent_drop(
+        rules in prop::collection::vec(rule(), MAX_RULES + 1..MAX_RULES * 3),
+        duplicates in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        malformed in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        per_parameter in 1usize..6,
+    ) {
+        let mut distinct: Vec<Rule> = Vec::new();
+        for rule in rules {
+            if !distinct.contains(&rule) {
+                distinct.push(rule);
+            }
+        }
+        prop_assume!(distinct.len() > MAX_RULES);
+        let mut texts: Vec<String> = distinct.iter().map(Rule::to_string).collect();
+        for index in &duplicates {
+            // The same rule spelled differently, right after its first spelling.
+            let rule = distinct[index.index(distinct.len())];
+            let at = texts.iter().position(|text| *text == rule.to_string()).unwrap();
+            texts.insert(at + 1, spelled(rule, true, true, 8));
+        }
+        for index in &malformed {
+            texts.insert(index.index(texts.len() + 1), "1002:73ff@07:20".to_string());
+        }
+        let command_line: Vec<String> = texts
+            .chunks(per_parameter)
+            .map(|chunk| format!("vfio.bind={}", chunk.join(",")))
+            .collect();
+        let mut set = RuleSet::new();
+        let problems = add(&mut set, &command_line.join(" "));
+
+        let kept = &distinct[..MAX_RULES];
+        prop_assert_eq!(set.rules(), kept);
+        prop_assert_eq!(&problems.too_many, &[distinct[MAX_RULES].to_string()]);
+        prop_assert_eq!(set.malformed, malformed.len());
+        prop_assert_eq!(problems.malformed.len(), malformed.len());
+        // Every text is kept (or a duplicate of a kept rule), malformed, or overflowing:
+        // a later spelling of a rule that did not fit counts as overflowing again.
+        let kept_texts = texts
+            .iter()
+            .filter(|text| text.parse().is_ok_and(|rule| kept.contains(&rule)))
+            .count();
+        prop_assert_eq!(kept_texts + set.malformed + set.overflowing, texts.len());
+        prop_assert!(set.overflowing >= distinct.len() - MAX_RULES);
+        prop_assert!(set.has_rejects());
+        let unique: HashSet<String> = set.rules().iter().map(Rule::to_string).collect();
+        prop_assert_eq!(unique.len(), MAX_RULES);
+    }
+}
