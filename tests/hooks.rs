@@ -18,7 +18,7 @@ const MKINITCPIO_HOOK: &str = "mkinitcpio/hooks/vfio-bind";
 const DRACUT_SETUP: &str = "dracut/90vfio-bind/module-setup.sh";
 const DRACUT_HOOK: &str = "dracut/90vfio-bind/vfio-bind.sh";
 const ITOOLS_HOOK: &str = "initramfs-tools/hooks/vfio-bind";
-const ITOOLS_SCRIPT: &str = "initramfs-tools/scripts/init-top/vfio-bind";
+const ITOOLS_SCRIPT: &str = "initramfs-tools/scripts/init-top/00-vfio-bind";
 const UNIT: &str = "systemd/vfio-bind.service";
 
 /// Every shell file of the integration, with the dialect it must be checked as.
@@ -330,9 +330,18 @@ fn mkinitcpio_install_adds_binary_modules_runscript_and_unit_in_every_flavour() 
     // busybox init, systemd before and after the hook, and under nullglob (which would eat
     // an unquoted 'vfio?').
     for (hooks, nullglob) in [
-        ("base vfio-bind udev autodetect kms block filesystems", false),
-        ("base systemd vfio-bind autodetect kms block filesystems", false),
-        ("base vfio-bind systemd autodetect kms block filesystems", false),
+        (
+            "base vfio-bind udev autodetect kms block filesystems",
+            false,
+        ),
+        (
+            "base systemd vfio-bind autodetect kms block filesystems",
+            false,
+        ),
+        (
+            "base vfio-bind systemd autodetect kms block filesystems",
+            false,
+        ),
         ("base systemd vfio-bind", true),
     ] {
         let log = mkinitcpio_build(&scratch, &FULL_HOST, hooks, nullglob);
@@ -469,9 +478,7 @@ fn dracut_with_systemd_installs_the_unit_wanted_by_sysinit_and_no_hook() {
         "inst_simple ROOT/host/usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service"
             .into(),
     );
-    expected.push(
-        "systemctl -q --root /INITDIR add-wants sysinit.target vfio-bind.service".into(),
-    );
+    expected.push("systemctl -q --root /INITDIR add-wants sysinit.target vfio-bind.service".into());
     assert_eq!(log, expected);
 }
 
@@ -486,7 +493,9 @@ fn dracut_copies_host_rules_in_both_flavours() {
         let log = dracut_setup(&scratch, &host, systemd);
         assert_eq!(
             log.last().map(String::as_str),
-            Some("inst_simple ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf"),
+            Some(
+                "inst_simple ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf"
+            ),
             "systemd={systemd}"
         );
     }
@@ -524,33 +533,27 @@ fn dracut_warns_and_goes_on_without_binary_or_unit() {
 // ---------------------------------------------------------------------------------------
 // initramfs-tools build hook
 
-/// A DESTDIR as mkinitramfs has it when the hooks run: boot scripts already copied.
-fn make_destdir(scratch: &Scratch) -> PathBuf {
+/// An init-top directory as the host has it (Debian 12's stock scripts, and plymouth's,
+/// which needs udev first), with ours under `name`.
+fn make_init_top(scratch: &Scratch, name: &str) -> PathBuf {
     let prereq_script = |prereq: &str| {
         format!(
             "#!/bin/sh\nPREREQ=\"{prereq}\"\ncase $1 in prereqs) echo \"$PREREQ\"; exit 0;; esac\n"
         )
     };
-    for name in ["all_generic_ide", "blacklist", "keymap", "udev"] {
-        scratch.write(
-            &format!("dest/scripts/init-top/{name}"),
-            &prereq_script(""),
-            0o755,
-        );
+    let dir = format!("{name}-init-top");
+    for stock in ["all_generic_ide", "blacklist", "keymap", "udev"] {
+        scratch.write(&format!("{dir}/{stock}"), &prereq_script(""), 0o755);
     }
-    // Something that must come after udev, as plymouth's script does.
-    scratch.write(
-        "dest/scripts/init-top/plymouth",
-        &prereq_script("udev"),
-        0o755,
-    );
+    scratch.write(&format!("{dir}/plymouth"), &prereq_script("udev"), 0o755);
     let ours = fs::read_to_string(project(ITOOLS_SCRIPT)).unwrap();
-    scratch.write("dest/scripts/init-top/vfio-bind", &ours, 0o755);
-    scratch.join("dest")
+    scratch.write(&format!("{dir}/{name}"), &ours, 0o755);
+    scratch.join(&dir)
 }
 
-/// The order initramfs-tools gives `dir`'s scripts: hook-functions' get_prereq_pairs piped
-/// through tsort, keeping only the files that exist (cache_run_scripts).
+/// The order initramfs-tools gives `dir`'s scripts: hook-functions' get_prereq_pairs
+/// (every executable script paired with itself and with each of its PREREQs) piped through
+/// tsort, keeping only the scripts that exist (cache_run_scripts).
 fn init_top_order(dir: &Path) -> Vec<String> {
     let script = r#"
         cd "$DIR" || exit 1
@@ -567,7 +570,6 @@ fn init_top_order(dir: &Path) -> Vec<String> {
 
 fn itools_hook(scratch: &Scratch, host: &Host) -> (Output, Vec<String>) {
     let root = make_host(scratch, host);
-    let dest = make_destdir(scratch);
     let log = scratch.join("log");
     let script = r#"
         . "$STUBS" || exit 90
@@ -580,7 +582,6 @@ fn itools_hook(scratch: &Scratch, host: &Host) -> (Output, Vec<String>) {
             ("HOOK_LOG", &log),
             ("STUBS", &project("tests/hooks/initramfs-tools-stubs.sh")),
             ("HOOK", &project(ITOOLS_HOOK)),
-            ("DESTDIR", &dest),
             ("VFIO_BIND_ROOT", &root),
         ],
     );
@@ -612,7 +613,9 @@ fn initramfs_tools_hook_copies_host_rules_when_there_are_some() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(
         log.last().map(String::as_str),
-        Some("copy_file config ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf")
+        Some(
+            "copy_file config ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf"
+        )
     );
     assert_eq!(log.len(), 3);
 }
@@ -633,37 +636,44 @@ fn initramfs_tools_hook_warns_and_succeeds_without_binary() {
         lines(&["manual_add_modules vfio vfio_iommu_type1 vfio-pci"])
     );
     assert!(
-        text(&output.stderr).contains("W: vfio-bind: ") && text(&output.stderr).contains("not found"),
+        text(&output.stderr).contains("W: vfio-bind: ")
+            && text(&output.stderr).contains("not found"),
         "{}",
         text(&output.stderr)
     );
 }
 
 #[test]
-fn initramfs_tools_init_top_script_runs_before_udev_once_the_hook_ran() {
+fn initramfs_tools_init_top_script_runs_first_by_its_name() {
     let scratch = Scratch::new("itools-order");
-    let dest = make_destdir(&scratch);
-    let init_top = dest.join("scripts/init-top");
     let position = |order: &[String], name: &str| order.iter().position(|x| x == name);
 
-    // What initramfs-tools would do with the name alone: after udev. This is why the hook
-    // renames it.
-    let before = init_top_order(&init_top);
-    assert!(position(&before, "vfio-bind") > position(&before, "udev"), "{before:?}");
-
-    let (output, _) = itools_hook(&scratch, &FULL_HOST);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(!init_top.join("vfio-bind").exists());
-    let renamed = init_top.join("00-vfio-bind");
+    let order = init_top_order(&make_init_top(&scratch, "00-vfio-bind"));
     assert_eq!(
-        fs::read_to_string(&renamed).unwrap(),
-        fs::read_to_string(project(ITOOLS_SCRIPT)).unwrap()
+        order.first().map(String::as_str),
+        Some("00-vfio-bind"),
+        "{order:?}"
     );
-    assert!(fs::metadata(&renamed).unwrap().permissions().mode() & 0o111 != 0);
+    assert!(position(&order, "udev") < position(&order, "plymouth"));
+    assert_eq!(order.len(), 6, "{order:?}");
 
-    let after = init_top_order(&init_top);
-    assert_eq!(after.first().map(String::as_str), Some("00-vfio-bind"), "{after:?}");
-    assert_eq!(after.len(), 6, "{after:?}");
+    // Why the name: called "vfio-bind" it would run after udev had triggered coldplug,
+    // and no PREREQ can move a script earlier.
+    let order = init_top_order(&make_init_top(&scratch, "vfio-bind"));
+    assert!(
+        position(&order, "vfio-bind") > position(&order, "udev"),
+        "{order:?}"
+    );
+
+    // set_initlist skips names with anything but [[:alnum:]._-].
+    let name = Path::new(ITOOLS_SCRIPT)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
 }
 
 #[test]
@@ -728,11 +738,19 @@ impl Boot {
     }
 
     fn binder_calls(&self) -> Vec<String> {
-        self.scratch.read("binder.log").lines().map(String::from).collect()
+        self.scratch
+            .read("binder.log")
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn kmsg(&self) -> Vec<String> {
-        self.scratch.read("root/dev/kmsg").lines().map(String::from).collect()
+        self.scratch
+            .read("root/dev/kmsg")
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// Runs `script` in `shell` with VFIO_BIND_ROOT at the fake root and HOOK at `hook`.
@@ -800,7 +818,12 @@ fn runtime_cases() -> Vec<(&'static str, Shell, &'static str)> {
 fn runtime_hooks_run_the_binder_with_apply_and_stay_quiet_when_it_succeeds() {
     for (hook, shell, script) in runtime_cases() {
         let context = format!("{hook} in {}", shell.name);
-        let boot = Boot::new("ok", Binder::Exits(0), "root=/dev/vda vfio.bind=1002:73ff@07:00", true);
+        let boot = Boot::new(
+            "ok",
+            Binder::Exits(0),
+            "root=/dev/vda vfio.bind=1002:73ff@07:00",
+            true,
+        );
         let output = boot.run(&shell, hook, script);
         assert_survived(&output, &context);
         assert_eq!(text(&output.stdout), "survived\n", "{context}");
@@ -867,7 +890,12 @@ fn runtime_hooks_skip_the_binder_on_rd_vfio_bind_0() {
             let boot = Boot::new("noskip", Binder::Exits(0), cmdline, true);
             let output = boot.run(&shell, hook, script);
             assert_survived(&output, hook);
-            assert_eq!(boot.binder_calls(), ["apply"], "{hook} in {}: {cmdline}", shell.name);
+            assert_eq!(
+                boot.binder_calls(),
+                ["apply"],
+                "{hook} in {}: {cmdline}",
+                shell.name
+            );
         }
     }
 }
@@ -881,7 +909,11 @@ fn runtime_hooks_fall_back_to_the_console_without_kmsg() {
         fs::remove_file(boot.root.join("proc/cmdline")).unwrap();
         let output = boot.run(&shell, hook, script);
         assert_survived(&output, &context);
-        assert_eq!(text(&output.stderr), format!("{MISSING_MESSAGE}\n"), "{context}");
+        assert_eq!(
+            text(&output.stderr),
+            format!("{MISSING_MESSAGE}\n"),
+            "{context}"
+        );
     }
 }
 
@@ -916,7 +948,11 @@ fn runtime_hooks_use_the_image_paths_at_boot() {
     // With VFIO_BIND_ROOT unset every path is the image's own.
     for hook in [MKINITCPIO_HOOK, DRACUT_HOOK, ITOOLS_SCRIPT] {
         let contents = fs::read_to_string(project(hook)).unwrap();
-        for path in ["/usr/bin/vfio-bind\" apply", "/proc/cmdline\"", "/dev/kmsg\""] {
+        for path in [
+            "/usr/bin/vfio-bind\" apply",
+            "/proc/cmdline\"",
+            "/dev/kmsg\"",
+        ] {
             assert!(contents.contains(path), "{hook}: {path}");
         }
         assert!(contents.contains("${VFIO_BIND_ROOT:-}"), "{hook}");

@@ -54,7 +54,8 @@ const fn file(source: Source, destination: &'static str, mode: u32) -> InstallFi
 ///
 /// The unit goes to `lib/vfio-bind/`, outside every systemd unit directory: the host's own
 /// systemd must never see it; the hooks copy it into the images. mkinitcpio sources its
-/// hook files (0644, as its own are); dracut and initramfs-tools run theirs (0755).
+/// hook files (0644, as its own are); dracut and initramfs-tools run theirs (0755). The
+/// init-top script's name makes initramfs-tools run it before udev's (see the script).
 pub const FILES: &[InstallFile] = &[
     file(Source::Binary, "bin/vfio-bind", 0o755),
     file(
@@ -83,8 +84,8 @@ pub const FILES: &[InstallFile] = &[
         0o755,
     ),
     file(
-        Source::Project("initramfs-tools/scripts/init-top/vfio-bind"),
-        "share/initramfs-tools/scripts/init-top/vfio-bind",
+        Source::Project("initramfs-tools/scripts/init-top/00-vfio-bind"),
+        "share/initramfs-tools/scripts/init-top/00-vfio-bind",
         0o755,
     ),
     file(
@@ -291,7 +292,7 @@ mod tests {
         ("usr/share/initramfs-tools/scripts/", "755"),
         ("usr/share/initramfs-tools/scripts/init-top/", "755"),
         (
-            "usr/share/initramfs-tools/scripts/init-top/vfio-bind",
+            "usr/share/initramfs-tools/scripts/init-top/00-vfio-bind",
             "755",
         ),
     ];
