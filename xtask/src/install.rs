@@ -1,4 +1,5 @@
-//! `cargo xtask install`: the binary and every hook file at the paths each generator reads.
+//! `cargo xtask install`: the binary, the man page, and every hook file at the paths each
+//! generator reads.
 //!
 //! [`FILES`] is the one list of what is installed where; [`install_tree`] installs it under
 //! a staging root, for packaging and for the VM test, which builds real images from such a
@@ -91,6 +92,11 @@ pub const FILES: &[InstallFile] = &[
     file(
         Source::Project("systemd/vfio-bind.service"),
         "lib/vfio-bind/vfio-bind.service",
+        0o644,
+    ),
+    file(
+        Source::Project("man/vfio-bind.8"),
+        "share/man/man8/vfio-bind.8",
         0o644,
     ),
 ];
@@ -291,6 +297,9 @@ mod tests {
         ("usr/share/initramfs-tools/hooks/vfio-bind", "755"),
         ("usr/share/initramfs-tools/scripts/", "755"),
         ("usr/share/initramfs-tools/scripts/init-top/", "755"),
+        ("usr/share/man/", "755"),
+        ("usr/share/man/man8/", "755"),
+        ("usr/share/man/man8/vfio-bind.8", "644"),
         (
             "usr/share/initramfs-tools/scripts/init-top/00-vfio-bind",
             "755",

@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod install;
+mod packages;
 mod util;
 mod vm;
 
@@ -25,6 +26,7 @@ enum Task {
     VmTest(vm::VmTestArgs),
     VmRun(vm::VmRunArgs),
     Bench(bench::BenchArgs),
+    CheckPackages(packages::CheckPackagesArgs),
 }
 
 fn main() {
@@ -35,6 +37,7 @@ fn main() {
         Task::VmTest(args) => vm::run_tests(args),
         Task::VmRun(args) => vm::run_one(args),
         Task::Bench(args) => bench::run(args),
+        Task::CheckPackages(args) => packages::run(args),
     };
     if let Err(error) = result {
         eprintln!("xtask: {error}");
