@@ -1,14 +1,681 @@
 //! `cargo xtask bench`: vfio-bind apply against synthetic sysfs trees, beside the shell way.
+//!
+//! For each size (64, 256, 1024 PCI functions) a tree is built in the kernel's layout
+//! (`bench/tree.rs`), and with rules selecting 1 and 8 identical cards by address, the static
+//! release binary's `apply` and `xtask/bench/wiki-way.sh` under `busybox sh` are each run
+//! repeatedly; medians of wall time (fork to reap) are compared. Then one binder run is
+//! counted under `strace -f -c`, peak RSS is read from `wait4`, and the targets of issue 5
+//! are checked. Timings are printed, never asserted: they depend on the machine.
+//!
+//! On a fixture, `apply` never loads modules and no kernel binds anything, so each run ends
+//! by giving its cards back (exit status 1). The run therefore does all of the real work
+//! and a little more: scan, override, unbind, probe, read back, then undo.
+
+mod measure;
+mod tree;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::util::TaskResult;
+use crate::build::build_static_binary;
+use crate::util::{project_root, TaskResult};
+use measure::{count_syscalls, peak_rss_kib, sample, which, Sample, SyscallCount};
+use tree::Machine;
 
 /// time vfio-bind apply on synthetic sysfs trees beside a shell implementation
 #[derive(FromArgs)]
-#[argh(subcommand, name = "bench")]
-pub struct BenchArgs {}
+#[argh(
+    subcommand,
+    name = "bench",
+    note = "Needs busybox (busybox-static) for the shell side and strace for the system-call count; says so when either is missing."
+)]
+pub struct BenchArgs {
+    /// number of PCI functions in a tree; repeat for several (default 64, 256, 1024)
+    #[argh(option)]
+    size: Vec<usize>,
+    /// number of cards the rules select; repeat for several (default 1, 8)
+    #[argh(option)]
+    cards: Vec<usize>,
+    /// seconds of runs per case and side, after a warm-up run (default 1.5)
+    #[argh(option, default = "1.5")]
+    seconds: f64,
+    /// keep the trees (target/bench/tree-N) and print the commands, to rerun one by hand
+    #[argh(switch)]
+    keep: bool,
+}
 
-pub fn run(_args: BenchArgs) -> TaskResult {
-    Err("bench is not written yet".into())
+/// The command line around the rules, as a distribution's bootloader writes it.
+const CMDLINE_AROUND: &str =
+    "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=0f2b7b1e-3c1a-4d5e-9f00-1b2c3d4e5f60 ro quiet";
+
+const SCRIPT: &str = "xtask/bench/wiki-way.sh";
+
+/// Issue 5's targets.
+const TARGET_APPLY_1024: Duration = Duration::from_millis(5);
+const TARGET_RATIO: f64 = 10.0;
+const TARGET_RSS_KIB: u64 = 1024;
+const TARGET_SIZE_BYTES: u64 = 400 * 1024;
+/// Growth exponent still called linear, for noise: t ∝ n^1.1 at most.
+const LINEAR_EXPONENT: f64 = 1.1;
+
+/// The shell side: busybox, and a directory whose `cat` and `sh` are busybox, as in an
+/// initramfs.
+struct Shell {
+    busybox: PathBuf,
+    bin_dir: PathBuf,
+    version: String,
+}
+
+/// What was measured for one size and one number of cards.
+struct Case {
+    functions: usize,
+    cards: usize,
+    binder: Sample,
+    /// The binder's own elapsed time from its summary line, median, in µs.
+    binder_self_us: Option<u64>,
+    /// Peak RSS of one binder run, KiB.
+    binder_rss_kib: u64,
+    shell: Option<Sample>,
+    /// Peak RSS of the `busybox sh` process of one run (not its `cat`s), KiB.
+    shell_rss_kib: Option<u64>,
+}
+
+pub fn run(args: BenchArgs) -> TaskResult {
+    let sizes = if args.size.is_empty() {
+        vec![64, 256, 1024]
+    } else {
+        args.size
+    };
+    let card_counts = if args.cards.is_empty() {
+        vec![1, 8]
+    } else {
+        args.cards
+    };
+    if sizes.iter().any(|&size| size < 32) || card_counts.contains(&0) {
+        return Err("sizes must be at least 32 functions and card counts at least 1".into());
+    }
+    if !(args.seconds > 0.0 && args.seconds <= 60.0) {
+        return Err("--seconds must be between 0 and 60".into());
+    }
+    let budget = Duration::from_secs_f64(args.seconds);
+
+    let root = project_root();
+    let work = root.join("target/bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("cmdline.d"))
+        .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
+    let trees = trees_dir(args.keep)?;
+
+    eprintln!("bench: building the static release binary");
+    let binary = build_static_binary()?;
+    let binary_size = std::fs::metadata(&binary)
+        .map_err(|error| format!("cannot read {}: {error}", binary.display()))?
+        .len();
+    let shell = find_shell(&work)?;
+    let strace = which("strace");
+    let script = root.join(SCRIPT);
+
+    let mut cases = Vec::new();
+    let mut notes = Vec::new();
+    let mut syscalls: Option<(usize, usize, SyscallCount, Option<SyscallCount>)> = None;
+    for &functions in &sizes {
+        eprintln!("bench: building a tree of {functions} PCI functions");
+        let machine = tree::build(functions, trees.join(format!("tree-{functions}")))
+            .map_err(|error| format!("cannot build a sysfs tree of {functions}: {error}"))?;
+        for &wanted in &card_counts {
+            let cards = machine.pick_cards(wanted);
+            if cards.len() < wanted {
+                notes.push(format!(
+                    "{functions} functions have only {} AMD cards; \"{wanted} cards\" selects {}",
+                    machine.amd_cards.len(),
+                    cards.len()
+                ));
+            }
+            let rules: Vec<String> = cards.iter().map(|card| card.rule()).collect();
+            let cmdline = format!("{CMDLINE_AROUND} vfio.bind={}", rules.join(","));
+            let targets: BTreeSet<String> = cards
+                .iter()
+                .flat_map(|card| card.functions.iter().cloned())
+                .collect();
+            let binder_command = || {
+                let mut command = Command::new(&binary);
+                command
+                    .env_clear()
+                    .arg("apply")
+                    .arg("--sysfs")
+                    .arg(machine.tree.root())
+                    .arg("--cmdline")
+                    .arg(&cmdline)
+                    .arg("--cmdline-dir")
+                    .arg(work.join("cmdline.d"));
+                command
+            };
+            let shell_command = |shell: &Shell| {
+                let mut command = Command::new(&shell.busybox);
+                command
+                    .env_clear()
+                    .env("PATH", &shell.bin_dir)
+                    .env("SYSFS", machine.tree.root())
+                    .env("CMDLINE", &cmdline)
+                    .arg("sh")
+                    .arg(&script);
+                command
+            };
+            let mut reset = || reset_overrides(&machine, &targets);
+            if args.keep {
+                eprintln!("bench: {:?}", binder_command());
+                if let Some(shell) = &shell {
+                    eprintln!("bench: {:?}", shell_command(shell));
+                }
+            }
+
+            eprintln!("bench: {functions} functions, {wanted} cards: vfio-bind apply");
+            let binder = sample(&binder_command, &mut reset, budget, 21, 501)?;
+            check_binder_run(&binder, &machine, &targets, rules.len())?;
+            let shell_sample = match &shell {
+                Some(shell) => {
+                    eprintln!("bench: {functions} functions, {wanted} cards: busybox sh {SCRIPT}");
+                    let sample = sample(&|| shell_command(shell), &mut reset, budget, 5, 101)?;
+                    check_shell_run(&sample, &machine, &targets)?;
+                    Some(sample)
+                }
+                None => None,
+            };
+            reset()?;
+            let binder_rss_kib = peak_rss_kib(&binder_command())?;
+            reset()?;
+            let shell_rss_kib = match &shell {
+                Some(shell) => Some(peak_rss_kib(&shell_command(shell))?),
+                None => None,
+            };
+            reset()?;
+
+            let largest = functions == *sizes.iter().max().unwrap_or(&0);
+            let most_cards = wanted == *card_counts.iter().max().unwrap_or(&0);
+            if largest && most_cards {
+                if let Some(strace) = &strace {
+                    eprintln!("bench: counting system calls with strace -f -c");
+                    let binder_calls =
+                        count_syscalls(strace, &binder_command(), &work.join("strace-binder"))?;
+                    reset()?;
+                    let shell_calls = match &shell {
+                        Some(shell) => Some(count_syscalls(
+                            strace,
+                            &shell_command(shell),
+                            &work.join("strace-shell"),
+                        )?),
+                        None => None,
+                    };
+                    reset()?;
+                    syscalls = Some((functions, cards.len(), binder_calls, shell_calls));
+                }
+            }
+            cases.push(Case {
+                functions,
+                cards: cards.len(),
+                binder_self_us: self_reported_median(&binder),
+                binder,
+                binder_rss_kib,
+                shell: shell_sample,
+                shell_rss_kib,
+            });
+        }
+        if args.keep {
+            // Leave the tree on disk for a rerun by hand.
+            std::mem::forget(machine);
+        }
+    }
+
+    print!(
+        "{}",
+        report(&Report {
+            binary: &binary,
+            binary_size,
+            shell: shell.as_ref(),
+            strace: strace.as_deref(),
+            cases: &cases,
+            syscalls: syscalls.as_ref(),
+            notes: &notes,
+        })
+    );
+    Ok(())
+}
+
+/// Where the trees are built: in `/dev/shm` when it is there, since tmpfs, like sysfs,
+/// keeps everything in memory (a disk file system journals every truncating write, which
+/// costs more than the rest of a run). Removed first, unless it is to be kept.
+fn trees_dir(keep: bool) -> TaskResult<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        eprintln!("bench: no /dev/shm; building the trees in the temporary directory");
+        std::env::temp_dir()
+    };
+    let dir = base.join("vfio-bind-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    if keep {
+        eprintln!("bench: the trees are kept in {}", dir.display());
+    }
+    Ok(dir)
+}
+
+/// Finds busybox and makes `bin/` with `sh` and `cat` pointing to it. `None`, said loudly,
+/// when busybox is missing.
+fn find_shell(work: &Path) -> TaskResult<Option<Shell>> {
+    let Some(busybox) = which("busybox") else {
+        eprintln!(
+            "bench: BUSYBOX IS MISSING: the shell side is not run and the 10x target cannot be checked. \
+             Install it (apt-get install busybox-static) and run the bench again."
+        );
+        return Ok(None);
+    };
+    let bin_dir = work.join("bin");
+    std::fs::create_dir_all(&bin_dir)
+        .map_err(|error| format!("cannot create {}: {error}", bin_dir.display()))?;
+    for applet in ["sh", "cat"] {
+        symlink(&busybox, bin_dir.join(applet))
+            .map_err(|error| format!("cannot link {applet} to busybox: {error}"))?;
+    }
+    let version = Command::new(&busybox)
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Ok(Some(Shell {
+        busybox,
+        bin_dir,
+        version,
+    }))
+}
+
+/// Puts `(null)` back in the targets' `driver_override`, as the kernel shows it unset.
+fn reset_overrides(machine: &Machine, targets: &BTreeSet<String>) -> TaskResult {
+    for address in targets {
+        let path = machine.tree.attribute(address, "driver_override");
+        std::fs::write(&path, "(null)\n")
+            .map_err(|error| format!("cannot reset {}: {error}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The functions whose `driver_override` is no longer `(null)`.
+fn overridden(machine: &Machine) -> TaskResult<BTreeSet<String>> {
+    let mut changed = BTreeSet::new();
+    for address in &machine.addresses {
+        if machine.tree.override_of(address) != "(null)" {
+            changed.insert(address.clone());
+        }
+    }
+    Ok(changed)
+}
+
+/// The binder must have worked on exactly the targets: written their overrides (then
+/// cleared them when giving the cards back, since no kernel binds on a fixture), and none
+/// other; and have exited 0 or 1, not crashed or refused its arguments.
+fn check_binder_run(
+    sample: &Sample,
+    machine: &Machine,
+    targets: &BTreeSet<String>,
+    rules: usize,
+) -> TaskResult {
+    for run in &sample.runs {
+        if !matches!(run.status.code(), Some(0 | 1)) {
+            return Err(format!(
+                "vfio-bind apply ended with {}:\n{}",
+                run.status, run.stderr
+            ));
+        }
+    }
+    let touched = overridden(machine)?;
+    if &touched != targets {
+        return Err(format!(
+            "vfio-bind apply changed the overrides of {touched:?}, expected {targets:?}"
+        ));
+    }
+    let stderr = &sample.runs[0].stderr;
+    if !stderr.contains(&format!(" of {rules} rules applied")) {
+        return Err(format!(
+            "vfio-bind apply did not print its summary:\n{stderr}"
+        ));
+    }
+    Ok(())
+}
+
+/// The script must have written `vfio-pci` to exactly the targets' overrides.
+fn check_shell_run(sample: &Sample, machine: &Machine, targets: &BTreeSet<String>) -> TaskResult {
+    let first = &sample.runs[0];
+    if !first.status.success() {
+        return Err(format!(
+            "{SCRIPT} ended with {}:\n{}",
+            first.status, first.stderr
+        ));
+    }
+    let touched = overridden(machine)?;
+    let wrong: Vec<&String> = touched
+        .iter()
+        .filter(|address| machine.tree.override_of(address) != "vfio-pci")
+        .collect();
+    if &touched != targets || !wrong.is_empty() {
+        return Err(format!(
+            "{SCRIPT} overrode {touched:?}, expected vfio-pci on {targets:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The median of the `in N us` the binder's summary line reports.
+fn self_reported_median(sample: &Sample) -> Option<u64> {
+    let mut micros: Vec<u64> = sample
+        .runs
+        .iter()
+        .filter_map(|run| {
+            let line = run.stderr.lines().last()?;
+            let (_, after) = line.rsplit_once(" in ")?;
+            after.strip_suffix(" us")?.parse().ok()
+        })
+        .collect();
+    if micros.len() != sample.runs.len() {
+        return None;
+    }
+    micros.sort_unstable();
+    Some(micros[micros.len() / 2])
+}
+
+struct Report<'a> {
+    binary: &'a Path,
+    binary_size: u64,
+    shell: Option<&'a Shell>,
+    strace: Option<&'a Path>,
+    cases: &'a [Case],
+    syscalls: Option<&'a (usize, usize, SyscallCount, Option<SyscallCount>)>,
+    notes: &'a [String],
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
+}
+
+fn us_per_function(duration: Duration, functions: usize) -> String {
+    format!("{:.2} µs", duration.as_secs_f64() * 1e6 / functions as f64)
+}
+
+fn verdict(holds: Option<bool>) -> &'static str {
+    match holds {
+        Some(true) => "[ok]  ",
+        Some(false) => "[MISS]",
+        None => "[--]  ",
+    }
+}
+
+fn report(report: &Report<'_>) -> String {
+    let mut out = String::new();
+    let root = project_root();
+    let shown = |path: &Path| {
+        path.strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    let _ = writeln!(out, "\nvfio-bind bench");
+    let _ = writeln!(
+        out,
+        "binary: {} ({} bytes, {:.1} KiB)",
+        shown(report.binary),
+        report.binary_size,
+        report.binary_size as f64 / 1024.0
+    );
+    match report.shell {
+        Some(shell) => {
+            let _ = writeln!(
+                out,
+                "shell:  busybox sh {SCRIPT}, cat = busybox ({})",
+                shell.version
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "shell:  NOT RUN: busybox is missing (apt-get install busybox-static)"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "machine: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = writeln!(
+        out,
+        "wall time = fork to reap, median of the runs (after one warm-up run); spread = interquartile range / median\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:>9} {:>5} | {:>10} {:>10} {:>11} {:>6} {:>5} | {:>11} {:>10} {:>6} {:>5} | {:>11}",
+        "functions",
+        "cards",
+        "vfio-bind",
+        "per fn",
+        "self-timed",
+        "spread",
+        "runs",
+        "shell",
+        "per fn",
+        "spread",
+        "runs",
+        "shell/bind"
+    );
+    for case in report.cases {
+        let binder = case.binder.median();
+        let self_timed = case
+            .binder_self_us
+            .map_or("-".to_string(), |us| format!("{us} µs"));
+        let (shell, shell_per, shell_spread, shell_runs, ratio) = match &case.shell {
+            Some(shell) => (
+                ms(shell.median()),
+                us_per_function(shell.median(), case.functions),
+                format!("{:.0}%", shell.iqr_relative() * 100.0),
+                shell.runs.len().to_string(),
+                format!(
+                    "{:.0}x",
+                    shell.median().as_secs_f64() / binder.as_secs_f64()
+                ),
+            ),
+            None => Default::default(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>9} {:>5} | {:>10} {:>10} {:>11} {:>6} {:>5} | {:>11} {:>10} {:>6} {:>5} | {:>11}",
+            case.functions,
+            case.cards,
+            ms(binder),
+            us_per_function(binder, case.functions),
+            self_timed,
+            format!("{:.0}%", case.binder.iqr_relative() * 100.0),
+            case.binder.runs.len(),
+            shell,
+            shell_per,
+            shell_spread,
+            shell_runs,
+            ratio
+        );
+    }
+    let _ = writeln!(out);
+
+    match (report.strace, report.syscalls) {
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "system calls: NOT COUNTED: strace is missing (apt-get install strace)"
+            );
+        }
+        (Some(_), None) => {}
+        (Some(_), Some((functions, cards, binder, shell))) => {
+            let _ = writeln!(
+                out,
+                "system calls, one run on {functions} functions, {cards} cards (strace -f -c):"
+            );
+            let _ = writeln!(
+                out,
+                "  vfio-bind: {} ({:.1} per function): {}",
+                binder.total,
+                binder.total as f64 / *functions as f64,
+                binder.top(6)
+            );
+            if let Some(shell) = shell {
+                let _ = writeln!(
+                    out,
+                    "  shell:     {} ({:.1} per function), {} processes started: {}",
+                    shell.total,
+                    shell.total as f64 / *functions as f64,
+                    shell.calls_of(&["clone", "clone3", "fork", "vfork"]),
+                    shell.top(6)
+                );
+            }
+        }
+    }
+    let binder_rss = report
+        .cases
+        .iter()
+        .map(|case| case.binder_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let shell_rss = report
+        .cases
+        .iter()
+        .filter_map(|case| case.shell_rss_kib)
+        .max();
+    let _ = writeln!(
+        out,
+        "peak RSS (VmHWM at exit, largest over the cases): vfio-bind {binder_rss} KiB{}",
+        shell_rss.map_or(String::new(), |kib| format!(
+            ", busybox sh {kib} KiB (the shell process alone)"
+        ))
+    );
+    for note in report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+
+    let _ = writeln!(out, "\ntargets:");
+    let largest = report.cases.iter().map(|case| case.functions).max();
+    let at_1024: Vec<&Case> = report
+        .cases
+        .iter()
+        .filter(|case| case.functions == 1024)
+        .collect();
+    let worst_1024 = at_1024.iter().map(|case| case.binder.median()).max();
+    let _ = writeln!(
+        out,
+        "  {} apply on 1024 functions < 5 ms: {}",
+        verdict(worst_1024.map(|worst| worst < TARGET_APPLY_1024)),
+        worst_1024.map_or(
+            format!("not measured (largest size {})", largest.unwrap_or(0)),
+            |worst| format!("{} (median, the slower card count)", ms(worst))
+        )
+    );
+    let ratios: Vec<(f64, &Case)> = report
+        .cases
+        .iter()
+        .filter_map(|case| {
+            let shell = case.shell.as_ref()?;
+            Some((
+                shell.median().as_secs_f64() / case.binder.median().as_secs_f64(),
+                case,
+            ))
+        })
+        .collect();
+    let lowest = ratios.iter().min_by(|a, b| a.0.total_cmp(&b.0));
+    let _ = writeln!(
+        out,
+        "  {} >= 10x faster than the shell at every size: {}",
+        verdict(lowest.map(|(ratio, _)| *ratio >= TARGET_RATIO)),
+        lowest.map_or(
+            "not measured: busybox is missing".to_string(),
+            |(ratio, case)| {
+                format!(
+                    "lowest {ratio:.0}x ({} functions, {} cards)",
+                    case.functions, case.cards
+                )
+            }
+        )
+    );
+    let (linear, growth) = growth(report.cases);
+    let _ = writeln!(
+        out,
+        "  {} cost grows linearly or better: {growth}",
+        verdict(linear)
+    );
+    let _ = writeln!(
+        out,
+        "  {} peak RSS < 1 MiB: {binder_rss} KiB",
+        verdict(Some(binder_rss < TARGET_RSS_KIB))
+    );
+    let _ = writeln!(
+        out,
+        "  {} static binary < 400 KiB: {:.1} KiB",
+        verdict(Some(report.binary_size < TARGET_SIZE_BYTES)),
+        report.binary_size as f64 / 1024.0
+    );
+    out
+}
+
+/// Whether time grows at most linearly with the number of functions, per card count: the
+/// exponent k of t ∝ n^k between the smallest and the largest size.
+fn growth(cases: &[Case]) -> (Option<bool>, String) {
+    let mut card_counts: Vec<usize> = cases.iter().map(|case| case.cards).collect();
+    card_counts.sort_unstable();
+    card_counts.dedup();
+    let mut holds = None;
+    let mut parts = Vec::new();
+    for cards in card_counts {
+        let of: Vec<&Case> = cases.iter().filter(|case| case.cards == cards).collect();
+        let (Some(small), Some(large)) = (
+            of.iter().min_by_key(|case| case.functions),
+            of.iter().max_by_key(|case| case.functions),
+        ) else {
+            continue;
+        };
+        let per_function: Vec<String> = of
+            .iter()
+            .map(|case| {
+                format!(
+                    "{} ({})",
+                    us_per_function(case.binder.median(), case.functions),
+                    case.functions
+                )
+            })
+            .collect();
+        if large.functions == small.functions {
+            parts.push(format!("{cards} cards: {}", per_function.join(", ")));
+            continue;
+        }
+        let exponent = (large.binder.median().as_secs_f64() / small.binder.median().as_secs_f64())
+            .ln()
+            / (large.functions as f64 / small.functions as f64).ln();
+        holds = Some(holds.unwrap_or(true) && exponent <= LINEAR_EXPONENT);
+        parts.push(format!(
+            "{cards} cards: t ~ n^{exponent:.2}; per function {}",
+            per_function.join(" -> ")
+        ));
+    }
+    (holds, parts.join("; "))
 }
