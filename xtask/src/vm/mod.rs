@@ -1,23 +1,514 @@
 //! `cargo xtask vm-test` and `cargo xtask vm-run`: real initramfs images booted in QEMU.
+//!
+//! From a clean checkout: build the static binary, install it and the hook files into
+//! staging roots (`cargo xtask install --destdir`), fetch Debian's current kernel, build an
+//! image with each generator and init flavour, boot them with identical emulated cards
+//! behind an emulated IOMMU, and compare what the guest kernel reports (driver, override,
+//! IOMMU group and VFIO group viability per PCI function, the binder's log lines) with
+//! what each scenario expects. docs/vm-test.md describes the matrix.
+//!
+//! - `host`: tools, process helpers; `kernel`: the kernel package; `stage`: binary, hooks
+//!   and reporter; `image`: one module per generator; `cpio`: the archive writer;
+//!   `qemu`: one boot; `scenario`: what to boot and what to expect; `report`: parsing what
+//!   the guest said.
+
+mod cpio;
+mod host;
+mod image;
+mod kernel;
+mod qemu;
+mod report;
+mod scenario;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use crate::util::TaskResult;
+use crate::util::{project_root, TaskResult};
+use image::{Generator, ImageSpec, Inputs, ALL_GENERATORS};
+use scenario::{Scenario, SCENARIOS};
 
 /// boot every initramfs image in QEMU and check what the guest kernel bound
 #[derive(FromArgs)]
 #[argh(subcommand, name = "vm-test")]
-pub struct VmTestArgs {}
+pub struct VmTestArgs {
+    /// boot this kernel package (.deb) instead of Debian's current linux-image-amd64
+    #[argh(option)]
+    pub kernel_deb: Option<PathBuf>,
+    /// run only the boots whose scenario number, scenario name or image contains this text
+    #[argh(option)]
+    pub only: Option<String>,
+    /// seconds before a boot is killed (default 120)
+    #[argh(option, default = "120")]
+    pub timeout: u64,
+    /// QEMU runs and image builds at a time, 1 or 2 (default 2)
+    #[argh(option, default = "2")]
+    pub jobs: usize,
+}
 
 /// boot one image with your own command line and devices and print what bound
 #[derive(FromArgs)]
 #[argh(subcommand, name = "vm-run")]
-pub struct VmRunArgs {}
-
-pub fn run_tests(_args: VmTestArgs) -> TaskResult {
-    Err("vm-test is not written yet".into())
+pub struct VmRunArgs {
+    /// kernel command-line words to add, e.g. "vfio.bind=1234:1111@00:05"
+    #[argh(option, default = "String::new()")]
+    pub append: String,
+    /// QEMU device arguments replacing the default two identical cards, e.g.
+    /// "-device ati-vga,model=rv100,addr=07.0"
+    #[argh(option)]
+    pub qemu: Option<String>,
+    /// the image: mkinitcpio (default), mkinitcpio-systemd, dracut, dracut-systemd,
+    /// initramfs-tools
+    #[argh(option, default = "String::from(\"mkinitcpio\")")]
+    pub image: String,
+    /// rules to bake into the image's /etc/cmdline.d/vfio-bind.conf
+    #[argh(option)]
+    pub baked: Option<String>,
+    /// boot with intel_iommu=off instead of intel_iommu=on
+    #[argh(switch)]
+    pub no_iommu: bool,
+    /// boot this kernel package (.deb) instead of Debian's current linux-image-amd64
+    #[argh(option)]
+    pub kernel_deb: Option<PathBuf>,
+    /// seconds before the boot is killed (default 120)
+    #[argh(option, default = "120")]
+    pub timeout: u64,
 }
 
-pub fn run_one(_args: VmRunArgs) -> TaskResult {
-    Err("vm-run is not written yet".into())
+/// Everything both commands set up first.
+struct Setup {
+    kernel: kernel::Kernel,
+    staged: stage::Staged,
+    vm_dir: PathBuf,
+    work: PathBuf,
+    guest: PathBuf,
+}
+
+impl Setup {
+    fn new(kernel_deb: Option<&Path>, baked_rules: &str) -> TaskResult<Setup> {
+        host::ensure_tools()?;
+        let vm_dir = project_root().join("target/vm");
+        std::fs::create_dir_all(&vm_dir).map_err(|e| format!("{}: {e}", vm_dir.display()))?;
+        let binary = crate::build::build_static_binary()?;
+        println!("binary: {}", binary.display());
+        let kernel = kernel::obtain(&vm_dir.join("kernel"), kernel_deb)?;
+        println!(
+            "kernel: {} (release {}, booting {})",
+            kernel.package,
+            kernel.release,
+            kernel
+                .boot_image
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+        let staged = stage::stage(&vm_dir, baked_rules)?;
+        Ok(Setup {
+            kernel,
+            staged,
+            guest: project_root().join("xtask/guest"),
+            work: vm_dir.join("work"),
+            vm_dir,
+        })
+    }
+
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            kernel: &self.kernel,
+            stage: &self.staged.stage,
+            stage_baked: &self.staged.stage_baked,
+            reporter: &self.staged.reporter,
+            guest: &self.guest,
+            work: &self.work,
+        }
+    }
+}
+
+/// Runs `work` over `items`, `jobs` at a time, keeping the order of the results.
+fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, 2).min(items.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(index) else { break };
+                let result = work(item);
+                results.lock().expect("no worker panics holding the lock")[index] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("no worker panicked")
+        .into_iter()
+        .map(|result| result.expect("every item was worked on"))
+        .collect()
+}
+
+struct Run {
+    scenario: &'static Scenario,
+    spec: ImageSpec,
+}
+
+impl Run {
+    fn label(&self) -> String {
+        format!("{}-{}", self.scenario.number, self.spec)
+    }
+}
+
+struct Outcome {
+    problems: Vec<String>,
+    boot: Option<qemu::Boot>,
+    state: Option<report::GuestState>,
+}
+
+impl Outcome {
+    fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> Outcome {
+    let spec = qemu::BootSpec {
+        kernel: &setup.kernel.boot_image,
+        initrd: image,
+        append: scenario::command_line(run.scenario, run.spec.generator),
+        devices: run.scenario.cards.qemu_args(),
+        dir: setup.vm_dir.join("runs").join(run.label()),
+        timeout,
+    };
+    let boot = match qemu::boot(&spec) {
+        Ok(boot) => boot,
+        Err(error) => {
+            return Outcome {
+                problems: vec![error],
+                boot: None,
+                state: None,
+            }
+        }
+    };
+    let state = report::parse(&boot.result);
+    let problems = match &state {
+        Some(state) => scenario::check(run.scenario, state, &boot.console),
+        None if boot.timed_out => vec![format!(
+            "no report: the guest did not finish within {} s",
+            timeout.as_secs()
+        )],
+        None => vec!["no report: the guest stopped before the reporter ran".into()],
+    };
+    Outcome {
+        problems,
+        boot: Some(boot),
+        state,
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+pub fn run_tests(args: VmTestArgs) -> TaskResult {
+    let started = Instant::now();
+    let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
+    let runs: Vec<Run> = ALL_GENERATORS
+        .iter()
+        .flat_map(|&generator| {
+            SCENARIOS
+                .iter()
+                .filter(move |scenario| scenario::runs_on(scenario, generator))
+                .map(move |scenario| Run {
+                    scenario,
+                    spec: ImageSpec {
+                        generator,
+                        baked: scenario.baked,
+                    },
+                })
+        })
+        .filter(|run| match &args.only {
+            None => true,
+            Some(filter) => {
+                run.scenario.number.to_string() == *filter
+                    || run.scenario.name.contains(filter.as_str())
+                    || run.spec.to_string().contains(filter.as_str())
+            }
+        })
+        .collect();
+    if runs.is_empty() {
+        return Err("--only matched no boot".into());
+    }
+    let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
+    specs.sort();
+    specs.dedup();
+
+    let inputs = setup.inputs();
+    image::prepare(&inputs, &specs)?;
+    let build_started = Instant::now();
+    let built = parallel(&specs, args.jobs, |spec| {
+        let started = Instant::now();
+        let result = image::build(&inputs, *spec);
+        let took = started.elapsed();
+        match &result {
+            Ok(path) => println!(
+                "image {spec}: built in {} ({} KiB)",
+                seconds(took),
+                std::fs::metadata(path).map(|m| m.len() / 1024).unwrap_or(0)
+            ),
+            Err(error) => println!("image {spec}: FAILED to build: {error}"),
+        }
+        (result, took)
+    });
+    let images: BTreeMap<ImageSpec, (TaskResult<PathBuf>, Duration)> =
+        specs.iter().copied().zip(built).collect();
+    println!("images built in {}", seconds(build_started.elapsed()));
+
+    let timeout = Duration::from_secs(args.timeout);
+    let done = AtomicUsize::new(0);
+    let outcomes = parallel(&runs, args.jobs, |run| {
+        let outcome = match &images[&run.spec].0 {
+            Ok(path) => boot_and_check(&setup, path, run, timeout),
+            Err(error) => Outcome {
+                problems: vec![format!("the image could not be built: {error}")],
+                boot: None,
+                state: None,
+            },
+        };
+        let count = done.fetch_add(1, Ordering::SeqCst) + 1;
+        println!(
+            "[{count:>2}/{}] {:<24} on {:<26} {} {}",
+            runs.len(),
+            format!("{} {}", run.scenario.number, run.scenario.name),
+            run.spec.to_string(),
+            if outcome.passed() { "pass" } else { "FAIL" },
+            outcome
+                .boot
+                .as_ref()
+                .map(|b| seconds(b.elapsed))
+                .unwrap_or_default()
+        );
+        outcome
+    });
+
+    print_table(&runs, &outcomes);
+    print_binder_times(&runs, &outcomes);
+    let failures: Vec<(&Run, &Outcome)> = runs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| !outcome.passed())
+        .collect();
+    for (run, outcome) in &failures {
+        print_failure(run, outcome);
+    }
+    let passed = runs.len() - failures.len();
+    println!(
+        "\nvm-test: {passed} passed, {} failed ({} boots, {} images) in {} total",
+        failures.len(),
+        runs.len(),
+        specs.len(),
+        seconds(started.elapsed())
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} VM boots failed",
+            failures.len(),
+            runs.len()
+        ))
+    }
+}
+
+/// Scenario rows by generator columns: pass/FAIL, boot time.
+fn print_table(runs: &[Run], outcomes: &[Outcome]) {
+    let generators: Vec<Generator> = ALL_GENERATORS
+        .into_iter()
+        .filter(|g| runs.iter().any(|run| run.spec.generator == *g))
+        .collect();
+    println!();
+    let mut header = format!("{:<26}", "scenario");
+    for generator in &generators {
+        header.push_str(&format!(" {:<19}", generator.name()));
+    }
+    println!("{}", header.trim_end());
+    for scenario in SCENARIOS {
+        if !runs
+            .iter()
+            .any(|run| run.scenario.number == scenario.number)
+        {
+            continue;
+        }
+        let mut line = format!("{:<26}", format!("{} {}", scenario.number, scenario.name));
+        for generator in &generators {
+            let cell = runs
+                .iter()
+                .zip(outcomes)
+                .find(|(run, _)| {
+                    run.scenario.number == scenario.number && run.spec.generator == *generator
+                })
+                .map(|(_, outcome)| {
+                    format!(
+                        "{} {}",
+                        if outcome.passed() { "pass" } else { "FAIL" },
+                        outcome
+                            .boot
+                            .as_ref()
+                            .map(|b| seconds(b.elapsed))
+                            .unwrap_or_else(|| "-".into())
+                    )
+                })
+                .unwrap_or_else(|| "·".into());
+            line.push_str(&format!(" {cell:<19}"));
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+/// The binder's own elapsed time, from its summary line, per image.
+fn print_binder_times(runs: &[Run], outcomes: &[Outcome]) {
+    let mut per_image: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (run, outcome) in runs.iter().zip(outcomes) {
+        if let Some((_, micros)) = outcome.state.as_ref().and_then(|s| s.summary()) {
+            per_image
+                .entry(run.spec.to_string())
+                .or_default()
+                .push(format!("#{} {micros} us", run.scenario.number));
+        }
+    }
+    if per_image.is_empty() {
+        println!("\nbinder summary: not found in any boot");
+        return;
+    }
+    println!("\nbinder elapsed time (from its summary line):");
+    for (image, times) in per_image {
+        println!("  {image:<26} {}", times.join(", "));
+    }
+}
+
+fn print_failure(run: &Run, outcome: &Outcome) {
+    println!(
+        "\n=== FAIL: scenario {} ({}) on {}",
+        run.scenario.number, run.scenario.name, run.spec
+    );
+    if let Some(boot) = &outcome.boot {
+        println!(
+            "command line: {}",
+            scenario::command_line(run.scenario, run.spec.generator)
+        );
+        println!(
+            "logs: {}",
+            boot.console_path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .display()
+        );
+    }
+    println!("expected vs found:");
+    for problem in &outcome.problems {
+        println!("  - {problem}");
+    }
+    if let Some(state) = &outcome.state {
+        println!("found:");
+        print!("{}", report::function_table(state));
+        for (level, text) in &state.kmsg {
+            println!("    kmsg <{level}> {text}");
+        }
+    }
+    if let Some(boot) = &outcome.boot {
+        println!("console (last 40 lines):");
+        for line in host::tail(&boot.console, 40).lines() {
+            println!("  | {line}");
+        }
+    }
+}
+
+pub fn run_one(args: VmRunArgs) -> TaskResult {
+    let generator = Generator::from_name(&args.image).ok_or_else(|| {
+        format!(
+            "--image {}: expected one of {}",
+            args.image,
+            ALL_GENERATORS.map(|g| g.name()).join(", ")
+        )
+    })?;
+    let baked_rules = args
+        .baked
+        .clone()
+        .unwrap_or_else(|| stage::default_baked_rules().into());
+    let setup = Setup::new(args.kernel_deb.as_deref(), &baked_rules)?;
+    let spec = ImageSpec {
+        generator,
+        baked: args.baked.is_some(),
+    };
+    let inputs = setup.inputs();
+    image::prepare(&inputs, &[spec])?;
+    let image = image::build(&inputs, spec)?;
+    let devices: Vec<String> = match &args.qemu {
+        Some(text) => text.split_whitespace().map(str::to_string).collect(),
+        None => scenario::Cards::Twins.qemu_args(),
+    };
+    let mut words = vec!["console=ttyS0", "panic=-1"];
+    words.push(if args.no_iommu {
+        "intel_iommu=off"
+    } else {
+        "intel_iommu=on"
+    });
+    words.extend(generator.append().split_whitespace());
+    if devices.iter().any(|d| d.starts_with("ati-vga")) {
+        words.push("drm_kms_helper.fbdev_emulation=0");
+    }
+    words.extend(args.append.split_whitespace());
+    let append = words.join(" ");
+    println!(
+        "image: {spec}\ndevices: {}\ncommand line: {append}",
+        devices.join(" ")
+    );
+    let boot = qemu::boot(&qemu::BootSpec {
+        kernel: &setup.kernel.boot_image,
+        initrd: &image,
+        append,
+        devices,
+        dir: setup.vm_dir.join("runs/vm-run"),
+        timeout: Duration::from_secs(args.timeout),
+    })?;
+    println!(
+        "boot: {}; console log: {}",
+        seconds(boot.elapsed),
+        boot.console_path.display()
+    );
+    let Some(state) = report::parse(&boot.result) else {
+        println!("console (last 40 lines):");
+        for line in host::tail(&boot.console, 40).lines() {
+            println!("  | {line}");
+        }
+        return Err(if boot.timed_out {
+            format!(
+                "no report: the guest did not finish within {} s",
+                args.timeout
+            )
+        } else {
+            "no report: the guest stopped before the reporter ran".into()
+        });
+    };
+    print!("{}", report::function_table(&state));
+    let binder: Vec<&(u8, String)> = state.binder_lines().collect();
+    if binder.is_empty() {
+        println!("binder: no log lines");
+    }
+    for (level, text) in &state.kmsg {
+        println!("kmsg <{level}> {text}");
+    }
+    if let Some((_, micros)) = state.summary() {
+        println!("binder elapsed: {micros} us");
+    }
+    if let Some(uptime) = state.uptime {
+        println!("guest uptime at report: {uptime:.2} s");
+    }
+    for error in &state.errors {
+        println!("reporter error: {error}");
+    }
+    Ok(())
 }

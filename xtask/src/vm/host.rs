@@ -1,0 +1,196 @@
+//! The host side: tools the VM test needs, named with the command that installs them, and
+//! small process helpers (death signal, captured runs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::util::TaskResult;
+
+/// A program the VM test runs, and the Debian package that ships it.
+struct Tool {
+    program: &'static str,
+    package: &'static str,
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        program: "qemu-system-x86_64",
+        package: "qemu-system-x86",
+    },
+    Tool {
+        program: "dracut",
+        package: "dracut-core",
+    },
+    Tool {
+        program: "mkinitramfs",
+        package: "initramfs-tools",
+    },
+    Tool {
+        program: "busybox",
+        package: "busybox-static",
+    },
+    Tool {
+        program: "cpio",
+        package: "cpio",
+    },
+    Tool {
+        program: "depmod",
+        package: "kmod",
+    },
+    Tool {
+        program: "udevadm",
+        package: "udev",
+    },
+    Tool {
+        program: "systemctl",
+        package: "systemd",
+    },
+    Tool {
+        program: "dpkg-deb",
+        package: "dpkg",
+    },
+    Tool {
+        program: "apt-get",
+        package: "apt",
+    },
+    Tool {
+        program: "xz",
+        package: "xz-utils",
+    },
+];
+
+/// The packages `.ci/run` and a developer install; printed in every "missing" message.
+pub const APT_PACKAGES: &str =
+    "qemu-system-x86 dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
+
+/// The full path of `program` on PATH (plus the sbin directories, which a non-root PATH
+/// may lack).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from);
+    std::env::split_paths(&path)
+        .chain(extra)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
+}
+
+fn is_debian_like() -> bool {
+    Path::new("/etc/debian_version").exists()
+}
+
+/// Checks every host tool. Missing ones are named with the exact `apt-get install` line;
+/// as root on Debian or Ubuntu they are installed right away.
+pub fn ensure_tools() -> TaskResult {
+    let missing: Vec<&Tool> = TOOLS
+        .iter()
+        .filter(|tool| find_program(tool.program).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
+    packages.dedup();
+    let names: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
+    let command = format!(
+        "apt-get install --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if is_root() && is_debian_like() {
+        eprintln!(
+            "vm: missing {}; running: apt-get update && {command}",
+            names.join(", ")
+        );
+        let update = Command::new("apt-get").arg("update").arg("-qq").status();
+        let install = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        let ok = matches!(update, Ok(status) if status.success())
+            && matches!(install, Ok(status) if status.success());
+        let still: Vec<&str> = missing
+            .iter()
+            .filter(|tool| find_program(tool.program).is_none())
+            .map(|tool| tool.program)
+            .collect();
+        if ok && still.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "could not install {} (tried: {command}); the VM test needs: {APT_PACKAGES}",
+            still.join(", ")
+        ));
+    }
+    Err(format!(
+        "missing host tools: {}. Install them with:\n    sudo {command}\n(the VM test needs: {APT_PACKAGES})",
+        names.join(", ")
+    ))
+}
+
+/// Runs a command, capturing stdout and stderr together; the error carries its output.
+pub fn run_captured(command: &mut Command) -> TaskResult<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{}",
+            output.status,
+            tail(&text, 40)
+        ))
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n")
+}
+
+/// Makes the child get SIGKILL when the thread that started it ends (the xtask exiting,
+/// crashing or being killed), so no QEMU or image build outlives it.
+pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    extern "C" {
+        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+        fn getppid() -> i32;
+    }
+    const PR_SET_PDEATHSIG: i32 = 1;
+    const SIGKILL: u64 = 9;
+    // SAFETY of the closure: it runs between fork and exec and calls only prctl and
+    // getppid, which are async-signal-safe system calls.
+    let parent = std::process::id() as i32;
+    unsafe {
+        command.pre_exec(move || {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if getppid() != parent {
+                return Err(std::io::Error::other("the xtask exited"));
+            }
+            Ok(())
+        });
+    }
+}

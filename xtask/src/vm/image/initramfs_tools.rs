@@ -1,0 +1,191 @@
+//! Images built by Debian's real initramfs-tools: `mkinitramfs -d CONFDIR`, with the
+//! project's build hook and init-top script (from the staging root) in CONFDIR's hooks/ and
+//! scripts/init-top/, beside the test's add-on.
+//!
+//! mkinitramfs reads the kernel's modules from /lib/modules/RELEASE and its config from
+//! /boot/config-RELEASE, fixed paths. So it runs in a private mount namespace in which the
+//! unpacked kernel package is laid over /usr/lib and /boot (read-only overlays): the host's
+//! own directories are never written, and the view ends with the process. This needs root.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use super::{copy_tree, install_file, Inputs, EARLY_DRIVER};
+use crate::util::TaskResult;
+use crate::vm::host::{die_with_parent, is_root, run_captured};
+
+const PROJECT_DIR: &str = "usr/share/initramfs-tools";
+
+pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
+    if !is_root() {
+        return Err("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)".into());
+    }
+    let conf = dir.join("conf");
+    for sub in [
+        "conf.d",
+        "hooks",
+        "scripts/init-top",
+        "scripts/init-premount",
+    ] {
+        fs::create_dir_all(conf.join(sub)).map_err(|e| format!("{}: {e}", conf.display()))?;
+    }
+    // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
+    // modules file is also what /init loads right after init-top: the early GPU driver.
+    fs::write(
+        conf.join("initramfs.conf"),
+        "MODULES=list\nBUSYBOX=auto\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\nFSTYPE=auto\nRUNSIZE=10%\n",
+    )
+    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    fs::write(
+        conf.join("modules"),
+        format!("{EARLY_DRIVER}\nsnd-hda-intel\n"),
+    )
+    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    // Whatever the install step put where initramfs-tools looks (hooks/, scripts/*/), under
+    // the names it chose: mkinitramfs reads CONFDIR/hooks and CONFDIR/scripts the same way.
+    let project = stage.join(PROJECT_DIR);
+    let hooks = list_files(&project.join("hooks"));
+    let init_top = list_files(&project.join("scripts/init-top"));
+    if hooks.is_empty() || init_top.is_empty() {
+        return Err(format!(
+            "the project's initramfs-tools files are not in the staging root (expected a build hook in {}/hooks and an init-top script in {}/scripts/init-top)",
+            project.display(),
+            project.display()
+        ));
+    }
+    copy_tree(&project.join("hooks"), &conf.join("hooks"))?;
+    copy_tree(&project.join("scripts"), &conf.join("scripts"))?;
+    let guest = inputs.guest.join("initramfs-tools");
+    install_file(
+        &conf,
+        &guest.join("hooks/vfio-test"),
+        "hooks/vfio-test",
+        0o755,
+    )?;
+    install_file(
+        &conf,
+        &guest.join("scripts/init-premount/vfio-test"),
+        "scripts/init-premount/vfio-test",
+        0o755,
+    )?;
+
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut command = Command::new("mkinitramfs");
+    command
+        .env("VFIO_BIND_ROOT", stage)
+        .env("VFIO_TEST_REPORTER", inputs.reporter)
+        .env("TMPDIR", &tmp)
+        .arg("-d")
+        .arg(&conf)
+        .arg("-o")
+        .arg(out)
+        .arg(&inputs.kernel.release);
+    with_kernel_mounted(&mut command, &inputs.kernel.root)?;
+    die_with_parent(&mut command);
+    let log = run_captured(&mut command)?;
+    let _ = fs::write(dir.join("build.log"), &log);
+    let _ = fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn cstring(text: &[u8]) -> TaskResult<CString> {
+    CString::new(text).map_err(|_| "a path contains a NUL byte".to_string())
+}
+
+/// Runs `command` in a private mount namespace with `kernel_root/lib` over /usr/lib and
+/// `kernel_root/boot` over /boot.
+fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult {
+    extern "C" {
+        fn unshare(flags: i32) -> i32;
+        fn mount(
+            source: *const libc_char,
+            target: *const libc_char,
+            fstype: *const libc_char,
+            flags: u64,
+            data: *const libc_char,
+        ) -> i32;
+    }
+    #[allow(non_camel_case_types)]
+    type libc_char = std::os::raw::c_char;
+    const CLONE_NEWNS: i32 = 0x0002_0000;
+    const MS_RDONLY: u64 = 1;
+    const MS_REC: u64 = 16384;
+    const MS_PRIVATE: u64 = 1 << 18;
+
+    if !Path::new("/boot").is_dir() {
+        fs::create_dir("/boot").map_err(|e| format!("/boot: {e}"))?;
+    }
+    let lib = kernel_root.join("lib");
+    let boot = kernel_root.join("boot");
+    for path in [&lib, &boot] {
+        if path.as_os_str().as_bytes().contains(&b':')
+            || path.as_os_str().as_bytes().contains(&b',')
+        {
+            return Err(format!(
+                "{}: overlayfs cannot take ':' or ',' in a path",
+                path.display()
+            ));
+        }
+    }
+    let none = cstring(b"none")?;
+    let root = cstring(b"/")?;
+    let overlay = cstring(b"overlay")?;
+    let usr_lib = cstring(b"/usr/lib")?;
+    let boot_target = cstring(b"/boot")?;
+    let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()).as_bytes())?;
+    let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()).as_bytes())?;
+    // SAFETY of the closure: between fork and exec it only makes system calls with
+    // pointers to strings allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |result: i32| {
+                if result == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(unshare(CLONE_NEWNS))?;
+            check(mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                MS_REC | MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(mount(
+                overlay.as_ptr(),
+                usr_lib.as_ptr(),
+                overlay.as_ptr(),
+                MS_RDONLY,
+                lib_options.as_ptr(),
+            ))?;
+            check(mount(
+                overlay.as_ptr(),
+                boot_target.as_ptr(),
+                overlay.as_ptr(),
+                MS_RDONLY,
+                boot_options.as_ptr(),
+            ))?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+fn list_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.path())
+                .filter(|path| path.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}

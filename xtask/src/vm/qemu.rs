@@ -1,0 +1,127 @@
+//! One QEMU boot: q35 with an emulated Intel IOMMU (first, before every other device), the
+//! kernel console on the first serial port and the reporter on the second. Every run has a
+//! timeout, and QEMU is killed when the run is dropped or the xtask dies.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::host::die_with_parent;
+use crate::util::TaskResult;
+
+/// What to boot.
+pub struct BootSpec<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// The whole kernel command line.
+    pub append: String,
+    /// Device arguments after `-device intel-iommu`.
+    pub devices: Vec<String>,
+    /// Where the console and result logs go (created, emptied first).
+    pub dir: PathBuf,
+    pub timeout: Duration,
+}
+
+/// What came back.
+pub struct Boot {
+    pub console: String,
+    pub result: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    pub console_path: PathBuf,
+}
+
+/// Kills and reaps QEMU when dropped: on a timeout, an error or a panic.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
+    fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+    let console_path = spec.dir.join("console.log");
+    let result_path = spec.dir.join("result.log");
+    for path in [&console_path, &result_path] {
+        fs::write(path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args([
+            "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+        ])
+        .args(["-m", "768", "-nodefaults", "-display", "none", "-no-reboot"])
+        .args(["-audiodev", "none,id=snd0"])
+        .args(["-device", "intel-iommu"])
+        .args(&spec.devices)
+        .arg("-kernel")
+        .arg(spec.kernel)
+        .arg("-initrd")
+        .arg(spec.initrd)
+        .arg("-append")
+        .arg(&spec.append)
+        .arg("-serial")
+        .arg(format!("file:{}", console_path.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", result_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut command);
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut guard = Guard(child);
+    let mut timed_out = false;
+    let status = loop {
+        match guard.0.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(error) => return Err(format!("waiting for QEMU: {error}")),
+        }
+        if started.elapsed() >= spec.timeout {
+            timed_out = true;
+            let _ = guard.0.kill();
+            let _ = guard.0.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = started.elapsed();
+    let mut qemu_output = String::new();
+    if let Some(mut stderr) = guard.0.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut qemu_output);
+    }
+    let mut console =
+        String::from_utf8_lossy(&fs::read(&console_path).unwrap_or_default()).replace('\r', "");
+    let result =
+        String::from_utf8_lossy(&fs::read(&result_path).unwrap_or_default()).replace('\r', "");
+    if let Some(status) = status {
+        if !status.success() {
+            console.push_str(&format!(
+                "\n[xtask] QEMU exited with {status}: {}",
+                qemu_output.trim()
+            ));
+        }
+    }
+    if timed_out {
+        console.push_str(&format!(
+            "\n[xtask] QEMU killed after the {} s timeout",
+            spec.timeout.as_secs()
+        ));
+    }
+    drop(guard);
+    Ok(Boot {
+        console,
+        result,
+        elapsed,
+        timed_out,
+        console_path,
+    })
+}

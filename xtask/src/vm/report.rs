@@ -1,0 +1,221 @@
+//! Parsing what the guest's reporter wrote on the second serial port
+//! (xtask/guest/vfio-test-report.rs gives the format).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One PCI function as the guest kernel sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub address: String,
+    pub ids: String,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+    pub group: Option<u32>,
+}
+
+/// What opening `/dev/vfio/N` and asking for its status gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupStatus {
+    Viable,
+    NotViable,
+    Failed(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GuestState {
+    pub functions: Vec<Function>,
+    pub groups: BTreeMap<u32, GroupStatus>,
+    /// Kernel log records about vfio: (level, text).
+    pub kmsg: Vec<(u8, String)>,
+    pub uptime: Option<f64>,
+    /// The reporter's own errors.
+    pub errors: Vec<String>,
+}
+
+impl GuestState {
+    pub fn function(&self, address: &str) -> Option<&Function> {
+        let full = full_address(address);
+        self.functions.iter().find(|f| f.address == full)
+    }
+
+    /// The binder's own log lines, without the `vfio-bind: ` prefix.
+    pub fn binder_lines(&self) -> impl Iterator<Item = &(u8, String)> {
+        self.kmsg
+            .iter()
+            .filter(|(_, text)| text.starts_with("vfio-bind: "))
+    }
+
+    /// The binder's summary line (`... in N us`) and the microseconds in it.
+    pub fn summary(&self) -> Option<(&str, u64)> {
+        self.binder_lines()
+            .filter_map(|(_, text)| Some((text.as_str(), micros(text)?)))
+            .last()
+    }
+}
+
+/// `00:05.0` and `0000:00:05.0` name the same function.
+pub fn full_address(address: &str) -> String {
+    if address.matches(':').count() == 1 {
+        format!("0000:{address}")
+    } else {
+        address.to_string()
+    }
+}
+
+/// The `N` of `... in N us` (maybe followed by more text).
+fn micros(text: &str) -> Option<u64> {
+    let at = text.rfind(" in ")?;
+    let rest = &text[at + 4..];
+    let (number, after) = rest.split_once(' ')?;
+    if after == "us"
+        || after.starts_with("us;")
+        || after.starts_with("us ")
+        || after.starts_with("us,")
+    {
+        number.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn dash(value: &str) -> Option<String> {
+    (value != "-").then(|| value.to_string())
+}
+
+/// Parses the result log; `None` when the reporter never finished (no end marker).
+pub fn parse(result: &str) -> Option<GuestState> {
+    let begin = result.find("vfio-test: begin")?;
+    let body = &result[begin..];
+    let end = body.find("vfio-test: end")?;
+    let mut state = GuestState::default();
+    for line in body[..end].lines().skip(1) {
+        let line = line.trim_end();
+        let mut words = line.splitn(2, ' ');
+        let (kind, rest) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        match kind {
+            "fn" => {
+                let parts: Vec<&str> = rest.split(' ').collect();
+                if let [address, ids, driver, over, group] = parts[..] {
+                    state.functions.push(Function {
+                        address: address.to_string(),
+                        ids: ids.to_string(),
+                        driver: dash(driver),
+                        driver_override: dash(over),
+                        group: group.parse().ok(),
+                    });
+                } else {
+                    state.errors.push(format!("unreadable line: {line}"));
+                }
+            }
+            "group" => {
+                let parts: Vec<&str> = rest.split(' ').collect();
+                let number = parts.first().and_then(|n| n.parse().ok());
+                let status = match parts.get(1..) {
+                    Some(["viable"]) => Some(GroupStatus::Viable),
+                    Some(["not-viable"]) => Some(GroupStatus::NotViable),
+                    Some(other) if !other.is_empty() => Some(GroupStatus::Failed(other.join(" "))),
+                    _ => None,
+                };
+                match (number, status) {
+                    (Some(number), Some(status)) => {
+                        state.groups.insert(number, status);
+                    }
+                    _ => state.errors.push(format!("unreadable line: {line}")),
+                }
+            }
+            "kmsg" => {
+                let (level, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                state
+                    .kmsg
+                    .push((level.parse().unwrap_or(9), text.to_string()));
+            }
+            "uptime" => state.uptime = rest.parse().ok(),
+            "error" => state.errors.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    Some(state)
+}
+
+/// The per-function table people read: address, IDs, driver, override, group, viability.
+pub fn function_table(state: &GuestState) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "    {:<14} {:<10} {:<15} {:<10} {:<6} vfio group",
+        "function", "ids", "driver", "override", "group"
+    );
+    for function in &state.functions {
+        let viability = function
+            .group
+            .and_then(|group| state.groups.get(&group))
+            .map(|status| match status {
+                GroupStatus::Viable => "viable".to_string(),
+                GroupStatus::NotViable => "not viable".to_string(),
+                GroupStatus::Failed(why) => format!("open failed: {why}"),
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "    {:<14} {:<10} {:<15} {:<10} {:<6} {}",
+            function.address,
+            function.ids,
+            function.driver.as_deref().unwrap_or("-"),
+            function.driver_override.as_deref().unwrap_or("-"),
+            function.group.map_or("-".to_string(), |g| g.to_string()),
+            viability
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "noise\r\nvfio-test: begin\n\
+        fn 0000:00:04.0 1234:1111 bochs-drm - 1\n\
+        fn 0000:00:05.0 1234:1111 vfio-pci vfio-pci 2\n\
+        fn 0000:00:1f.0 8086:2918 - - -\n\
+        group 2 viable\n\
+        group 3 open-failed EBUSY\n\
+        kmsg 6 vfio-bind: 1234:1111@00:05: 0000:00:05.0, 0000:00:05.1 on vfio-pci\n\
+        kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 812 us\n\
+        uptime 4.25\n\
+        vfio-test: end\n";
+
+    #[test]
+    fn parses_functions_groups_and_log() {
+        let state = parse(SAMPLE).unwrap();
+        assert_eq!(state.functions.len(), 3);
+        let second = state.function("00:05.0").unwrap();
+        assert_eq!(second.driver.as_deref(), Some("vfio-pci"));
+        assert_eq!(second.driver_override.as_deref(), Some("vfio-pci"));
+        assert_eq!(second.group, Some(2));
+        let lpc = state.function("0000:00:1f.0").unwrap();
+        assert_eq!((lpc.driver.as_ref(), lpc.group), (None, None));
+        assert_eq!(state.groups[&2], GroupStatus::Viable);
+        assert_eq!(
+            state.groups[&3],
+            GroupStatus::Failed("open-failed EBUSY".into())
+        );
+        assert_eq!(state.summary().map(|(_, us)| us), Some(812));
+        assert_eq!(state.uptime, Some(4.25));
+        assert!(state.errors.is_empty());
+    }
+
+    #[test]
+    fn a_report_without_its_end_is_no_report() {
+        assert!(parse("vfio-test: begin\nfn 0000:00:04.0 1234:1111 - - -\n").is_none());
+    }
+
+    #[test]
+    fn summary_time_is_found_before_a_trailing_note() {
+        assert_eq!(
+            micros("vfio-bind: 0 of 1 rules applied in 40 us; 2 more messages held back"),
+            Some(40)
+        );
+        assert_eq!(micros("vfio-bind: something in 3 steps"), None);
+    }
+}

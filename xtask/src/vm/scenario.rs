@@ -1,0 +1,494 @@
+//! The scenarios: emulated cards, the kernel command line, and what the guest kernel must
+//! report afterwards.
+
+use super::image::Generator;
+use super::report::{GroupStatus, GuestState};
+
+/// The emulated cards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cards {
+    /// Two identical cards: bochs-display (1234:1111) + ich9-intel-hda (8086:293e) at
+    /// 00:04.0/.1 and 00:05.0/.1.
+    Twins,
+    /// Seed 003's shape: two AMD-vendor cards (ati-vga rv100, 1002:5159) with audio
+    /// functions of identical IDs, the host's at 00:03, the guest's at 00:07.
+    Seed003,
+}
+
+impl Cards {
+    pub fn qemu_args(self) -> Vec<String> {
+        let (display, slots) = match self {
+            Cards::Twins => ("bochs-display", ["04", "05"]),
+            Cards::Seed003 => ("ati-vga,model=rv100", ["03", "07"]),
+        };
+        let mut args = Vec::new();
+        for slot in slots {
+            args.push("-device".to_string());
+            args.push(format!("{display},addr={slot}.0,multifunction=on"));
+            args.push("-device".to_string());
+            args.push(format!("ich9-intel-hda,addr={slot}.1"));
+        }
+        args
+    }
+
+    /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
+    pub fn append(self) -> &'static str {
+        match self {
+            Cards::Twins => "",
+            Cards::Seed003 => "drm_kms_helper.fbdev_emulation=0",
+        }
+    }
+}
+
+/// Where a function must end up.
+#[derive(Clone, Copy, Debug)]
+pub enum Want {
+    /// On vfio-pci with driver_override "vfio-pci".
+    Vfio,
+    /// On this native driver, with no override.
+    Native(&'static str),
+}
+
+pub struct Scenario {
+    pub number: u8,
+    pub name: &'static str,
+    pub cards: Cards,
+    /// Rules and other words for the kernel command line.
+    pub append: &'static str,
+    /// Boot with the IOMMU on (intel_iommu=on) or off (intel_iommu=off: Debian's kernel
+    /// turns the Intel IOMMU on by default when the firmware has one).
+    pub iommu: bool,
+    /// Boot the image with rules baked into /etc/cmdline.d.
+    pub baked: bool,
+    pub functions: &'static [(&'static str, Want)],
+    /// Functions whose VFIO group must be viable (/dev/vfio/N opens, status says viable).
+    pub viable: &'static [&'static str],
+    /// Functions whose VFIO group must exist and not be viable.
+    pub not_viable: &'static [&'static str],
+    /// Each must appear in one binder line (`vfio-bind: ...`) at error level or worse
+    /// (level <= 3), every word of it.
+    pub binder_errors: &'static [&'static [&'static str]],
+    /// Whether the binder must log its summary (false: it must log nothing at all).
+    pub binder_speaks: bool,
+    /// Each must appear in one binder line at any level, every word of it.
+    pub binder_says: &'static [&'static [&'static str]],
+    /// Text the kernel console must show (proof that a precondition held).
+    pub console: &'static [&'static str],
+    /// (function, native driver): the driver must never have probed the function, proof
+    /// that the binder ran before it rather than taking the card back afterwards. Read from
+    /// the kernel console: any line naming both, other than the binder's own.
+    pub untouched: &'static [(&'static str, &'static str)],
+}
+
+const BOCHS: &str = "bochs-drm";
+const HDA: &str = "snd_hda_intel";
+const RADEON: &str = "radeon";
+
+const SECOND_TAKEN: &[(&str, Want)] = &[
+    ("00:04.0", Want::Native(BOCHS)),
+    ("00:04.1", Want::Native(HDA)),
+    ("00:05.0", Want::Vfio),
+    ("00:05.1", Want::Vfio),
+];
+const ALL_NATIVE: &[(&str, Want)] = &[
+    ("00:04.0", Want::Native(BOCHS)),
+    ("00:04.1", Want::Native(HDA)),
+    ("00:05.0", Want::Native(BOCHS)),
+    ("00:05.1", Want::Native(HDA)),
+];
+
+/// The second twin, which the binder must reach before its drivers do.
+const UNTOUCHED_SECOND: &[(&str, &str)] = &[("00:05.0", BOCHS), ("00:05.1", HDA)];
+
+/// The rule baked into the +baked images' /etc/cmdline.d/vfio-bind.conf.
+pub const BAKED_RULE: &str = "vfio.bind=1234:1111@00:05";
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        number: 1,
+        name: "identical twins",
+        cards: Cards::Twins,
+        append: "vfio.bind=1234:1111@00:05",
+        iommu: true,
+        baked: false,
+        functions: SECOND_TAKEN,
+        viable: &["00:05.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: UNTOUCHED_SECOND,
+    },
+    Scenario {
+        number: 2,
+        name: "seed 003 shape",
+        cards: Cards::Seed003,
+        append: "vfio.bind=1002:5159@00:07",
+        iommu: true,
+        baked: false,
+        functions: &[
+            ("00:03.0", Want::Native(RADEON)),
+            ("00:03.1", Want::Native(HDA)),
+            ("00:07.0", Want::Vfio),
+            ("00:07.1", Want::Vfio),
+        ],
+        viable: &["00:07.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: &[("00:07.0", RADEON), ("00:07.1", HDA)],
+    },
+    Scenario {
+        number: 3,
+        name: "guard mismatch",
+        cards: Cards::Twins,
+        append: "vfio.bind=1002:73ff@00:05",
+        iommu: true,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        // The error says what was expected and what was found.
+        binder_errors: &[&["1002:73ff", "1234:1111"]],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: &[],
+    },
+    Scenario {
+        number: 4,
+        name: "malformed beside good",
+        cards: Cards::Twins,
+        append: "vfio.bind=1234:1111@00:05,12g4:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: SECOND_TAKEN,
+        viable: &["00:05.0"],
+        not_viable: &[],
+        binder_errors: &[&["12g4:1111@00:04"]],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: UNTOUCHED_SECOND,
+    },
+    Scenario {
+        number: 5,
+        name: "native driver first",
+        cards: Cards::Twins,
+        append: "vfiotest.preload=bochs,snd_hda_intel vfio.bind=1234:1111@00:05",
+        iommu: true,
+        baked: false,
+        functions: SECOND_TAKEN,
+        viable: &["00:05.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        // bochs-drm really had the second card before the binder took it.
+        binder_says: &[
+            &["0000:00:05.0", "from bochs-drm"],
+            &["0000:00:05.1", "from snd_hda_intel"],
+        ],
+        console: &["Initialized bochs-drm", "for 0000:00:05.0"],
+        untouched: &[],
+    },
+    Scenario {
+        number: 6,
+        name: "IOMMU off",
+        cards: Cards::Twins,
+        append: "vfio.bind=1234:1111@00:05",
+        iommu: false,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[&["IOMMU"]],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: &[],
+    },
+    Scenario {
+        number: 7,
+        name: "no rule",
+        cards: Cards::Twins,
+        append: "",
+        iommu: true,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: false,
+        binder_says: &[],
+        console: &[],
+        untouched: &[],
+    },
+    Scenario {
+        number: 8,
+        name: "IDs only",
+        cards: Cards::Twins,
+        append: "vfio.bind=8086:293e",
+        iommu: true,
+        baked: false,
+        functions: &[
+            ("00:04.0", Want::Native(BOCHS)),
+            ("00:04.1", Want::Vfio),
+            ("00:05.0", Want::Native(BOCHS)),
+            ("00:05.1", Want::Vfio),
+        ],
+        viable: &[],
+        // Each audio function shares its group with a display function still on bochs.
+        not_viable: &["00:04.1", "00:05.1"],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: &[("00:04.1", HDA), ("00:05.1", HDA)],
+    },
+    Scenario {
+        number: 9,
+        name: "rules baked in",
+        cards: Cards::Twins,
+        append: "",
+        iommu: true,
+        baked: true,
+        functions: SECOND_TAKEN,
+        viable: &["00:05.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: UNTOUCHED_SECOND,
+    },
+];
+
+/// Which scenarios run on which generator: 1, 3 and 9 on every one (9 checks each hook's
+/// copy of /etc/cmdline.d), all of them on the mkinitcpio (busybox) image, whose HOOKS
+/// order also lets scenario 5 load a driver before the binder.
+pub fn runs_on(scenario: &Scenario, generator: Generator) -> bool {
+    generator == Generator::Mkinitcpio || matches!(scenario.number, 1 | 3 | 9)
+}
+
+/// The kernel command line for a scenario on an image.
+pub fn command_line(scenario: &Scenario, generator: Generator) -> String {
+    let mut words = vec!["console=ttyS0", "panic=-1"];
+    words.push(if scenario.iommu {
+        "intel_iommu=on"
+    } else {
+        "intel_iommu=off"
+    });
+    words.extend(generator.append().split_whitespace());
+    words.extend(scenario.cards.append().split_whitespace());
+    words.extend(scenario.append.split_whitespace());
+    words.join(" ")
+}
+
+/// Checks the guest's report against the scenario; returns the mismatches (empty: pass).
+pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (address, want) in scenario.functions {
+        let Some(found) = state.function(address) else {
+            problems.push(format!("{address}: not in the guest's PCI device list"));
+            continue;
+        };
+        let driver = found.driver.as_deref().unwrap_or("-");
+        let over = found.driver_override.as_deref().unwrap_or("-");
+        let (want_driver, want_override) = match want {
+            Want::Vfio => ("vfio-pci", "vfio-pci"),
+            Want::Native(driver) => (*driver, "-"),
+        };
+        if driver != want_driver || over != want_override {
+            problems.push(format!(
+                "{address}: expected driver {want_driver}, override {want_override}; found driver {driver}, override {over}"
+            ));
+        }
+    }
+    let group_of = |address: &str| state.function(address).and_then(|f| f.group);
+    for address in scenario.viable {
+        match group_of(address) {
+            None => problems.push(format!(
+                "{address}: expected a viable VFIO group; it has no IOMMU group"
+            )),
+            Some(group) => match state.groups.get(&group) {
+                Some(GroupStatus::Viable) => {}
+                Some(other) => problems.push(format!(
+                    "{address}: expected group {group} viable; found {other:?}"
+                )),
+                None => problems.push(format!(
+                    "{address}: expected group {group} viable; /dev/vfio/{group} does not exist"
+                )),
+            },
+        }
+    }
+    for address in scenario.not_viable {
+        match group_of(address).map(|group| (group, state.groups.get(&group))) {
+            Some((_, Some(GroupStatus::NotViable))) => {}
+            Some((group, other)) => problems.push(format!(
+                "{address}: expected /dev/vfio/{group} to report not viable; found {other:?}"
+            )),
+            None => problems.push(format!(
+                "{address}: expected a VFIO group; it has no IOMMU group"
+            )),
+        }
+    }
+    if !scenario
+        .functions
+        .iter()
+        .any(|(_, want)| matches!(want, Want::Vfio))
+        && !state.groups.is_empty()
+    {
+        problems.push(format!(
+            "expected no VFIO group; found /dev/vfio/{}",
+            state
+                .groups
+                .keys()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", /dev/vfio/")
+        ));
+    }
+    let binder: Vec<&(u8, String)> = state.binder_lines().collect();
+    for words in scenario.binder_errors {
+        let found = binder
+            .iter()
+            .any(|(level, text)| *level <= 3 && words.iter().all(|word| text.contains(word)));
+        if !found {
+            problems.push(format!(
+                "expected a binder error line containing {words:?}; the binder logged {}",
+                if binder.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("{} lines", binder.len())
+                }
+            ));
+        }
+    }
+    if scenario.binder_speaks && state.summary().is_none() {
+        problems
+            .push("expected the binder's summary line (`... in N us`) in the kernel log".into());
+    }
+    if !scenario.binder_speaks && !binder.is_empty() {
+        problems.push(format!(
+            "expected the binder to log nothing; it logged {} lines",
+            binder.len()
+        ));
+    }
+    if scenario.binder_errors.is_empty() && scenario.binder_speaks {
+        if let Some((_, text)) = binder.iter().find(|(level, _)| *level <= 3) {
+            problems.push(format!("unexpected binder error: {text}"));
+        }
+    }
+    for words in scenario.binder_says {
+        if !binder
+            .iter()
+            .any(|(_, text)| words.iter().all(|word| text.contains(word)))
+        {
+            problems.push(format!("expected a binder line containing {words:?}"));
+        }
+    }
+    for (address, driver) in scenario.untouched {
+        let full = super::report::full_address(address);
+        if let Some(line) = console
+            .lines()
+            .filter(|line| !line.starts_with("fn ") && !line.starts_with("kmsg "))
+            .find(|line| {
+                line.contains(&full) && line.contains(driver) && !line.contains("vfio-bind")
+            })
+        {
+            problems.push(format!(
+                "{address}: {driver} probed it before the binder ran: {}",
+                line.trim()
+            ));
+        }
+    }
+    if !scenario.console.is_empty()
+        && !console
+            .lines()
+            .any(|line| scenario.console.iter().all(|word| line.contains(word)))
+    {
+        problems.push(format!(
+            "expected a console line containing {:?}",
+            scenario.console
+        ));
+    }
+    for (_, text) in &state.kmsg {
+        if text.contains("BUG:") || text.contains("Oops") {
+            problems.push(format!("kernel: {text}"));
+        }
+    }
+    for error in &state.errors {
+        problems.push(format!("reporter: {error}"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::report::parse;
+
+    fn twins(d4: &str, d5: &str, o5: &str, extra: &str) -> String {
+        format!(
+            "vfio-test: begin\n\
+             fn 0000:00:04.0 1234:1111 {d4} - 1\n\
+             fn 0000:00:04.1 8086:293e snd_hda_intel - 1\n\
+             fn 0000:00:05.0 1234:1111 {d5} {o5} 2\n\
+             fn 0000:00:05.1 8086:293e {d5h} {o5} 2\n\
+             {extra}\
+             vfio-test: end\n",
+            d5h = if d5 == "vfio-pci" {
+                "vfio-pci"
+            } else {
+                "snd_hda_intel"
+            }
+        )
+    }
+
+    #[test]
+    fn twins_pass_when_the_second_card_is_taken_whole() {
+        let report = twins(
+            "bochs-drm",
+            "vfio-pci",
+            "vfio-pci",
+            "group 2 viable\nkmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+        );
+        let state = parse(&report).unwrap();
+        assert_eq!(check(&SCENARIOS[0], &state, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn twins_fail_when_the_card_kept_its_driver() {
+        let report = twins("bochs-drm", "bochs-drm", "-", "");
+        let state = parse(&report).unwrap();
+        let problems = check(&SCENARIOS[0], &state, "");
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("00:05.0: expected driver vfio-pci")));
+        assert!(problems.iter().any(|p| p.contains("summary")));
+    }
+
+    #[test]
+    fn guard_mismatch_needs_the_error_line() {
+        let report = twins(
+            "bochs-drm",
+            "bochs-drm",
+            "-",
+            "kmsg 3 vfio-bind: 1002:73ff@00:05: expected 1002:73ff, found 1234:1111\nkmsg 3 vfio-bind: 0 of 1 rules applied in 10 us\n",
+        );
+        let state = parse(&report).unwrap();
+        assert_eq!(check(&SCENARIOS[2], &state, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn command_lines_carry_iommu_generator_and_rule() {
+        let line = command_line(&SCENARIOS[0], Generator::Dracut);
+        assert!(line.starts_with("console=ttyS0 panic=-1 intel_iommu=on "));
+        assert!(line.contains("rd.driver.pre=bochs"));
+        assert!(line.ends_with("vfio.bind=1234:1111@00:05"));
+        assert!(command_line(&SCENARIOS[5], Generator::Mkinitcpio).contains("intel_iommu=off"));
+    }
+}

@@ -1,0 +1,110 @@
+//! What goes into the images from this checkout: the static binary and the hook files,
+//! installed into staging roots by `cargo xtask install --destdir`, and the test's reporter.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::host::run_captured;
+use super::scenario::BAKED_RULE;
+use crate::util::{project_root, TaskResult};
+
+pub struct Staged {
+    /// The install task's staging root (VFIO_BIND_ROOT for the generators' build hooks).
+    pub stage: PathBuf,
+    /// The same plus etc/cmdline.d/vfio-bind.conf, for images with rules baked in.
+    pub stage_baked: PathBuf,
+    pub reporter: PathBuf,
+}
+
+/// Installs the project (binary and hooks) twice, the second time with baked rules, and
+/// builds the reporter.
+pub fn stage(vm_dir: &Path, baked_rules: &str) -> TaskResult<Staged> {
+    let stage = vm_dir.join("stage");
+    let stage_baked = vm_dir.join("stage-baked");
+    for root in [&stage, &stage_baked] {
+        install_into(root)?;
+    }
+    let conf = stage_baked.join("etc/cmdline.d");
+    fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+    fs::write(conf.join("vfio-bind.conf"), format!("{baked_rules}\n"))
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let reporter = build_reporter(vm_dir)?;
+    Ok(Staged {
+        stage,
+        stage_baked,
+        reporter,
+    })
+}
+
+/// The default rules for baked images.
+pub fn default_baked_rules() -> &'static str {
+    BAKED_RULE
+}
+
+/// `cargo xtask install --destdir ROOT` (this very program), into a fresh directory.
+fn install_into(root: &Path) -> TaskResult {
+    let _ = fs::remove_dir_all(root);
+    fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let xtask =
+        std::env::current_exe().map_err(|e| format!("cannot find the xtask binary: {e}"))?;
+    run_captured(
+        Command::new(xtask)
+            .arg("install")
+            .arg("--destdir")
+            .arg(root)
+            .current_dir(project_root()),
+    )
+    .map_err(|e| {
+        format!(
+            "`cargo xtask install --destdir {}` failed: {e}",
+            root.display()
+        )
+    })?;
+    let binary = root.join("usr/bin/vfio-bind");
+    if !binary.exists() {
+        return Err(format!(
+            "`cargo xtask install --destdir {}` did not install usr/bin/vfio-bind",
+            root.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles xtask/guest/vfio-test-report.rs with plain rustc into a static binary.
+fn build_reporter(vm_dir: &Path) -> TaskResult<PathBuf> {
+    let source = project_root().join("xtask/guest/vfio-test-report.rs");
+    let out = vm_dir.join("vfio-test-report");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let base = |command: &mut Command| {
+        command
+            .args([
+                "--edition",
+                "2021",
+                "-C",
+                "opt-level=s",
+                "-C",
+                "panic=abort",
+            ])
+            .args([
+                "-C",
+                "strip=symbols",
+                "--crate-name",
+                "vfio_test_report",
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&source);
+    };
+    let mut musl = Command::new(&rustc);
+    base(&mut musl);
+    musl.args(["--target", "x86_64-unknown-linux-musl"]);
+    if run_captured(&mut musl).is_err() {
+        // No musl target: glibc, linked statically.
+        let mut gnu = Command::new(&rustc);
+        base(&mut gnu);
+        gnu.args(["-C", "target-feature=+crt-static"]);
+        run_captured(&mut gnu).map_err(|e| format!("cannot build the VM test's reporter: {e}"))?;
+    }
+    Ok(out)
+}
