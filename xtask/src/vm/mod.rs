@@ -40,7 +40,8 @@ pub struct VmTestArgs {
     /// boot this kernel package (.deb) instead of Debian's current linux-image-amd64
     #[argh(option)]
     pub kernel_deb: Option<PathBuf>,
-    /// run only the boots whose scenario number, scenario name or image contains this text
+    /// run only one scenario (a number), or the boots whose scenario name or image contains
+    /// this text
     #[argh(option)]
     pub only: Option<String>,
     /// seconds before a boot is killed (default 120)
@@ -233,9 +234,12 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
         .filter(|run| match &args.only {
             None => true,
             Some(filter) => {
-                run.scenario.number.to_string() == *filter
-                    || run.scenario.name.contains(filter.as_str())
-                    || run.spec.to_string().contains(filter.as_str())
+                if filter.chars().all(|c| c.is_ascii_digit()) {
+                    run.scenario.number.to_string() == *filter
+                } else {
+                    run.scenario.name.contains(filter.as_str())
+                        || run.spec.to_string().contains(filter.as_str())
+                }
             }
         })
         .collect();

@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use super::{copy_tree, install_file, Inputs, EARLY_DRIVER};
+use super::{copy_tree, install_file, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
 use crate::util::TaskResult;
 use crate::vm::host::{die_with_parent, is_root, run_captured};
 
@@ -35,16 +35,14 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     }
     // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
     // modules file is also what /init loads right after init-top: the early GPU driver.
+    // The test's hook adds the other drivers of the emulated cards, for udev to load.
     fs::write(
         conf.join("initramfs.conf"),
         "MODULES=list\nBUSYBOX=auto\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\nFSTYPE=auto\nRUNSIZE=10%\n",
     )
     .map_err(|e| format!("{}: {e}", conf.display()))?;
-    fs::write(
-        conf.join("modules"),
-        format!("{EARLY_DRIVER}\nsnd-hda-intel\n"),
-    )
-    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    fs::write(conf.join("modules"), format!("{EARLY_DRIVER}\n"))
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
     // Whatever the install step put where initramfs-tools looks (hooks/, scripts/*/), under
     // the names it chose: mkinitramfs reads CONFDIR/hooks and CONFDIR/scripts the same way.
     let project = stage.join(PROJECT_DIR);
@@ -79,6 +77,7 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     command
         .env("VFIO_BIND_ROOT", stage)
         .env("VFIO_TEST_REPORTER", inputs.reporter)
+        .env("VFIO_TEST_DRIVERS", DISPLAY_DRIVERS.join(" "))
         .env("TMPDIR", &tmp)
         .arg("-d")
         .arg(&conf)
