@@ -37,7 +37,17 @@ pub fn obtain(cache: &Path, deb: Option<&Path>) -> TaskResult<Kernel> {
             .canonicalize()
             .map_err(|e| format!("--kernel-deb {}: {e}", path.display()))?,
         None => match resolve_current() {
-            Ok((package, version)) => download(&debs, &package, &version)?,
+            Ok((package, version)) => match download(&debs, &package, &version) {
+                Ok(path) => path,
+                Err(error) if is_root() => {
+                    // The lists are older than the mirror: that version is gone.
+                    eprintln!("vm: {error}; refreshing apt's lists");
+                    run_captured(Command::new("apt-get").args(["update", "-qq"]))?;
+                    let (package, version) = resolve_current()?;
+                    download(&debs, &package, &version)?
+                }
+                Err(error) => return Err(error),
+            },
             Err(error) => {
                 // Offline, or apt's lists are gone: a cached kernel still does the job.
                 let cached = newest_cached_deb(&debs).ok_or_else(|| {
@@ -101,24 +111,12 @@ fn download(debs: &Path, package: &str, version: &str) -> TaskResult<PathBuf> {
     }
     eprintln!("vm: downloading {package} {version}");
     let spec = format!("{package}={version}");
-    let first = run_captured(
+    run_captured(
         Command::new("apt-get")
             .arg("download")
             .arg(&spec)
             .current_dir(debs),
-    );
-    if first.is_err() && is_root() {
-        // The version vanished from the mirror since the lists were fetched.
-        let _ = run_captured(Command::new("apt-get").args(["update", "-qq"]));
-        run_captured(
-            Command::new("apt-get")
-                .arg("download")
-                .arg(&spec)
-                .current_dir(debs),
-        )?;
-    } else {
-        first?;
-    }
+    )?;
     if path.exists() {
         Ok(path)
     } else {

@@ -419,6 +419,11 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
         if text.contains("BUG:") || text.contains("Oops") {
             problems.push(format!("kernel: {text}"));
         }
+        // printk.devkmsg=ratelimit drops a process's records past a burst of 10 and says
+        // so under the process's name.
+        if text.starts_with("vfio-bind") && text.contains("suppressed") {
+            problems.push(format!("the kernel dropped binder lines: {text}"));
+        }
     }
     for error in &state.errors {
         problems.push(format!("reporter: {error}"));
