@@ -43,9 +43,11 @@ fi
 static='-C relocation-model=static'
 linker='-C link-arg=-Wl,-z,norelro -C link-arg=-Wl,-z,noseparate-code -C link-arg=-Wl,--build-id=none'
 no_unwind='-C force-unwind-tables=no'
-nightly_std='-Z build-std=std,panic_abort -Z build-std-features=panic_immediate_abort'
-# On nightlies where panic_immediate_abort became a panic strategy, -Z build-std-features
-# no longer takes it; the same effect is `-C panic=immediate-abort` (with -Zunstable-options).
+# std rebuilt with the panic strategy that drops the panic machinery (formatting of panic
+# messages, the panic hook, backtrace symbolization with gimli/addr2line). Since nightly
+# 2025-10 it is `-C panic=immediate-abort`; before, `-Z build-std-features=panic_immediate_abort`.
+nightly_std='-Z build-std=std,panic_abort'
+immediate_abort='-Z unstable-options -C panic=immediate-abort'
 
 # One experiment: a name, a toolchain, extra profile settings (env), RUSTFLAGS, cargo -Z flags.
 measure() {
@@ -70,8 +72,14 @@ measure "stable: + relocation-model=static (non-PIE)" stable "" "$static" ""
 measure "stable: + static + linker flags" stable "" "$static $linker" ""
 measure "stable: + static + linker + force-unwind-tables=no" stable "" "$static $linker $no_unwind" ""
 measure "stable: opt-level=s + static + linker" stable "CARGO_PROFILE_RELEASE_OPT_LEVEL=s" "$static $linker" ""
+if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src'; then
+    echo "nightly rows skipped: rustup +nightly component add rust-src"
+    exit 0
+fi
 measure "nightly: profile as is" nightly "" "" ""
-measure "nightly: build-std + panic_immediate_abort" nightly "" "" "$nightly_std"
-measure "nightly: build-std + p_i_a + static + linker" nightly "" "$static $linker" "$nightly_std"
-measure "nightly: build-std + p_i_a + static + linker + fmt/location trims" nightly "" \
-    "$static $linker -Z location-detail=none -Z fmt-debug=none" "$nightly_std"
+measure "nightly: build-std (panic=abort)" nightly "" "" "$nightly_std"
+measure "nightly: build-std + panic=immediate-abort" nightly "" "$immediate_abort" "$nightly_std"
+measure "nightly: build-std + immediate-abort + static + linker" nightly "" \
+    "$immediate_abort $static $linker" "$nightly_std"
+measure "nightly: the same + location-detail=none + fmt-debug=none" nightly "" \
+    "$immediate_abort $static $linker -Z location-detail=none -Z fmt-debug=none" "$nightly_std"

@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// seconds of runs per case and side, after a warm-up run (default 1.5)
     #[argh(option, default = "1.5")]
     seconds: f64,
+    /// bench this vfio-bind binary instead of building the static release one
+    #[argh(option)]
+    binary: Option<PathBuf>,
     /// keep the trees (target/bench/tree-N) and print the commands, to rerun one by hand
     #[argh(switch)]
     keep: bool,
@@ -112,8 +115,13 @@ pub fn run(args: BenchArgs) -> TaskResult {
         .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
     let trees = trees_dir(args.keep)?;
 
-    eprintln!("bench: building the static release binary");
-    let binary = build_static_binary()?;
+    let binary = match args.binary {
+        Some(binary) => binary,
+        None => {
+            eprintln!("bench: building the static release binary");
+            build_static_binary()?
+        }
+    };
     let binary_size = std::fs::metadata(&binary)
         .map_err(|error| format!("cannot read {}: {error}", binary.display()))?
         .len();
@@ -181,7 +189,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
             let shell_sample = match &shell {
                 Some(shell) => {
                     eprintln!("bench: {functions} functions, {wanted} cards: busybox sh {SCRIPT}");
-                    let sample = sample(&|| shell_command(shell), &mut reset, budget, 5, 101)?;
+                    let sample = sample(&|| shell_command(shell), &mut reset, budget, 7, 101)?;
                     check_shell_run(&sample, &machine, &targets)?;
                     Some(sample)
                 }
@@ -621,7 +629,7 @@ fn report(report: &Report<'_>) -> String {
     let (linear, growth) = growth(report.cases);
     let _ = writeln!(
         out,
-        "  {} cost grows linearly or better: {growth}",
+        "  {} cost grows linearly or better (t ~ n^k, k <= {LINEAR_EXPONENT} for noise): {growth}",
         verdict(linear)
     );
     let _ = writeln!(
