@@ -22,6 +22,16 @@ pub enum GroupStatus {
     Failed(String),
 }
 
+impl std::fmt::Display for GroupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupStatus::Viable => f.write_str("viable"),
+            GroupStatus::NotViable => f.write_str("not viable"),
+            GroupStatus::Failed(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct GuestState {
     pub functions: Vec<Function>,
@@ -150,11 +160,7 @@ pub fn function_table(state: &GuestState) -> String {
         let viability = function
             .group
             .and_then(|group| state.groups.get(&group))
-            .map(|status| match status {
-                GroupStatus::Viable => "viable".to_string(),
-                GroupStatus::NotViable => "not viable".to_string(),
-                GroupStatus::Failed(why) => format!("open failed: {why}"),
-            })
+            .map(|status| status.to_string())
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,

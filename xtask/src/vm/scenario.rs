@@ -328,7 +328,8 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
         match group_of(address).map(|group| (group, state.groups.get(&group))) {
             Some((_, Some(GroupStatus::NotViable))) => {}
             Some((group, other)) => problems.push(format!(
-                "{address}: expected /dev/vfio/{group} to report not viable; found {other:?}"
+                "{address}: expected /dev/vfio/{group} to report not viable; found {}",
+                other.map_or(format!("no /dev/vfio/{group}"), |status| status.to_string())
             )),
             None => problems.push(format!(
                 "{address}: expected a VFIO group; it has no IOMMU group"
