@@ -54,7 +54,7 @@ pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
         .args([
             "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
         ])
-        .args(["-m", "768", "-nodefaults", "-display", "none", "-no-reboot"])
+        .args(["-m", "512", "-nodefaults", "-display", "none", "-no-reboot"])
         .args(["-audiodev", "none,id=snd0"])
         .args(["-device", "intel-iommu"])
         .args(&spec.devices)
