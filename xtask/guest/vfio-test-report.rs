@@ -119,7 +119,10 @@ fn groups(out: &mut Vec<String>) {
         };
         if result < 0 {
             let error = io::Error::last_os_error();
-            out.push(format!("group {number} status-failed {}", errno_name(&error)));
+            out.push(format!(
+                "group {number} status-failed {}",
+                errno_name(&error)
+            ));
         } else if status.flags & VFIO_GROUP_FLAGS_VIABLE != 0 {
             out.push(format!("group {number} viable"));
         } else {

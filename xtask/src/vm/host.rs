@@ -53,11 +53,14 @@ const TOOLS: &[Tool] = &[
         program: "apt-get",
         package: "apt",
     },
-    Tool {
-        program: "xz",
-        package: "xz-utils",
-    },
 ];
+
+/// Used when present: xz unpacks the kernel so that QEMU boots it without the in-guest
+/// decompression (about 2 s per boot under emulation).
+const OPTIONAL_TOOLS: &[Tool] = &[Tool {
+    program: "xz",
+    package: "xz-utils",
+}];
 
 /// The packages `.ci/run` and a developer install; printed in every "missing" message.
 pub const APT_PACKAGES: &str =
@@ -96,6 +99,14 @@ fn is_debian_like() -> bool {
 /// Checks every host tool. Missing ones are named with the exact `apt-get install` line;
 /// as root on Debian or Ubuntu they are installed right away.
 pub fn ensure_tools() -> TaskResult {
+    for tool in OPTIONAL_TOOLS {
+        if find_program(tool.program).is_none() {
+            eprintln!(
+                "vm: {} is missing (apt-get install {}); booting the compressed kernel, slower",
+                tool.program, tool.package
+            );
+        }
+    }
     let missing: Vec<&Tool> = TOOLS
         .iter()
         .filter(|tool| find_program(tool.program).is_none())
