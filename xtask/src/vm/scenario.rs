@@ -78,6 +78,9 @@ pub struct Scenario {
     /// that the binder ran before it rather than taking the card back afterwards. Read from
     /// the kernel console: any line naming both, other than the binder's own.
     pub untouched: &'static [(&'static str, &'static str)],
+    /// Kernel log records the guest's test hook must have written, exactly and in this
+    /// order (`vfio-test: ...`: the runtime scenario's state after each step).
+    pub guest_says: &'static [&'static str],
 }
 
 const BOCHS: &str = "bochs-drm";
@@ -119,6 +122,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: UNTOUCHED_SECOND,
+        guest_says: &[],
     },
     Scenario {
         number: 2,
@@ -140,6 +144,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: &[("00:07.0", RADEON), ("00:07.1", HDA)],
+        guest_says: &[],
     },
     Scenario {
         number: 3,
@@ -157,6 +162,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: &[],
+        guest_says: &[],
     },
     Scenario {
         number: 4,
@@ -173,6 +179,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: UNTOUCHED_SECOND,
+        guest_says: &[],
     },
     Scenario {
         number: 5,
@@ -193,6 +200,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         console: &["Initialized bochs-drm", "for 0000:00:05.0"],
         untouched: &[],
+        guest_says: &[],
     },
     Scenario {
         number: 6,
@@ -209,6 +217,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: &[],
+        guest_says: &[],
     },
     Scenario {
         number: 7,
@@ -225,6 +234,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: &[],
+        guest_says: &[],
     },
     Scenario {
         number: 8,
@@ -247,6 +257,7 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: &[("00:04.1", HDA), ("00:05.1", HDA)],
+        guest_says: &[],
     },
     Scenario {
         number: 9,
@@ -263,8 +274,39 @@ pub const SCENARIOS: &[Scenario] = &[
         binder_says: &[],
         console: &[],
         untouched: UNTOUCHED_SECOND,
+        guest_says: &[],
+    },
+    Scenario {
+        number: 10,
+        name: "runtime bind and release, twice",
+        cards: Cards::Twins,
+        append: "vfiotest.runtime=1234:1111@00:05",
+        iommu: true,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: false,
+        binder_says: &[],
+        console: &[],
+        untouched: &[],
+        guest_says: &[
+            RUNTIME_BOUND_1,
+            RUNTIME_RELEASED_1,
+            RUNTIME_BOUND_2,
+            RUNTIME_RELEASED_2,
+        ],
     },
 ];
+
+/// What the guest's test hook logs after each `vfio-bind bind` and `release` of the second
+/// twin (xtask/guest/mkinitcpio/hooks/vfio-test): the step, the command's exit status, and
+/// each function's driver as the kernel's `driver` link names it. The first twin never moves.
+const RUNTIME_BOUND_1: &str = "vfio-test: round 1 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
+const RUNTIME_RELEASED_1: &str = "vfio-test: round 1 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const RUNTIME_BOUND_2: &str = "vfio-test: round 2 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
+const RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
 
 /// Which scenarios run on which generator: 1, 3 and 9 on every one (9 checks each hook's
 /// copy of /etc/cmdline.d), all of them on the mkinitcpio (busybox) image, whose HOOKS
@@ -390,6 +432,18 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
         {
             problems.push(format!("expected a binder line containing {words:?}"));
         }
+    }
+    let guest_lines: Vec<&str> = state
+        .kmsg
+        .iter()
+        .map(|(_, text)| text.as_str())
+        .filter(|text| text.starts_with("vfio-test: "))
+        .collect();
+    if guest_lines != scenario.guest_says {
+        problems.push(format!(
+            "expected the test hook's lines {:?}, found {guest_lines:?}",
+            scenario.guest_says
+        ));
     }
     for (address, driver) in scenario.untouched {
         let full = super::report::full_address(address);
