@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// bench this vfio-bind binary instead of building the static release one
     #[argh(option)]
     binary: Option<PathBuf>,
-    /// keep the trees (target/bench/tree-N) and print the commands, to rerun one by hand
+    /// keep the trees (/dev/shm/vfio-bind-bench-PID/tree-N) and print the commands
     #[argh(switch)]
     keep: bool,
 }
@@ -113,7 +113,8 @@ pub fn run(args: BenchArgs) -> TaskResult {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("cmdline.d"))
         .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
-    let trees = trees_dir(args.keep)?;
+    let trees = TreesDir::create(args.keep)?;
+    let trees = trees.path();
 
     let binary = match args.binary {
         Some(binary) => binary,
@@ -257,23 +258,43 @@ pub fn run(args: BenchArgs) -> TaskResult {
 
 /// Where the trees are built: in `/dev/shm` when it is there, since tmpfs, like sysfs,
 /// keeps everything in memory (a disk file system journals every truncating write, which
-/// costs more than the rest of a run). Removed first, unless it is to be kept.
-fn trees_dir(keep: bool) -> TaskResult<PathBuf> {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        eprintln!("bench: no /dev/shm; building the trees in the temporary directory");
-        std::env::temp_dir()
-    };
-    let dir = base.join("vfio-bind-bench");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-    if keep {
-        eprintln!("bench: the trees are kept in {}", dir.display());
+/// costs more than the rest of a run). One directory per bench process, removed at the end
+/// unless it is to be kept.
+struct TreesDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TreesDir {
+    fn create(keep: bool) -> TaskResult<Self> {
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            eprintln!("bench: no /dev/shm; building the trees in the temporary directory");
+            std::env::temp_dir()
+        };
+        let path = base.join(format!("vfio-bind-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        if keep {
+            eprintln!("bench: the trees are kept in {}", path.display());
+        }
+        Ok(TreesDir { path, keep })
     }
-    Ok(dir)
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TreesDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Finds busybox and makes `bin/` with `sh` and `cat` pointing to it. `None`, said loudly,
