@@ -42,6 +42,8 @@ fi
 
 static='-C relocation-model=static'
 linker='-C link-arg=-Wl,-z,norelro -C link-arg=-Wl,-z,noseparate-code -C link-arg=-Wl,--build-id=none'
+# The same without giving up RELRO.
+linker_relro='-C link-arg=-Wl,-z,noseparate-code -C link-arg=-Wl,--build-id=none'
 no_unwind='-C force-unwind-tables=no'
 # std rebuilt with the panic strategy that drops the panic machinery (formatting of panic
 # messages, the panic hook, backtrace symbolization with gimli/addr2line). Since nightly
@@ -66,10 +68,11 @@ measure() {
 }
 
 mkdir -p "$out"
-echo "$bin, $target"
+echo "$bin at $(git rev-parse --short HEAD), $target"
 measure "stable: profile as is (z, LTO, 1 CGU, abort, strip)" stable "" "" ""
 measure "stable: + relocation-model=static (non-PIE)" stable "" "$static" ""
 measure "stable: + static + linker flags" stable "" "$static $linker" ""
+measure "stable: + static + linker flags but RELRO kept" stable "" "$static $linker_relro" ""
 measure "stable: + static + linker + force-unwind-tables=no" stable "" "$static $linker $no_unwind" ""
 measure "stable: opt-level=s + static + linker" stable "CARGO_PROFILE_RELEASE_OPT_LEVEL=s" "$static $linker" ""
 if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src'; then
@@ -79,6 +82,8 @@ fi
 measure "nightly: profile as is" nightly "" "" ""
 measure "nightly: build-std (panic=abort)" nightly "" "" "$nightly_std"
 measure "nightly: build-std + panic=immediate-abort" nightly "" "$immediate_abort" "$nightly_std"
+measure "nightly: build-std + immediate-abort + static" nightly "" \
+    "$immediate_abort $static" "$nightly_std"
 measure "nightly: build-std + immediate-abort + static + linker" nightly "" \
     "$immediate_abort $static $linker" "$nightly_std"
 measure "nightly: the same + location-detail=none + fmt-debug=none" nightly "" \
