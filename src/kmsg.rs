@@ -171,7 +171,10 @@ fn stderr_is_a_user_terminal() -> bool {
     }
     nix::sys::stat::fstat(&stderr).is_ok_and(|status| {
         let device = status.st_rdev;
-        (nix::libc::major(device) as u64, nix::libc::minor(device) as u64) != CONSOLE
+        (
+            nix::libc::major(device) as u64,
+            nix::libc::minor(device) as u64,
+        ) != CONSOLE
     })
 }
 
