@@ -109,7 +109,13 @@ pub const EXIT_FAILED: u8 = 1;
 /// Scans every function into a plan. Errors: the device list cannot be read.
 pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
     let mut planner = Planner::new(rules);
-    sysfs.for_each_function(|function| planner.observe(function))?;
+    let wanted = |address| {
+        rules.iter().any(|rule| match rule.location() {
+            None => true,
+            Some(location) => location.contains(address),
+        })
+    };
+    sysfs.for_each_function_where(wanted, |function| planner.observe(function))?;
     Ok(planner.finish())
 }
 
@@ -513,24 +519,46 @@ fn report_failure(
 fn warn_about_group_companions(sysfs: &Sysfs, plan: &Plan, states: &[TargetState]) {
     const SHOWN: usize = 2;
     let mut count = 0;
-    let _ = sysfs.for_each_function(|function| {
-        if function.is_on(VFIO_PCI) {
-            return;
+    let mut groups: heapless::Vec<u32, MAX_TARGETS> = heapless::Vec::new();
+    for target in &plan.targets {
+        if let Some(group) = target.function.iommu_group {
+            if !groups.contains(&group) {
+                let _ = groups.push(group);
+            }
         }
-        let Some(target) = plan.companion_of(function) else {
-            return;
+    }
+    for group in groups {
+        let Ok(path) = sysfs.path(format_args!("kernel/iommu_groups/{group}/devices")) else {
+            continue;
         };
-        let bound = plan
-            .targets
-            .iter()
-            .position(|t| t.function.address == target.function.address)
-            .is_some_and(|index| states[index].on_vfio);
-        if !bound {
-            return;
-        }
-        count += 1;
-        if count <= SHOWN {
-            warn!(
+        let _ = crate::sysfs::for_each_entry(path.as_str(), |name| {
+            let Some(address) = core::str::from_utf8(name)
+                .ok()
+                .and_then(|n| n.parse::<PciAddress>().ok())
+            else {
+                return;
+            };
+            let Some(function) = sysfs.read_function(address) else {
+                return;
+            };
+            let function = &function;
+            if function.is_on(VFIO_PCI) {
+                return;
+            }
+            let Some(target) = plan.companion_of(function) else {
+                return;
+            };
+            let bound = plan
+                .targets
+                .iter()
+                .position(|t| t.function.address == target.function.address)
+                .is_some_and(|index| states[index].on_vfio);
+            if !bound {
+                return;
+            }
+            count += 1;
+            if count <= SHOWN {
+                warn!(
                 "IOMMU group {} of {} also holds {} ({}), which no rule selects; a VM cannot use the group while a driver holds it. Add: vfio.bind={}",
                 target.function.iommu_group.unwrap_or_default(),
                 target.function.address,
@@ -538,8 +566,9 @@ fn warn_about_group_companions(sysfs: &Sysfs, plan: &Plan, states: &[TargetState
                 IdsList(&[function.ids]),
                 rule_for(function)
             );
-        }
-    });
+            }
+        });
+    }
     if count > SHOWN {
         warn!(
             "{} more functions share an IOMMU group with a bound one; run vfio-bind check",

@@ -145,7 +145,15 @@ impl Sysfs {
 
     /// Calls `visit` with every PCI function, in directory order. Entries whose names are
     /// not PCI addresses are passed over.
-    pub fn for_each_function(&self, mut visit: impl FnMut(&Function)) -> Result<(), Errno> {
+    pub fn for_each_function(&self, visit: impl FnMut(&Function)) -> Result<(), Errno> {
+        self.for_each_function_where(|_| true, visit)
+    }
+
+    pub fn for_each_function_where(
+        &self,
+        wanted: impl Fn(PciAddress) -> bool,
+        mut visit: impl FnMut(&Function),
+    ) -> Result<(), Errno> {
         let path = self.path(format_args!("bus/pci/devices"))?;
         for_each_entry(path.as_str(), |name| {
             let Some(address) = core::str::from_utf8(name)
@@ -154,6 +162,9 @@ impl Sysfs {
             else {
                 return;
             };
+            if !wanted(address) {
+                return;
+            }
             // A device can vanish between the listing and the read: pass it over.
             if let Some(function) = self.read_function(address) {
                 visit(&function);
