@@ -106,9 +106,20 @@ pub const EXIT_OK: u8 = 0;
 /// Exit status: some rule was malformed, did not match, or did not bind.
 pub const EXIT_FAILED: u8 = 1;
 
-/// Scans every function into a plan. Errors: the device list cannot be read.
+/// Scans the functions the rules can select into a plan: a second time, keeping only the
+/// rules still in play, when the first pass ran out of room. Errors: the device list cannot
+/// be read.
 pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
-    let mut planner = Planner::new(rules);
+    let first = scan_with(sysfs, rules, Planner::new(rules))?;
+    match first.rules_to_keep_on_second_pass() {
+        None => Ok(first),
+        Some(keep) => scan_with(sysfs, rules, Planner::keeping_only(rules, &keep)),
+    }
+}
+
+fn scan_with(sysfs: &Sysfs, rules: &[Rule], mut planner: Planner<'_>) -> Result<Plan, Errno> {
+    // A rule with an address can only select functions whose directory name it matches;
+    // only bare-IDs rules need every function read.
     let wanted = |address| {
         rules.iter().any(|rule| match rule.location() {
             None => true,
@@ -483,6 +494,9 @@ fn report_verdict(rule: &Rule, verdict: &Verdict) {
         Verdict::TooManyFunctions => {
             error!("{rule} not applied: it selects more than {MAX_TARGETS} functions; nothing it selects was touched")
         }
+        Verdict::NoRoom => error!(
+            "{rule} not applied: the rules together select more than {MAX_TARGETS} functions and this one's did not fit; nothing it selects was touched"
+        ),
     }
 }
 

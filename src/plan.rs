@@ -34,6 +34,9 @@ pub enum Verdict {
     OnlyBridges,
     /// The rule selects more functions than [`MAX_TARGETS`].
     TooManyFunctions,
+    /// The rules together select more than [`MAX_TARGETS`] functions, and this one's did
+    /// not fit beside those of the rules before it.
+    NoRoom,
 }
 
 /// A function the plan hands to vfio-pci, and the rule that selected it.
@@ -52,6 +55,8 @@ pub struct Plan {
     pub bridges: Vec<Target, MAX_TARGETS>,
     /// One per rule, in rule order.
     pub verdicts: Vec<Verdict, MAX_RULES>,
+    /// How many functions each rule matched on the scan, kept or not.
+    pub matched: Vec<usize, MAX_RULES>,
 }
 
 #[derive(Default)]
@@ -59,18 +64,31 @@ struct RuleScan {
     functions_seen: usize,
     guard_met: bool,
     found: Vec<Option<PciIds>, MAX_FOUND>,
-    overflowed: bool,
+    /// Whether some function of this rule found no room among the candidates.
+    crowded: bool,
 }
 
 /// Builds a [`Plan`] from the functions it is shown.
+///
+/// Candidates of every rule share room for [`MAX_TARGETS`] functions, in the order the scan
+/// sees them, before any guard is known. When that room runs out, [`Plan::rules_to_keep_on_second_pass`]
+/// names the rules worth a second scan that keeps only their candidates.
 pub struct Planner<'r> {
     rules: &'r [Rule],
     scans: Vec<RuleScan, MAX_RULES>,
+    /// Whether each rule's candidates are kept (all, on a first pass).
+    keeping: [bool; MAX_RULES],
     candidates: Vec<Target, MAX_TARGETS>,
 }
 
 impl<'r> Planner<'r> {
     pub fn new(rules: &'r [Rule]) -> Self {
+        Self::keeping_only(rules, &[true; MAX_RULES])
+    }
+
+    /// A planner that keeps the candidates of the rules marked in `keep` only; the other
+    /// rules still get their verdicts.
+    pub fn keeping_only(rules: &'r [Rule], keep: &[bool; MAX_RULES]) -> Self {
         let mut scans = Vec::new();
         for _ in rules.iter().take(MAX_RULES) {
             let _ = scans.push(RuleScan::default());
@@ -78,6 +96,7 @@ impl<'r> Planner<'r> {
         Planner {
             rules: &rules[..scans.len()],
             scans,
+            keeping: *keep,
             candidates: Vec::new(),
         }
     }
@@ -112,12 +131,15 @@ impl<'r> Planner<'r> {
                 continue;
             }
             scan.functions_seen += 1;
+            if !self.keeping[index] || scan.functions_seen > MAX_TARGETS {
+                continue;
+            }
             let target = Target {
                 rule: index,
                 function: function.clone(),
             };
             if self.candidates.push(target).is_err() {
-                scan.overflowed = true;
+                scan.crowded = true;
             }
         }
     }
@@ -125,10 +147,11 @@ impl<'r> Planner<'r> {
     /// Ends the scan: decides each rule's verdict and the functions that go to vfio-pci.
     pub fn finish(self) -> Plan {
         let mut verdicts = Vec::new();
+        let mut matched = Vec::new();
         let mut targets: Vec<Target, MAX_TARGETS> = Vec::new();
         let mut bridges: Vec<Target, MAX_TARGETS> = Vec::new();
         for (index, scan) in self.scans.iter().enumerate() {
-            let verdict = if scan.overflowed {
+            let verdict = if scan.functions_seen > MAX_TARGETS {
                 Verdict::TooManyFunctions
             } else if scan.functions_seen == 0 {
                 Verdict::NothingThere
@@ -136,6 +159,8 @@ impl<'r> Planner<'r> {
                 let mut found = scan.found.clone();
                 found.sort_unstable();
                 Verdict::GuardMismatch { found }
+            } else if scan.crowded || !self.keeping[index] {
+                Verdict::NoRoom
             } else {
                 let mut selected = Verdict::Selected {
                     functions: 0,
@@ -175,6 +200,7 @@ impl<'r> Planner<'r> {
                 }
             };
             let _ = verdicts.push(verdict);
+            let _ = matched.push(scan.functions_seen);
         }
         targets.sort_unstable_by_key(|target| target.function.address);
         bridges.sort_unstable_by_key(|target| target.function.address);
@@ -182,11 +208,31 @@ impl<'r> Planner<'r> {
             targets,
             bridges,
             verdicts,
+            matched,
         }
     }
 }
 
 impl Plan {
+    /// When some rule found no room on this pass, the rules whose candidates a second pass
+    /// should keep: in command-line order, each rule in play (selected, or out of room) whose
+    /// functions still fit beside those kept before it. `None`: this plan is final.
+    pub fn rules_to_keep_on_second_pass(&self) -> Option<[bool; MAX_RULES]> {
+        if !self.verdicts.contains(&Verdict::NoRoom) {
+            return None;
+        }
+        let mut keep = [false; MAX_RULES];
+        let mut room = MAX_TARGETS;
+        for (index, verdict) in self.verdicts.iter().enumerate() {
+            let in_play = matches!(verdict, Verdict::Selected { .. } | Verdict::NoRoom);
+            if in_play && self.matched[index] <= room {
+                keep[index] = true;
+                room -= self.matched[index];
+            }
+        }
+        Some(keep)
+    }
+
     /// The targets a rule selected.
     pub fn targets_of(&self, rule: usize) -> impl Iterator<Item = &Target> {
         self.targets
@@ -275,6 +321,19 @@ mod tests {
         for function in functions {
             planner.observe(function);
         }
+        planner.finish()
+    }
+
+    /// What `apply::scan` does: a second pass when the first ran out of room.
+    fn plan_in_two_passes(rules: &[Rule], functions: &[Function]) -> Plan {
+        let mut planner = Planner::new(rules);
+        functions.iter().for_each(|f| planner.observe(f));
+        let first = planner.finish();
+        let Some(keep) = first.rules_to_keep_on_second_pass() else {
+            return first;
+        };
+        let mut planner = Planner::keeping_only(rules, &keep);
+        functions.iter().for_each(|f| planner.observe(f));
         planner.finish()
     }
 
@@ -378,6 +437,92 @@ mod tests {
         let plan = plan("1002:73ff@07:00 8086:1520", &functions);
         assert_eq!(plan.verdicts[1], Verdict::TooManyFunctions);
         assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
+    }
+
+    #[test]
+    fn a_rule_is_not_blamed_for_room_other_rules_took() {
+        // 65 functions of a bare-IDs rule come first in directory order, then the card.
+        let mut functions: std::vec::Vec<Function> = (0..MAX_TARGETS + 1)
+            .map(|n| {
+                function(
+                    &format!("0000:{:02x}:00.{}", 0x10 + n / 8, n % 8),
+                    "8086:1520",
+                    0x020000,
+                    30,
+                )
+            })
+            .collect();
+        functions.extend(seed_003());
+        let rules: std::vec::Vec<Rule> = ["1002:73ff@07:00", "8086:1520"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let plan = plan_in_two_passes(&rules, &functions);
+        assert_eq!(
+            plan.verdicts[0],
+            Verdict::Selected {
+                functions: 2,
+                bridges: 0
+            }
+        );
+        assert_eq!(plan.verdicts[1], Verdict::TooManyFunctions);
+        assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
+    }
+
+    #[test]
+    fn rules_whose_guard_fails_take_no_room_from_the_others() {
+        // Eight full slots whose guard fails (64 candidates), then a good rule.
+        let mut functions = std::vec::Vec::new();
+        let mut rules = std::vec::Vec::new();
+        for bus in 0x20..0x28 {
+            for f in 0..8 {
+                functions.push(function(
+                    &format!("0000:{bus:02x}:00.{f}"),
+                    "10de:1e84",
+                    0x030000,
+                    bus,
+                ));
+            }
+            rules.push(format!("1002:73ff@{bus:02x}:00").parse().unwrap());
+        }
+        functions.extend(seed_003());
+        rules.push("1002:73ff@07:00".parse().unwrap());
+        let plan = plan_in_two_passes(&rules, &functions);
+        assert!(matches!(plan.verdicts[0], Verdict::GuardMismatch { .. }));
+        assert_eq!(
+            plan.verdicts[8],
+            Verdict::Selected {
+                functions: 2,
+                bridges: 0
+            }
+        );
+    }
+
+    #[test]
+    fn rules_that_together_select_too_much_keep_the_first_that_fit() {
+        let functions: std::vec::Vec<Function> = (0..40)
+            .flat_map(|n| {
+                let bus = 0x10 + n;
+                [
+                    function(&format!("0000:{bus:02x}:00.0"), "10de:1e84", 0x030000, n),
+                    function(&format!("0000:{bus:02x}:00.1"), "10de:10f8", 0x040300, n),
+                ]
+            })
+            .collect();
+        let rules: std::vec::Vec<Rule> = ["10de:1e84", "10de:10f8"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let plan = plan_in_two_passes(&rules, &functions);
+        assert_eq!(
+            plan.verdicts[0],
+            Verdict::Selected {
+                functions: 40,
+                bridges: 0
+            }
+        );
+        assert_eq!(plan.verdicts[1], Verdict::NoRoom);
+        assert_eq!(plan.targets.len(), 40);
     }
 
     #[test]

@@ -250,6 +250,7 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(bool, 
         ),
         Verdict::OnlyBridges => say(false, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
         Verdict::TooManyFunctions => say(false, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::NoRoom => say(false, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
     }
 }
 
