@@ -187,8 +187,17 @@ fn fragment_names(
         if !name.ends_with(".conf") || name.starts_with('.') {
             return;
         }
-        if let Ok(name) = String::try_from(name) {
-            overflowed |= names.push(name).is_err();
+        let Ok(name) = String::try_from(name) else {
+            return;
+        };
+        // When full, keep the names that sort first: the listing comes in no order.
+        if let Err(name) = names.push(name) {
+            overflowed = true;
+            if let Some(last) = names.iter_mut().max() {
+                if name < *last {
+                    *last = name;
+                }
+            }
         }
     });
     if overflowed {
@@ -201,6 +210,24 @@ fn fragment_names(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_too_many_fragments_the_first_by_name_are_read() {
+        let dir = std::env::temp_dir().join(format!("vfio-bind-fragments-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in (0..MAX_FRAGMENTS + 4).rev() {
+            std::fs::write(dir.join(format!("{n:02}.conf")), "").unwrap();
+        }
+        std::fs::write(dir.join("00.txt"), "").unwrap();
+        let mut problems = 0;
+        let names = fragment_names(&dir, &mut |_| problems += 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let expected: std::vec::Vec<std::string::String> =
+            (0..MAX_FRAGMENTS).map(|n| format!("{n:02}.conf")).collect();
+        let names: std::vec::Vec<&str> = names.iter().map(|name| name.as_str()).collect();
+        assert_eq!(names, expected);
+        assert_eq!(problems, 1);
+    }
 
     #[test]
     fn over_long_text_loses_its_last_rule_not_half_of_it() {
