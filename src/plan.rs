@@ -315,6 +315,20 @@ mod tests {
         ]
     }
 
+    /// `count` functions of one multi-port network card model (8086:1520), 8 per slot.
+    fn network_functions(count: usize) -> std::vec::Vec<Function> {
+        (0..count)
+            .map(|n| {
+                function(
+                    &format!("0000:{:02x}:00.{}", 0x10 + n / 8, n % 8),
+                    "8086:1520",
+                    0x020000,
+                    30,
+                )
+            })
+            .collect()
+    }
+
     fn plan(rules: &str, functions: &[Function]) -> Plan {
         let rules: std::vec::Vec<Rule> = rules.split(' ').map(|r| r.parse().unwrap()).collect();
         let mut planner = Planner::new(&rules);
@@ -422,16 +436,7 @@ mod tests {
 
     #[test]
     fn a_rule_too_big_for_the_plan_selects_nothing() {
-        let many: std::vec::Vec<Function> = (0..MAX_TARGETS + 1)
-            .map(|n| {
-                function(
-                    &format!("0000:{:02x}:00.{}", 0x10 + n / 8, n % 8),
-                    "8086:1520",
-                    0x020000,
-                    30,
-                )
-            })
-            .collect();
+        let many = network_functions(MAX_TARGETS + 1);
         let mut functions = seed_003().to_vec();
         functions.extend(many);
         let plan = plan("1002:73ff@07:00 8086:1520", &functions);
@@ -442,16 +447,7 @@ mod tests {
     #[test]
     fn a_rule_is_not_blamed_for_room_other_rules_took() {
         // 65 functions of a bare-IDs rule come first in directory order, then the card.
-        let mut functions: std::vec::Vec<Function> = (0..MAX_TARGETS + 1)
-            .map(|n| {
-                function(
-                    &format!("0000:{:02x}:00.{}", 0x10 + n / 8, n % 8),
-                    "8086:1520",
-                    0x020000,
-                    30,
-                )
-            })
-            .collect();
+        let mut functions = network_functions(MAX_TARGETS + 1);
         functions.extend(seed_003());
         let rules: std::vec::Vec<Rule> = ["1002:73ff@07:00", "8086:1520"]
             .iter()
