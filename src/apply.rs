@@ -20,7 +20,7 @@ use nix::errno::Errno;
 use crate::address::PciAddress;
 use crate::cmdline::MAX_RULES;
 use crate::kmsg;
-use crate::plan::{rule_for, IdsList, Plan, Planner, Verdict, MAX_TARGETS};
+use crate::plan::{plan_rules, rule_for, IdsList, Plan, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
 use crate::sources::Gathered;
 use crate::sysfs::{Attribute, DriverName, Function, Sysfs, VFIO_PCI};
@@ -110,14 +110,6 @@ pub const EXIT_FAILED: u8 = 1;
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
 /// be read.
 pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
-    let first = scan_with(sysfs, rules, Planner::new(rules))?;
-    match first.rules_to_keep_on_second_pass() {
-        None => Ok(first),
-        Some(keep) => scan_with(sysfs, rules, Planner::keeping_only(rules, &keep)),
-    }
-}
-
-fn scan_with(sysfs: &Sysfs, rules: &[Rule], mut planner: Planner<'_>) -> Result<Plan, Errno> {
     // A rule with an address can only select functions whose directory name it matches;
     // only bare-IDs rules need every function read.
     let wanted = |address| {
@@ -126,8 +118,9 @@ fn scan_with(sysfs: &Sysfs, rules: &[Rule], mut planner: Planner<'_>) -> Result<
             Some(location) => location.contains(address),
         })
     };
-    sysfs.for_each_function_where(wanted, |function| planner.observe(function))?;
-    Ok(planner.finish())
+    plan_rules(rules, |planner| {
+        sysfs.for_each_function_where(wanted, |function| planner.observe(function))
+    })
 }
 
 /// Runs `vfio-bind apply`. Returns the exit status.
@@ -265,7 +258,7 @@ pub fn apply(
     } else {
         Level::Error
     };
-    let rejected = gathered.rules.malformed + gathered.rules.overflowing;
+    let rejected = gathered.rules.rejected();
     summary(
         level,
         started,
@@ -435,7 +428,7 @@ pub fn release_rules(
         }
     }
     let all = released == rules.len() && !gathered.rules.has_rejects();
-    let rejected = gathered.rules.malformed + gathered.rules.overflowing;
+    let rejected = gathered.rules.rejected();
     summary(
         if all { Level::Info } else { Level::Error },
         started,

@@ -148,9 +148,14 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// How many rule texts were given but not kept: malformed, or beyond the capacity.
+    pub fn rejected(&self) -> usize {
+        self.malformed + self.overflowing
+    }
+
     /// Whether any rule text was given but not kept.
     pub fn has_rejects(&self) -> bool {
-        self.malformed + self.overflowing > 0
+        self.rejected() > 0
     }
 
     /// Adds the rules of every `vfio.bind=` parameter of `text`. Each malformed rule is

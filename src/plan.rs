@@ -71,8 +71,8 @@ struct RuleScan {
 /// Builds a [`Plan`] from the functions it is shown.
 ///
 /// Candidates of every rule share room for [`MAX_TARGETS`] functions, in the order the scan
-/// sees them, before any guard is known. When that room runs out, [`Plan::rules_to_keep_on_second_pass`]
-/// names the rules worth a second scan that keeps only their candidates.
+/// sees them, before any guard is known. When that room runs out, [`plan_rules`] scans a
+/// second time keeping only the candidates of the rules still in play.
 pub struct Planner<'r> {
     rules: &'r [Rule],
     scans: Vec<RuleScan, MAX_RULES>,
@@ -259,6 +259,24 @@ impl Plan {
     }
 }
 
+/// Plans `rules` over the functions `show_functions` hands to a planner: once, and when that
+/// pass ran out of room, a second time keeping only the rules still in play. `show_functions`
+/// must show the same functions each time it is called; its error ends the planning.
+pub fn plan_rules<E>(
+    rules: &[Rule],
+    mut show_functions: impl FnMut(&mut Planner<'_>) -> Result<(), E>,
+) -> Result<Plan, E> {
+    let mut planner = Planner::new(rules);
+    show_functions(&mut planner)?;
+    let first = planner.finish();
+    let Some(keep) = first.rules_to_keep_on_second_pass() else {
+        return Ok(first);
+    };
+    let mut planner = Planner::keeping_only(rules, &keep);
+    show_functions(&mut planner)?;
+    Ok(planner.finish())
+}
+
 /// The rule that would add `function` to vfio-pci alone, guarded by its own IDs.
 pub fn rule_for(function: &Function) -> Rule {
     let location = Location::Function(function.address);
@@ -338,17 +356,13 @@ mod tests {
         planner.finish()
     }
 
-    /// What `apply::scan` does: a second pass when the first ran out of room.
+    /// [`plan_rules`] over a list of functions, as `apply::scan` runs it over sysfs.
     fn plan_in_two_passes(rules: &[Rule], functions: &[Function]) -> Plan {
-        let mut planner = Planner::new(rules);
-        functions.iter().for_each(|f| planner.observe(f));
-        let first = planner.finish();
-        let Some(keep) = first.rules_to_keep_on_second_pass() else {
-            return first;
-        };
-        let mut planner = Planner::keeping_only(rules, &keep);
-        functions.iter().for_each(|f| planner.observe(f));
-        planner.finish()
+        let shown: Result<Plan, ()> = plan_rules(rules, |planner| {
+            functions.iter().for_each(|f| planner.observe(f));
+            Ok(())
+        });
+        shown.unwrap()
     }
 
     fn addresses(targets: &[Target]) -> std::vec::Vec<std::string::String> {
