@@ -1,12 +1,22 @@
-//! `vfio-bind apply`: carries out a plan against sysfs, then checks what the kernel did.
+//! `vfio-bind apply` (and runtime `bind`/`release`): carries out a plan against sysfs, then
+//! reports what the kernel did.
 //!
-//! Order per function, as the kernel's driver core wants it (and libvirt does it): write
-//! `driver_override` first, so no other driver can take the function again; then unbind
-//! the driver that holds it; then have vfio-pci probe it (loading the module, whose
-//! registration binds every overridden function, or writing `drivers_probe`). Afterwards
-//! each function's driver is read back. A rule applies whole or not at all: when any of its
-//! functions did not end on vfio-pci, every function it touched is given back (override
-//! cleared, vfio-pci unbound, probed again), so no card is left without a driver.
+//! Apply runs in phases, each recording in a [`Handled`] per function what it did:
+//! 1. hand over: write `driver_override` first, so no other driver can take the function
+//!    again, then unbind the driver that holds it (the order the kernel's driver core wants,
+//!    and libvirt's);
+//! 2. probe: load vfio-pci, whose registration binds every overridden function, or write
+//!    `drivers_probe`;
+//! 3. read back every function's driver;
+//! 4. settle: a rule applies whole or not at all. A function goes back to its own driver
+//!    (override cleared, vfio-pci unbound, probed again) when every rule that selected it
+//!    failed, and where it ended is read back; a function that a rule which applied also
+//!    selected stays on vfio-pci;
+//! 5. report: each rule's line, the warnings, the summary and the exit status are derived
+//!    from the records, so no message can disagree with what happened.
+//!
+//! Rules may overlap (`@07:00` and `1002:ab28@07:00.1`): a function is handed over once,
+//! and each rule's report covers every function it selected.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -20,7 +30,7 @@ use nix::errno::Errno;
 use crate::address::PciAddress;
 use crate::cmdline::MAX_RULES;
 use crate::kmsg;
-use crate::plan::{plan_rules, rule_for, IdsList, Plan, Verdict, MAX_TARGETS};
+use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
 use crate::sources::Gathered;
 use crate::sysfs::{Attribute, DriverName, Function, Sysfs, VFIO_PCI};
@@ -85,7 +95,24 @@ impl Kernel for RunningKernel {
 /// the IOMMU backend that vfio needs is loaded by name first.
 const VFIO_MODULES: [&str; 2] = ["vfio_iommu_type1", "vfio-pci"];
 
-/// Why a function of a rule did not end on vfio-pci.
+impl core::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ModuleError::NoModprobe => {
+                f.write_str("no modprobe in /usr/sbin, /sbin, /usr/bin or /bin")
+            }
+            ModuleError::Failed(Some(code)) => write!(f, "exit status {code}"),
+            ModuleError::Failed(None) => f.write_str("killed by a signal"),
+        }
+    }
+}
+
+/// Exit status: every rule applied.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: some rule was malformed, did not match, or did not bind.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Why a rule did not apply: what went wrong with the first of its functions that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Failure {
     OverrideWrite(Errno),
@@ -93,18 +120,97 @@ enum Failure {
     NotBound(Option<DriverName>),
 }
 
-/// What apply did to one target, so it can be undone.
-#[derive(Clone, Debug, Default)]
-struct TargetState {
-    override_written: bool,
-    unbound_from: Option<DriverName>,
-    on_vfio: bool,
+/// Where one function of the plan ended, as read back from sysfs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum End {
+    /// Nothing was written to it: its rules had failed before its turn, or its first write
+    /// failed.
+    #[default]
+    Untouched,
+    OnVfio,
+    /// Handed over, but not on vfio-pci: on this driver, or on none. Settling gives it back.
+    Missed(Option<DriverName>),
+    /// Given back: no override, off vfio-pci; the driver that took it, if one did yet.
+    GivenBack(Option<DriverName>),
+    /// The give-back did not work: the override and driver it was left with.
+    Stuck {
+        driver_override: Option<DriverName>,
+        driver: Option<DriverName>,
+    },
+    /// The function is gone from sysfs.
+    Gone,
 }
 
-/// Exit status: every rule applied.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: some rule was malformed, did not match, or did not bind.
-pub const EXIT_FAILED: u8 = 1;
+/// What apply did to one function of the plan, and where it ended.
+#[derive(Clone, Debug, Default)]
+struct Handled {
+    /// `driver_override` was written with vfio-pci, so clearing it is ours to do.
+    overridden: bool,
+    /// The driver it was unbound from.
+    unbound_from: Option<DriverName>,
+    end: End,
+}
+
+/// One run over a plan: a record per target (in `plan.targets` order) and the first
+/// failure of each rule. Every message and the exit status are derived from it.
+struct Handover<'p> {
+    plan: &'p Plan,
+    handled: Vec<Handled, MAX_TARGETS>,
+    failures: [Option<(PciAddress, Failure)>; MAX_RULES],
+}
+
+impl<'p> Handover<'p> {
+    fn new(plan: &'p Plan) -> Self {
+        let mut handled = Vec::new();
+        for _ in &plan.targets {
+            // As many records as targets: pushing cannot fail.
+            let _ = handled.push(Handled::default());
+        }
+        Handover {
+            plan,
+            handled,
+            failures: [const { None }; MAX_RULES],
+        }
+    }
+
+    fn failed(&self, rule: usize) -> bool {
+        self.failures.get(rule).is_some_and(Option::is_some)
+    }
+
+    /// Whether every rule that selected the target has failed: nothing more is done for it.
+    fn abandoned(&self, target: &Target) -> bool {
+        target.rules.all(|rule| self.failed(rule))
+    }
+
+    /// Records `failure` as the reason of each rule in `rules` that has not failed yet.
+    fn fail(&mut self, rules: RuleMask, address: PciAddress, failure: &Failure) {
+        for rule in rules.iter() {
+            if let Some(slot @ None) = self.failures.get_mut(rule) {
+                *slot = Some((address, failure.clone()));
+            }
+        }
+    }
+
+    fn applied(&self, rule: usize) -> bool {
+        matches!(self.plan.verdicts.get(rule), Some(Verdict::Selected { .. })) && !self.failed(rule)
+    }
+
+    /// The targets a rule selected, each with its record.
+    fn functions_of(&self, rule: usize) -> impl Iterator<Item = (&'p Target, &Handled)> {
+        self.plan
+            .targets
+            .iter()
+            .zip(self.handled.iter())
+            .filter(move |(target, _)| target.rules.contains(rule))
+    }
+
+    fn on_vfio(&self) -> usize {
+        self.handled
+            .iter()
+            .filter(|handled| handled.end == End::OnVfio)
+            .count()
+    }
+}
 
 /// Scans the functions the rules can select into a plan: a second time, keeping only the
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
@@ -123,7 +229,13 @@ pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
     })
 }
 
-/// Runs `vfio-bind apply`. Returns the exit status.
+/// Whether vfio runs without an IOMMU: asked for on the command line, or the vfio module's
+/// parameter reads Y (it was loaded so, e.g. before a runtime `bind`).
+fn noiommu_mode(sysfs: &Sysfs, gathered: &Gathered) -> bool {
+    gathered.noiommu || sysfs.vfio_noiommu_mode()
+}
+
+/// Runs `vfio-bind apply` (and `bind`). Returns the exit status.
 pub fn apply(
     sysfs: &Sysfs,
     gathered: &Gathered,
@@ -143,7 +255,7 @@ pub fn apply(
         }
         return EXIT_OK;
     }
-    if !sysfs.iommu_enabled() && !gathered.noiommu {
+    if !sysfs.iommu_enabled() && !noiommu_mode(sysfs, gathered) {
         error!(
             "the IOMMU is off ({}/kernel/iommu_groups is empty), so vfio-pci cannot bind; no device was touched. \
              Enable VT-d or AMD-Vi (IOMMU) in the firmware setup and, on Intel, add intel_iommu=on to the kernel command line",
@@ -178,7 +290,8 @@ pub fn apply(
     for bridge in &plan.bridges {
         warn!(
             "{}: {} is a PCI bridge, which vfio-pci cannot take; it is left alone",
-            rules[bridge.rule], bridge.function.address
+            rules[bridge.rule()],
+            bridge.function.address
         );
     }
     if dry_run {
@@ -190,61 +303,42 @@ pub fn apply(
         };
     }
 
-    let mut states: Vec<TargetState, MAX_TARGETS> = Vec::new();
-    let mut failures: [Option<(PciAddress, Failure)>; MAX_RULES] = [const { None }; MAX_RULES];
-    for target in &plan.targets {
-        let mut state = TargetState::default();
-        if failures[target.rule].is_none() {
-            if let Err(failure) = hand_over(sysfs, kernel, &target.function, &mut state) {
-                failures[target.rule] = Some((target.function.address, failure));
-            }
-        }
-        let _ = states.push(state);
-    }
-    let live = |index: usize| failures[plan.targets[index].rule].is_none();
-    if (0..plan.targets.len()).any(live) {
-        make_vfio_pci_probe(sysfs, kernel, &plan, &live);
-    }
-
-    // Read back what the kernel did.
-    for (index, target) in plan.targets.iter().enumerate() {
-        let now = sysfs.read_function(target.function.address);
-        let driver = now.as_ref().and_then(|function| function.driver.clone());
-        states[index].on_vfio = driver.as_deref() == Some(VFIO_PCI);
-        if !states[index].on_vfio && failures[target.rule].is_none() {
-            failures[target.rule] = Some((target.function.address, Failure::NotBound(driver)));
-        }
-    }
+    let mut run = Handover::new(&plan);
+    hand_over_all(sysfs, kernel, &mut run);
+    let in_play = plan.targets.iter().any(|target| !run.abandoned(target));
+    let modules_loaded = !in_play || make_vfio_pci_probe(sysfs, kernel, &run);
+    read_back(sysfs, &mut run);
+    settle(sysfs, kernel, &mut run);
 
     let mut applied = 0;
-    let mut bound = 0;
-    for (rule_index, rule) in rules.iter().enumerate() {
-        if !matches!(plan.verdicts[rule_index], Verdict::Selected { .. }) {
+    for (index, rule) in rules.iter().enumerate() {
+        if !matches!(plan.verdicts[index], Verdict::Selected { .. }) {
             continue;
         }
-        match &failures[rule_index] {
+        match &run.failures[index] {
             None => {
                 applied += 1;
-                bound += plan.targets_of(rule_index).count();
                 info!(
                     "{rule}: {} on vfio-pci",
                     TakenList {
-                        plan: &plan,
-                        states: &states,
-                        rule: rule_index
+                        run: &run,
+                        rule: index
                     }
                 );
             }
-            Some((address, failure)) => {
-                give_back(sysfs, kernel, &plan, &mut states, rule_index);
-                report_failure(rule, *address, failure, &plan, rule_index);
-            }
+            Some((address, failure)) => error!(
+                "{rule} not applied: {}{}",
+                FailureText(*address, failure),
+                Fates {
+                    run: &run,
+                    rule: index
+                }
+            ),
         }
     }
-
-    warn_about_group_companions(sysfs, &plan, &states);
-    for (index, target) in plan.targets.iter().enumerate() {
-        if states[index].on_vfio && target.function.boot_vga {
+    warn_about_group_companions(sysfs, &run);
+    for (target, handled) in plan.targets.iter().zip(run.handled.iter()) {
+        if handled.end == End::OnVfio && target.function.boot_vga {
             warn!(
                 "{} is the boot display: the host console on it goes dark now that vfio-pci has it",
                 target.function.address
@@ -252,7 +346,7 @@ pub fn apply(
         }
     }
 
-    let all_applied = applied == rules.len() && !gathered.rules.has_rejects();
+    let all_applied = applied == rules.len() && !gathered.rules.has_rejects() && modules_loaded;
     let level = if all_applied {
         Level::Info
     } else {
@@ -263,8 +357,9 @@ pub fn apply(
         level,
         started,
         format_args!(
-            "{applied} of {} rules applied, {bound} functions on vfio-pci",
-            rules.len() + rejected
+            "{applied} of {} rules applied, {} functions on vfio-pci",
+            rules.len() + rejected,
+            run.on_vfio()
         ),
     );
     if all_applied {
@@ -280,12 +375,26 @@ fn all_selected(plan: &Plan) -> bool {
         .all(|verdict| matches!(verdict, Verdict::Selected { .. }))
 }
 
-/// Overrides one function and unbinds its current driver, recording each step in `state`.
+/// Phase 1: overrides and unbinds every target whose rules are still in play. A function
+/// that fails fails every rule that selected it.
+fn hand_over_all(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &mut Handover<'_>) {
+    let plan = run.plan;
+    for (index, target) in plan.targets.iter().enumerate() {
+        if run.abandoned(target) {
+            continue;
+        }
+        if let Err(failure) = hand_over(sysfs, kernel, &target.function, &mut run.handled[index]) {
+            run.fail(target.rules, target.function.address, &failure);
+        }
+    }
+}
+
+/// Overrides one function and unbinds its current driver, recording each step.
 fn hand_over(
     sysfs: &Sysfs,
     kernel: &mut dyn Kernel,
     function: &Function,
-    state: &mut TargetState,
+    handled: &mut Handled,
 ) -> Result<(), Failure> {
     let address = function.address;
     if function.is_on(VFIO_PCI) && function.overridden_to(VFIO_PCI) {
@@ -294,7 +403,7 @@ fn hand_over(
     kernel
         .write(sysfs, Attribute::DriverOverride(address), VFIO_PCI)
         .map_err(Failure::OverrideWrite)?;
-    state.override_written = true;
+    handled.overridden = true;
     if let Some(driver) = function
         .driver
         .as_ref()
@@ -303,29 +412,36 @@ fn hand_over(
         kernel
             .write(sysfs, Attribute::Unbind(address), &address_text(address))
             .map_err(|errno| Failure::Unbind(errno, driver.clone()))?;
-        state.unbound_from = Some(driver.clone());
+        handled.unbound_from = Some(driver.clone());
     }
     Ok(())
 }
 
-/// Gets vfio-pci to probe the live targets: loads it if needed, then probes any function
-/// that is still driverless.
-fn make_vfio_pci_probe(
-    sysfs: &Sysfs,
-    kernel: &mut dyn Kernel,
-    plan: &Plan,
-    live: &dyn Fn(usize) -> bool,
-) {
+/// Phase 2: gets vfio-pci to probe the targets still in play: loads it (and the IOMMU
+/// backend) if needed, then probes any of them that is still driverless. Returns false when
+/// a module did not load; each failure is logged.
+fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_>) -> bool {
+    let mut loaded = true;
     if !sysfs.driver_registered(VFIO_PCI) {
         if kernel.may_load_modules() {
-            let mut result = Ok(());
             for module in VFIO_MODULES {
-                result = kernel.load_module(module);
-            }
-            if let Err(error) = result {
-                match error {
-                    ModuleError::NoModprobe => error!("cannot load vfio-pci: no modprobe in /usr/sbin, /sbin, /usr/bin or /bin"),
-                    ModuleError::Failed(code) => error!("modprobe vfio-pci failed (exit status {code:?}); is the module in the initramfs?"),
+                match kernel.load_module(module) {
+                    Ok(()) => {}
+                    Err(error @ ModuleError::NoModprobe) => {
+                        error!("cannot load {module}: {error}");
+                        loaded = false;
+                        break;
+                    }
+                    Err(error) if module == VFIO_PCI => {
+                        error!(
+                            "modprobe {module} failed ({error}); is the module in the initramfs?"
+                        );
+                        loaded = false;
+                    }
+                    Err(error) => {
+                        error!("modprobe {module} failed ({error}): without it a VM cannot use vfio-pci devices; is the module in the initramfs?");
+                        loaded = false;
+                    }
                 }
             }
         } else {
@@ -336,10 +452,10 @@ fn make_vfio_pci_probe(
         }
     }
     if !sysfs.driver_registered(VFIO_PCI) {
-        return;
+        return loaded;
     }
-    for (index, target) in plan.targets.iter().enumerate() {
-        if !live(index) {
+    for target in &run.plan.targets {
+        if run.abandoned(target) {
             continue;
         }
         let driverless = sysfs
@@ -354,27 +470,78 @@ fn make_vfio_pci_probe(
             );
         }
     }
+    loaded
 }
 
-/// Undoes what apply did to a rule's functions, so their own drivers can take them.
-fn give_back(
-    sysfs: &Sysfs,
-    kernel: &mut dyn Kernel,
-    plan: &Plan,
-    states: &mut [TargetState],
-    rule: usize,
-) {
+/// Phase 3: reads back the driver of every function written to or still in play. One not
+/// on vfio-pci fails its rules.
+fn read_back(sysfs: &Sysfs, run: &mut Handover<'_>) {
+    let plan = run.plan;
     for (index, target) in plan.targets.iter().enumerate() {
-        if target.rule != rule || !states[index].override_written {
+        if run.abandoned(target) && !run.handled[index].overridden {
             continue;
         }
-        release(sysfs, kernel, target.function.address);
-        states[index].on_vfio = false;
+        let end = match sysfs.read_function(target.function.address) {
+            None => End::Gone,
+            Some(now) if now.is_on(VFIO_PCI) => End::OnVfio,
+            Some(now) => End::Missed(now.driver),
+        };
+        let missed = match &end {
+            End::Missed(driver) => Some(driver.clone()),
+            End::Gone => Some(None),
+            _ => None,
+        };
+        if let Some(driver) = missed.filter(|_| !run.abandoned(target)) {
+            run.fail(
+                target.rules,
+                target.function.address,
+                &Failure::NotBound(driver),
+            );
+        }
+        run.handled[index].end = end;
+    }
+}
+
+/// Phase 4: a rule applies whole or not at all. Every function apply overrode whose rules
+/// all failed is given back to its own driver, and where it ended is read back; a function
+/// that a rule which applied also selected stays on vfio-pci.
+fn settle(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &mut Handover<'_>) {
+    let plan = run.plan;
+    for (index, target) in plan.targets.iter().enumerate() {
+        let kept = target.rules.iter().any(|rule| run.applied(rule));
+        if kept || !run.handled[index].overridden {
+            continue;
+        }
+        run.handled[index].end = give_back(sysfs, kernel, target.function.address);
+    }
+}
+
+/// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so
+/// its own driver (if loaded) takes it. Each step is tried whatever the last; the result is
+/// what sysfs shows afterwards.
+fn give_back(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> End {
+    let text = address_text(address);
+    let _ = kernel.write(sysfs, Attribute::DriverOverride(address), "\n");
+    if sysfs
+        .read_function(address)
+        .is_some_and(|function| function.is_on(VFIO_PCI))
+    {
+        let _ = kernel.write(sysfs, Attribute::Unbind(address), &text);
+    }
+    let _ = kernel.write(sysfs, Attribute::DriversProbe, &text);
+    match sysfs.read_function(address) {
+        None => End::Gone,
+        Some(now) if now.driver_override.is_some() || now.is_on(VFIO_PCI) => End::Stuck {
+            driver_override: now.driver_override,
+            driver: now.driver,
+        },
+        Some(now) => End::GivenBack(now.driver),
     }
 }
 
 /// Runs `vfio-bind release`: gives every function the rules select back to its own driver.
-/// Exit 0 when every rule matched and none of its functions is left on vfio-pci.
+/// Exit 0 when every rule matched and all of its functions are off vfio-pci with no
+/// override. An override naming another driver (`pci-stub`) is not ours: it is left alone.
 pub fn release_rules(
     sysfs: &Sysfs,
     gathered: &Gathered,
@@ -393,34 +560,51 @@ pub fn release_rules(
             return EXIT_FAILED;
         }
     };
-    let mut released = 0;
     for (index, rule) in rules.iter().enumerate() {
         report_verdict(rule, &plan.verdicts[index]);
+    }
+    // Each function once, however many rules selected it.
+    let mut ends: Vec<End, MAX_TARGETS> = Vec::new();
+    for target in &plan.targets {
+        let function = &target.function;
+        let end = match &function.driver_override {
+            Some(other) if other.as_str() != VFIO_PCI => End::Stuck {
+                driver_override: Some(other.clone()),
+                driver: function.driver.clone(),
+            },
+            None if !function.is_on(VFIO_PCI) => End::GivenBack(function.driver.clone()),
+            _ => give_back(sysfs, kernel, function.address),
+        };
+        let _ = ends.push(end);
+    }
+    let mut released = 0;
+    for (index, rule) in rules.iter().enumerate() {
         if !matches!(plan.verdicts[index], Verdict::Selected { .. }) {
             continue;
         }
         let mut all_released = true;
-        for target in plan.targets_of(index) {
-            let address = target.function.address;
-            if target.function.driver_override.is_some() || target.function.is_on(VFIO_PCI) {
-                release(sysfs, kernel, address);
+        for (target, end) in plan.targets.iter().zip(ends.iter()) {
+            if !target.rules.contains(index) {
+                continue;
             }
-            let now = sysfs.read_function(address);
-            let driver = now.as_ref().and_then(|function| function.driver.as_deref());
-            let overridden = now
-                .as_ref()
-                .is_some_and(|function| function.driver_override.is_some());
-            match driver {
-                Some(VFIO_PCI) => {
+            let address = target.function.address;
+            let untouched_override = target
+                .function
+                .driver_override
+                .as_deref()
+                .filter(|name| *name != VFIO_PCI);
+            match end {
+                End::GivenBack(Some(driver)) => info!("{rule}: {address} is back on {driver}"),
+                End::GivenBack(None) => warn!("{rule}: {address} is off vfio-pci, but no driver took it (is its module loaded?)"),
+                _ => {
                     all_released = false;
-                    error!("{rule}: {address} is still on vfio-pci (is a VM still using it?)");
+                    match (end, untouched_override) {
+                        (_, Some(other)) => error!("{rule}: {address} has driver_override={other}, which vfio-bind did not set; left alone"),
+                        (End::Stuck { driver: Some(driver), .. }, None) if driver.as_str() == VFIO_PCI => error!("{rule}: {address} is still on vfio-pci (is a VM still using it?)"),
+                        (End::Gone, None) => error!("{rule}: {address} is gone"),
+                        _ => error!("{rule}: cannot clear the driver_override of {address}"),
+                    }
                 }
-                _ if overridden => {
-                    all_released = false;
-                    error!("{rule}: cannot clear the driver_override of {address}");
-                }
-                Some(driver) => info!("{rule}: {address} is back on {driver}"),
-                None => warn!("{rule}: {address} is off vfio-pci, but no driver took it (is its module loaded?)"),
             }
         }
         if all_released {
@@ -439,24 +623,6 @@ pub fn release_rules(
     } else {
         EXIT_FAILED
     }
-}
-
-/// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so
-/// its own driver (if loaded) takes it. Best effort: each step is tried whatever the last.
-pub fn release(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> bool {
-    let text = address_text(address);
-    let cleared = kernel
-        .write(sysfs, Attribute::DriverOverride(address), "\n")
-        .is_ok();
-    let on_vfio = sysfs
-        .read_function(address)
-        .is_some_and(|function| function.is_on(VFIO_PCI));
-    let unbound = !on_vfio
-        || kernel
-            .write(sysfs, Attribute::Unbind(address), &text)
-            .is_ok();
-    let _ = kernel.write(sysfs, Attribute::DriversProbe, &text);
-    cleared && unbound
 }
 
 fn address_text(address: PciAddress) -> heapless::String<16> {
@@ -493,37 +659,139 @@ fn report_verdict(rule: &Rule, verdict: &Verdict) {
     }
 }
 
-fn report_failure(
-    rule: &Rule,
-    address: PciAddress,
-    failure: &Failure,
-    plan: &Plan,
-    rule_index: usize,
-) {
-    let given_back = AddressList(plan, rule_index);
-    match failure {
-        Failure::OverrideWrite(errno) => error!(
-            "{rule} not applied: cannot write {address}/driver_override ({}); left as they were: {given_back}",
-            errno.desc()
-        ),
-        Failure::Unbind(errno, driver) => error!(
-            "{rule} not applied: cannot unbind {address} from {driver} ({}); given back: {given_back}",
-            errno.desc()
-        ),
-        Failure::NotBound(driver) => match driver {
-            Some(driver) => error!(
-                "{rule} not applied: {address} is on {driver}, not vfio-pci; given back: {given_back}"
+/// Why a rule failed, as the middle of "RULE not applied: ...".
+struct FailureText<'a>(PciAddress, &'a Failure);
+
+impl core::fmt::Display for FailureText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let address = self.0;
+        match self.1 {
+            Failure::OverrideWrite(errno) => write!(
+                f,
+                "cannot write {address}/driver_override ({})",
+                errno.desc()
             ),
-            None => error!(
-                "{rule} not applied: vfio-pci did not take {address} (see the kernel's vfio-pci lines); given back: {given_back}"
+            Failure::Unbind(errno, driver) => write!(
+                f,
+                "cannot unbind {address} from {driver} ({})",
+                errno.desc()
             ),
-        },
+            Failure::NotBound(Some(driver)) => write!(f, "{address} is on {driver}, not vfio-pci"),
+            Failure::NotBound(None) => write!(
+                f,
+                "vfio-pci did not take {address} (see the kernel's vfio-pci lines)"
+            ),
+        }
+    }
+}
+
+/// Where the functions of a rule that did not apply ended, grouped:
+/// `; given back: 0000:07:00.0 (on amdgpu); untouched: 0000:07:00.1`.
+struct Fates<'a, 'p> {
+    run: &'a Handover<'p>,
+    rule: usize,
+}
+
+/// The groups [`Fates`] prints, in this order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    GivenBack,
+    NotGivenBack,
+    Untouched,
+    KeptForAnotherRule,
+    LeftOnVfio,
+    Gone,
+}
+
+impl Fate {
+    const ORDER: [Fate; 6] = [
+        Fate::GivenBack,
+        Fate::NotGivenBack,
+        Fate::Untouched,
+        Fate::KeptForAnotherRule,
+        Fate::LeftOnVfio,
+        Fate::Gone,
+    ];
+
+    fn heading(self) -> &'static str {
+        match self {
+            Fate::GivenBack => "given back",
+            Fate::NotGivenBack => "NOT given back",
+            Fate::Untouched => "untouched",
+            Fate::KeptForAnotherRule => "kept on vfio-pci for another rule",
+            Fate::LeftOnVfio => "left on vfio-pci as it was",
+            Fate::Gone => "gone",
+        }
+    }
+}
+
+impl Fates<'_, '_> {
+    fn fate(&self, target: &Target, handled: &Handled) -> Fate {
+        match handled.end {
+            End::GivenBack(_) => Fate::GivenBack,
+            End::Stuck { .. } | End::Missed(_) => Fate::NotGivenBack,
+            End::Untouched => Fate::Untouched,
+            End::OnVfio if target.rules.iter().any(|rule| self.run.applied(rule)) => {
+                Fate::KeptForAnotherRule
+            }
+            End::OnVfio => Fate::LeftOnVfio,
+            End::Gone => Fate::Gone,
+        }
+    }
+}
+
+/// ` (on amdgpu)`, ` (no driver)`: a function's driver, for a message.
+struct DriverNote<'a>(&'a Option<DriverName>);
+
+impl core::fmt::Display for DriverNote<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(driver) => write!(f, "on {driver}"),
+            None => f.write_str("no driver"),
+        }
+    }
+}
+
+impl core::fmt::Display for Fates<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for fate in Fate::ORDER {
+            let mut first = true;
+            for (target, handled) in self.run.functions_of(self.rule) {
+                if self.fate(target, handled) != fate {
+                    continue;
+                }
+                if first {
+                    write!(f, "; {}: ", fate.heading())?;
+                } else {
+                    f.write_str(", ")?;
+                }
+                first = false;
+                write!(f, "{}", target.function.address)?;
+                match &handled.end {
+                    End::GivenBack(Some(driver)) => write!(f, " (on {driver})")?,
+                    End::Stuck {
+                        driver_override: Some(name),
+                        driver,
+                    } => write!(
+                        f,
+                        " (driver_override is still {name}, {})",
+                        DriverNote(driver)
+                    )?,
+                    End::Stuck { driver, .. } | End::Missed(driver) => {
+                        write!(f, " ({})", DriverNote(driver))?
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 /// Warns about functions sharing an IOMMU group with a bound target that no rule selects:
 /// a VM cannot use a group until all its endpoints are on vfio-pci or driverless.
-fn warn_about_group_companions(sysfs: &Sysfs, plan: &Plan, states: &[TargetState]) {
+fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
+    let plan = run.plan;
     const SHOWN: usize = 2;
     let mut count = 0;
     let mut groups: heapless::Vec<u32, MAX_TARGETS> = heapless::Vec::new();
@@ -559,7 +827,7 @@ fn warn_about_group_companions(sysfs: &Sysfs, plan: &Plan, states: &[TargetState
                 .targets
                 .iter()
                 .position(|t| t.function.address == target.function.address)
-                .is_some_and(|index| states[index].on_vfio);
+                .is_some_and(|index| run.handled[index].end == End::OnVfio);
             if !bound {
                 return;
             }
@@ -608,42 +876,21 @@ fn print_plan(rules: &[Rule], plan: &Plan) {
 }
 
 /// The targets of a rule as `0000:07:00.0 (from amdgpu), 0000:07:00.1`.
-struct TakenList<'a> {
-    plan: &'a Plan,
-    states: &'a [TargetState],
+struct TakenList<'a, 'p> {
+    run: &'a Handover<'p>,
     rule: usize,
 }
 
-impl core::fmt::Display for TakenList<'_> {
+impl core::fmt::Display for TakenList<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let mut first = true;
-        for (index, target) in self.plan.targets.iter().enumerate() {
-            if target.rule != self.rule {
-                continue;
-            }
-            if !first {
-                f.write_str(", ")?;
-            }
-            first = false;
-            write!(f, "{}", target.function.address)?;
-            if let Some(driver) = &self.states[index].unbound_from {
-                write!(f, " (from {driver})")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The addresses of a rule's targets, comma separated.
-struct AddressList<'a>(&'a Plan, usize);
-
-impl core::fmt::Display for AddressList<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for (position, target) in self.0.targets_of(self.1).enumerate() {
+        for (position, (target, handled)) in self.run.functions_of(self.rule).enumerate() {
             if position > 0 {
                 f.write_str(", ")?;
             }
             write!(f, "{}", target.function.address)?;
+            if let Some(driver) = &handled.unbound_from {
+                write!(f, " (from {driver})")?;
+            }
         }
         Ok(())
     }

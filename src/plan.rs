@@ -39,17 +39,61 @@ pub enum Verdict {
     NoRoom,
 }
 
-/// A function the plan hands to vfio-pci, and the rule that selected it.
+/// A set of rules, by index: [`MAX_RULES`] is 32, so one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleMask(u32);
+
+const _: () = assert!(MAX_RULES <= u32::BITS as usize);
+
+impl RuleMask {
+    pub fn only(rule: usize) -> Self {
+        RuleMask(1 << rule)
+    }
+
+    pub fn contains(self, rule: usize) -> bool {
+        rule < MAX_RULES && self.0 & (1 << rule) != 0
+    }
+
+    pub fn insert(&mut self, rule: usize) {
+        self.0 |= 1 << rule;
+    }
+
+    /// The rules in the set, lowest index first.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_RULES).filter(move |&rule| self.contains(rule))
+    }
+
+    /// The lowest rule in the set (a target always has one).
+    pub fn first(self) -> usize {
+        self.0.trailing_zeros() as usize
+    }
+
+    /// Whether every rule in the set satisfies `test`.
+    pub fn all(self, mut test: impl FnMut(usize) -> bool) -> bool {
+        self.iter().all(&mut test)
+    }
+}
+
+/// A function the plan hands to vfio-pci, and every rule that selected it. Rules may
+/// overlap (`@07:00` and `1002:ab28@07:00.1`): the function is handed over once, and each
+/// rule's report covers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub rule: usize,
+    pub rules: RuleMask,
     pub function: Function,
+}
+
+impl Target {
+    /// The first rule that selected this function, for messages that name one.
+    pub fn rule(&self) -> usize {
+        self.rules.first()
+    }
 }
 
 /// The rules' decisions, ready to be carried out.
 #[derive(Debug)]
 pub struct Plan {
-    /// In address order; each address once, with the first rule that selected it.
+    /// In address order; each address once, with every rule that selected it.
     pub targets: Vec<Target, MAX_TARGETS>,
     /// Bridges that rules selected; they are left alone.
     pub bridges: Vec<Target, MAX_TARGETS>,
@@ -135,7 +179,7 @@ impl<'r> Planner<'r> {
                 continue;
             }
             let target = Target {
-                rule: index,
+                rules: RuleMask::only(index),
                 function: function.clone(),
             };
             if self.candidates.push(target).is_err() {
@@ -166,12 +210,12 @@ impl<'r> Planner<'r> {
                     functions: 0,
                     bridges: 0,
                 };
-                for candidate in self.candidates.iter().filter(|c| c.rule == index) {
+                for candidate in self.candidates.iter().filter(|c| c.rules.contains(index)) {
                     let address = candidate.function.address;
                     let taken = targets
-                        .iter()
-                        .chain(bridges.iter())
-                        .any(|t| t.function.address == address);
+                        .iter_mut()
+                        .chain(bridges.iter_mut())
+                        .find(|t| t.function.address == address);
                     if let Verdict::Selected {
                         functions,
                         bridges: bridge_count,
@@ -183,7 +227,8 @@ impl<'r> Planner<'r> {
                             *functions += 1;
                         }
                     }
-                    if taken {
+                    if let Some(taken) = taken {
+                        taken.rules.insert(index);
                         continue;
                     }
                     // Both lists hold at most the candidates' count: pushing cannot fail.
@@ -233,11 +278,11 @@ impl Plan {
         Some(keep)
     }
 
-    /// The targets a rule selected.
+    /// The targets a rule selected, those it shares with other rules included.
     pub fn targets_of(&self, rule: usize) -> impl Iterator<Item = &Target> {
         self.targets
             .iter()
-            .filter(move |target| target.rule == rule)
+            .filter(move |target| target.rules.contains(rule))
     }
 
     pub fn is_target(&self, address: PciAddress) -> bool {
@@ -438,7 +483,14 @@ mod tests {
             addresses(&plan.targets),
             ["0000:03:00.1", "0000:07:00.0", "0000:07:00.1"]
         );
-        assert_eq!(plan.targets[2].rule, 0);
+        assert_eq!(
+            plan.targets[2].rules.iter().collect::<std::vec::Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(
+            addresses(&plan.targets_of(1).cloned().collect::<std::vec::Vec<_>>()),
+            ["0000:07:00.0", "0000:07:00.1"]
+        );
         assert_eq!(
             plan.verdicts[1],
             Verdict::Selected {

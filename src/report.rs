@@ -177,7 +177,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
     let iommu = sysfs.iommu_enabled();
     if iommu {
         say(true, "the IOMMU is on".into());
-    } else if gathered.noiommu {
+    } else if gathered.noiommu || sysfs.vfio_noiommu_mode() {
         say(
             true,
             "the IOMMU is off, and vfio.enable_unsafe_noiommu_mode was asked for".into(),
@@ -277,16 +277,25 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(bool, String)) {
             continue;
         }
         for blocker in blockers {
-            say(
-                false,
-                format!(
-                    "IOMMU group {group} is not viable: {} ({}) is on {}. Fix: add vfio.bind={}",
-                    blocker.address,
-                    IdsList(&[blocker.ids]),
-                    blocker.driver.as_deref().unwrap_or("a driver"),
-                    rule_for(blocker)
-                ),
+            let problem = format!(
+                "IOMMU group {group} is not viable: {} ({}) is on {}",
+                blocker.address,
+                IdsList(&[blocker.ids]),
+                blocker.driver.as_deref().unwrap_or("a driver"),
             );
+            // A function a rule already selects was reported with that rule: adding the
+            // rule again would fix nothing.
+            if plan.is_target(blocker.address) {
+                say(
+                    false,
+                    format!("{problem}; the rules above select it, so the fix is theirs"),
+                );
+            } else {
+                say(
+                    false,
+                    format!("{problem}. Fix: add vfio.bind={}", rule_for(blocker)),
+                );
+            }
         }
     }
 }

@@ -137,6 +137,18 @@ impl Sysfs {
         has_group
     }
 
+    /// Whether the vfio module runs without an IOMMU: its `enable_unsafe_noiommu_mode`
+    /// parameter reads `Y` (kernels built with CONFIG_VFIO_NOIOMMU, vfio loaded so).
+    pub fn vfio_noiommu_mode(&self) -> bool {
+        let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+        self.path(format_args!(
+            "module/vfio/parameters/enable_unsafe_noiommu_mode"
+        ))
+        .ok()
+        .and_then(|path| read_attribute(&path, &mut buffer).ok())
+        .is_some_and(|value| value.starts_with(['Y', 'y', '1']))
+    }
+
     /// Whether a PCI driver of this name is registered with the kernel.
     pub fn driver_registered(&self, name: &str) -> bool {
         self.path(format_args!("bus/pci/drivers/{name}"))

@@ -26,6 +26,11 @@ pub struct SimulatedKernel<'t> {
     pub failing: Vec<(Attribute, Errno)>,
     /// `load_module` fails for every module.
     pub modprobe_fails: bool,
+    /// `load_module` fails for this module only.
+    pub failing_module: Option<&'static str>,
+    /// Clearing these functions' driver_override (writing a newline) fails with EACCES,
+    /// while setting it works: a give-back that itself fails.
+    pub refuses_clearing: Vec<String>,
     /// Before the first write to this function, it disappears (hot unplug).
     pub vanishes: Option<String>,
 }
@@ -39,6 +44,8 @@ impl<'t> SimulatedKernel<'t> {
             native: HashMap::new(),
             failing: Vec::new(),
             modprobe_fails: false,
+            failing_module: None,
+            refuses_clearing: Vec::new(),
             vanishes: None,
         }
     }
@@ -73,6 +80,11 @@ impl Kernel for SimulatedKernel<'_> {
         {
             return Err(*errno);
         }
+        if let Attribute::DriverOverride(address) = attribute {
+            if value == "\n" && self.refuses_clearing.contains(&address.to_string()) {
+                return Err(Errno::EACCES);
+            }
+        }
         sysfs.write(attribute, value)?;
         match attribute {
             Attribute::Unbind(address) => {
@@ -92,7 +104,7 @@ impl Kernel for SimulatedKernel<'_> {
     }
 
     fn load_module(&mut self, module: &str) -> Result<(), ModuleError> {
-        if self.modprobe_fails {
+        if self.modprobe_fails || self.failing_module == Some(module) {
             return Err(ModuleError::Failed(Some(1)));
         }
         self.modules_loaded.push(module.to_string());
