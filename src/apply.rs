@@ -243,47 +243,11 @@ pub fn apply(
     started: Instant,
     dry_run: bool,
 ) -> u8 {
-    let rules = gathered.rules.rules();
-    if rules.is_empty() {
-        if gathered.rules.has_rejects() {
-            summary(
-                Level::Error,
-                started,
-                format_args!("no valid rule; nothing was bound"),
-            );
-            return EXIT_FAILED;
-        }
-        return EXIT_OK;
-    }
-    if !sysfs.iommu_enabled() && !noiommu_mode(sysfs, gathered) {
-        error!(
-            "the IOMMU is off ({}/kernel/iommu_groups is empty), so vfio-pci cannot bind; no device was touched. \
-             Enable VT-d or AMD-Vi (IOMMU) in the firmware setup and, on Intel, add intel_iommu=on to the kernel command line",
-            sysfs.root()
-        );
-        summary(
-            Level::Error,
-            started,
-            format_args!("0 of {} rules applied", rules.len()),
-        );
-        return EXIT_FAILED;
-    }
-    let plan = match scan(sysfs, rules) {
+    let plan = match plan_or_refuse(sysfs, gathered, started) {
         Ok(plan) => plan,
-        Err(errno) => {
-            error!(
-                "cannot list {}/bus/pci/devices: {}; nothing was bound",
-                sysfs.root(),
-                errno.desc()
-            );
-            summary(
-                Level::Error,
-                started,
-                format_args!("0 of {} rules applied", rules.len()),
-            );
-            return EXIT_FAILED;
-        }
+        Err(status) => return status,
     };
+    let rules = gathered.rules.rules();
     for (index, verdict) in plan.verdicts.iter().enumerate() {
         report_verdict(&rules[index], verdict);
     }
@@ -309,56 +273,21 @@ pub fn apply(
     let modules_loaded = !in_play || make_vfio_pci_probe(sysfs, kernel, &run);
     read_back(sysfs, &mut run);
     settle(sysfs, kernel, &mut run);
-
-    let mut applied = 0;
-    for (index, rule) in rules.iter().enumerate() {
-        if !matches!(plan.verdicts[index], Verdict::Selected { .. }) {
-            continue;
-        }
-        match &run.failures[index] {
-            None => {
-                applied += 1;
-                info!(
-                    "{rule}: {} on vfio-pci",
-                    TakenList {
-                        run: &run,
-                        rule: index
-                    }
-                );
-            }
-            Some((address, failure)) => error!(
-                "{rule} not applied: {}{}",
-                FailureText(*address, failure),
-                Fates {
-                    run: &run,
-                    rule: index
-                }
-            ),
-        }
-    }
+    let applied = report_rules(rules, &run);
     warn_about_group_companions(sysfs, &run);
-    for (target, handled) in plan.targets.iter().zip(run.handled.iter()) {
-        if handled.end == End::OnVfio && target.function.boot_vga {
-            warn!(
-                "{} is the boot display: the host console on it goes dark now that vfio-pci has it",
-                target.function.address
-            );
-        }
-    }
+    warn_about_the_boot_display(&run);
 
     let all_applied = applied == rules.len() && !gathered.rules.has_rejects() && modules_loaded;
-    let level = if all_applied {
-        Level::Info
-    } else {
-        Level::Error
-    };
-    let rejected = gathered.rules.rejected();
     summary(
-        level,
+        if all_applied {
+            Level::Info
+        } else {
+            Level::Error
+        },
         started,
         format_args!(
             "{applied} of {} rules applied, {} functions on vfio-pci",
-            rules.len() + rejected,
+            rules.len() + gathered.rules.rejected(),
             run.on_vfio()
         ),
     );
@@ -366,6 +295,79 @@ pub fn apply(
         EXIT_OK
     } else {
         EXIT_FAILED
+    }
+}
+
+/// The plan for the gathered rules, or the exit status when there is nothing to do (no
+/// rule) or nothing may be done (the IOMMU is off, the devices cannot be listed), each
+/// refusal logged.
+fn plan_or_refuse(sysfs: &Sysfs, gathered: &Gathered, started: Instant) -> Result<Plan, u8> {
+    let rules = gathered.rules.rules();
+    if rules.is_empty() {
+        if gathered.rules.has_rejects() {
+            summary(
+                Level::Error,
+                started,
+                format_args!("no valid rule; nothing was bound"),
+            );
+            return Err(EXIT_FAILED);
+        }
+        return Err(EXIT_OK);
+    }
+    if !sysfs.iommu_enabled() && !noiommu_mode(sysfs, gathered) {
+        error!(
+            "the IOMMU is off ({}/kernel/iommu_groups is empty), so vfio-pci cannot bind; no device was touched. \
+             Enable VT-d or AMD-Vi (IOMMU) in the firmware setup and, on Intel, add intel_iommu=on to the kernel command line",
+            sysfs.root()
+        );
+    } else {
+        match scan(sysfs, rules) {
+            Ok(plan) => return Ok(plan),
+            Err(errno) => error!(
+                "cannot list {}/bus/pci/devices: {}; nothing was bound",
+                sysfs.root(),
+                errno.desc()
+            ),
+        }
+    }
+    summary(
+        Level::Error,
+        started,
+        format_args!("0 of {} rules applied", rules.len()),
+    );
+    Err(EXIT_FAILED)
+}
+
+/// Phase 5: one line per selected rule, from the records. Returns how many applied.
+fn report_rules(rules: &[Rule], run: &Handover<'_>) -> usize {
+    let mut applied = 0;
+    for (index, rule) in rules.iter().enumerate() {
+        if !matches!(run.plan.verdicts[index], Verdict::Selected { .. }) {
+            continue;
+        }
+        match &run.failures[index] {
+            None => {
+                applied += 1;
+                info!("{rule}: {} on vfio-pci", TakenList { run, rule: index });
+            }
+            Some((address, failure)) => error!(
+                "{rule} not applied: {}{}",
+                FailureText(*address, failure),
+                Fates { run, rule: index }
+            ),
+        }
+    }
+    applied
+}
+
+fn warn_about_the_boot_display(run: &Handover<'_>) {
+    for (target, handled) in run.plan.targets.iter().zip(run.handled.iter()) {
+        if handled.end == End::OnVfio && target.function.boot_vga {
+            warn!(
+                "{} is the boot display: the host console on it goes dark now that vfio-pci has it",
+                target.function.address
+            );
+        }
     }
 }
 
@@ -516,6 +518,60 @@ fn settle(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &mut Handover<'_>) {
     }
 }
 
+/// Gives back each function of the plan once, however many rules selected it, and
+/// returns where each ended. One with no override that is not on vfio-pci is left as it
+/// is; one whose override names another driver is not ours and is left alone.
+fn release_each(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> Vec<End, MAX_TARGETS> {
+    let mut ends = Vec::new();
+    for target in &plan.targets {
+        let function = &target.function;
+        let end = match &function.driver_override {
+            Some(other) if other.as_str() != VFIO_PCI => End::Stuck {
+                driver_override: Some(other.clone()),
+                driver: function.driver.clone(),
+            },
+            None if !function.is_on(VFIO_PCI) => End::GivenBack(function.driver.clone()),
+            _ => give_back(sysfs, kernel, function.address),
+        };
+        // As many ends as targets: pushing cannot fail.
+        let _ = ends.push(end);
+    }
+    ends
+}
+
+/// One line per function of a rule being released. Returns whether all of them are off
+/// vfio-pci with no override.
+fn report_release(rule: &Rule, index: usize, plan: &Plan, ends: &[End]) -> bool {
+    let mut all_released = true;
+    for (target, end) in plan.targets.iter().zip(ends.iter()) {
+        if !target.rules.contains(index) {
+            continue;
+        }
+        let address = target.function.address;
+        let foreign_override = target
+            .function
+            .driver_override
+            .as_deref()
+            .filter(|name| *name != VFIO_PCI);
+        match (end, foreign_override) {
+            (End::GivenBack(Some(driver)), _) => info!("{rule}: {address} is back on {driver}"),
+            (End::GivenBack(None), _) => warn!(
+                "{rule}: {address} is off vfio-pci, but no driver took it (is its module loaded?)"
+            ),
+            (_, Some(other)) => error!(
+                "{rule}: {address} has driver_override={other}, which vfio-bind did not set; left alone"
+            ),
+            (End::Stuck { driver: Some(driver), .. }, None) if driver.as_str() == VFIO_PCI => {
+                error!("{rule}: {address} is still on vfio-pci (is a VM still using it?)")
+            }
+            (End::Gone, None) => error!("{rule}: {address} is gone"),
+            _ => error!("{rule}: cannot clear the driver_override of {address}"),
+        }
+        all_released &= matches!(end, End::GivenBack(_));
+    }
+    all_released
+}
+
 /// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so
 /// its own driver (if loaded) takes it. Each step is tried whatever the last; the result is
 /// what sysfs shows afterwards.
@@ -563,54 +619,11 @@ pub fn release_rules(
     for (index, rule) in rules.iter().enumerate() {
         report_verdict(rule, &plan.verdicts[index]);
     }
-    // Each function once, however many rules selected it.
-    let mut ends: Vec<End, MAX_TARGETS> = Vec::new();
-    for target in &plan.targets {
-        let function = &target.function;
-        let end = match &function.driver_override {
-            Some(other) if other.as_str() != VFIO_PCI => End::Stuck {
-                driver_override: Some(other.clone()),
-                driver: function.driver.clone(),
-            },
-            None if !function.is_on(VFIO_PCI) => End::GivenBack(function.driver.clone()),
-            _ => give_back(sysfs, kernel, function.address),
-        };
-        let _ = ends.push(end);
-    }
-    let mut released = 0;
-    for (index, rule) in rules.iter().enumerate() {
-        if !matches!(plan.verdicts[index], Verdict::Selected { .. }) {
-            continue;
-        }
-        let mut all_released = true;
-        for (target, end) in plan.targets.iter().zip(ends.iter()) {
-            if !target.rules.contains(index) {
-                continue;
-            }
-            let address = target.function.address;
-            let untouched_override = target
-                .function
-                .driver_override
-                .as_deref()
-                .filter(|name| *name != VFIO_PCI);
-            match end {
-                End::GivenBack(Some(driver)) => info!("{rule}: {address} is back on {driver}"),
-                End::GivenBack(None) => warn!("{rule}: {address} is off vfio-pci, but no driver took it (is its module loaded?)"),
-                _ => {
-                    all_released = false;
-                    match (end, untouched_override) {
-                        (_, Some(other)) => error!("{rule}: {address} has driver_override={other}, which vfio-bind did not set; left alone"),
-                        (End::Stuck { driver: Some(driver), .. }, None) if driver.as_str() == VFIO_PCI => error!("{rule}: {address} is still on vfio-pci (is a VM still using it?)"),
-                        (End::Gone, None) => error!("{rule}: {address} is gone"),
-                        _ => error!("{rule}: cannot clear the driver_override of {address}"),
-                    }
-                }
-            }
-        }
-        if all_released {
-            released += 1;
-        }
-    }
+    let ends = release_each(sysfs, kernel, &plan);
+    let released = (0..rules.len())
+        .filter(|&index| matches!(plan.verdicts[index], Verdict::Selected { .. }))
+        .filter(|&index| report_release(&rules[index], index, &plan, &ends))
+        .count();
     let all = released == rules.len() && !gathered.rules.has_rejects();
     let rejected = gathered.rules.rejected();
     summary(
