@@ -6,6 +6,9 @@
 pub mod address;
 pub mod apply;
 pub mod cmdline;
+pub mod doctor;
+pub mod host;
+pub mod image;
 pub mod kmsg;
 pub mod pciids;
 pub mod plan;

@@ -99,7 +99,9 @@ struct RuleArgs {
     sysfs: PathBuf,
 }
 
-/// Check, after boot, that every rule matched and its group is ready for a VM.
+/// Check, after boot, that every rule matched and its group is ready for a VM, and what
+/// else would stop a VM from using the card (reset, interrupt remapping, vfio modules, the
+/// booted initramfs and unified kernel image).
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -108,6 +110,10 @@ struct RuleArgs {
     error_code(1, "a problem was found (each is printed with its fix)")
 )]
 struct CheckArgs {
+    /// root of /proc, /lib/modules, /boot and /etc for the host checks (default / on the
+    /// real /sys; with a fixture --sysfs the host checks run only when this is given)
+    #[argh(option)]
+    host_root: Option<PathBuf>,
     /// sysfs root to read (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
@@ -283,9 +289,16 @@ fn run() -> Result<u8, ExitCode> {
             let sysfs = open_sysfs(&args.sysfs)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
+            let host_root = match (&args.host_root, sysfs.is_real()) {
+                (Some(root), _) => Some(root.clone()),
+                (None, true) => Some(PathBuf::from("/")),
+                (None, false) => None,
+            };
+            let host = host_root.as_deref().map(vfio_bind::host::Host::new);
             Ok(report::check(
                 &sysfs,
                 &gathered,
+                host.as_ref(),
                 &mut std::io::stdout().lock(),
             ))
         }

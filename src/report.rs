@@ -6,6 +6,8 @@ use std::io::Write;
 
 use crate::address::{Location, PciIds};
 use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
+use crate::doctor::Severity;
+use crate::host::Host;
 use crate::pciids::PciNames;
 use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
@@ -166,39 +168,41 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
 }
 
 /// `vfio-bind check`: after boot, is every rule applied and every group ready for a VM?
-pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
+/// `host`, when given, is where the doctor reads /proc, /lib/modules, /boot and /etc (`/` on
+/// the running system; `None` for a fixture sysfs given no host root).
+pub fn check(sysfs: &Sysfs, gathered: &Gathered, host: Option<&Host>, out: &mut dyn Write) -> u8 {
     let mut problems = 0;
-    let mut say = |ok: bool, text: String| {
-        if !ok {
+    let mut say = |severity: Severity, text: String| {
+        if severity == Severity::Problem {
             problems += 1;
         }
-        let _ = writeln!(out, "{} {text}", if ok { "ok     " } else { "PROBLEM" });
+        let _ = writeln!(out, "{} {text}", severity.word());
     };
     let iommu = sysfs.iommu_enabled();
     if iommu {
-        say(true, "the IOMMU is on".into());
+        say(Severity::Ok, "the IOMMU is on".into());
     } else if gathered.noiommu || sysfs.vfio_noiommu_mode() {
         say(
-            true,
+            Severity::Ok,
             "the IOMMU is off, and vfio.enable_unsafe_noiommu_mode was asked for".into(),
         );
     } else {
-        say(false, "the IOMMU is off, so vfio-pci cannot bind. Fix: enable VT-d or AMD-Vi in the firmware setup; on Intel add intel_iommu=on to the kernel command line".into());
+        say(Severity::Problem, "the IOMMU is off, so vfio-pci cannot bind. Fix: enable VT-d or AMD-Vi in the firmware setup; on Intel add intel_iommu=on to the kernel command line".into());
     }
     let rejected = gathered.rules.rejected();
     if rejected > 0 {
-        say(false, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
+        say(Severity::Problem, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
     }
     let rules = gathered.rules.rules();
     if rules.is_empty() {
-        say(false, "no vfio.bind= rules on the kernel command line or in /etc/cmdline.d. Fix: add one; vfio-bind rule ADDR prints it".into());
+        say(Severity::Problem, "no vfio.bind= rules on the kernel command line or in /etc/cmdline.d. Fix: add one; vfio-bind rule ADDR prints it".into());
         return EXIT_FAILED;
     }
     let plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
         Err(errno) => {
             say(
-                false,
+                Severity::Problem,
                 format!(
                     "cannot list {}/bus/pci/devices: {}",
                     sysfs.root(),
@@ -212,6 +216,22 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
         check_rule(rule, &plan, index, &mut say);
     }
     check_groups(sysfs, &plan, &mut say);
+    if let Some(host) = host {
+        let mut examined: Vec<Function> = plan.targets.iter().map(|t| t.function.clone()).collect();
+        for function in all_functions(sysfs) {
+            if function.is_on(VFIO_PCI) && !plan.is_target(function.address) {
+                examined.push(function);
+            }
+        }
+        examined.sort_by_key(|function| function.address);
+        for finding in host.findings(sysfs, &examined) {
+            let text = match &finding.fix {
+                Some(fix) => format!("{}. Fix: {fix}", finding.text),
+                None => finding.text,
+            };
+            say(finding.severity, text);
+        }
+    }
     if problems == 0 {
         EXIT_OK
     } else {
@@ -219,7 +239,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
     }
 }
 
-fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(bool, String)) {
+fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severity, String)) {
     match &plan.verdicts[index] {
         Verdict::Selected { .. } => {
             let mut all_bound = true;
@@ -229,8 +249,7 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(bool, 
                     continue;
                 }
                 all_bound = false;
-                say(
-                    false,
+                say(Severity::Problem,
                     format!(
                         "{rule}: {} is on {}, not vfio-pci. Fix: check that the vfio-bind hook is in the initramfs and runs before the GPU driver (dmesg | grep vfio-bind), or run vfio-bind apply",
                         function.address,
@@ -240,22 +259,21 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(bool, 
             }
             if all_bound {
                 let addresses: Vec<String> = plan.targets_of(index).map(|t| t.function.address.to_string()).collect();
-                say(true, format!("{rule}: {} on vfio-pci", addresses.join(", ")));
+                say(Severity::Ok, format!("{rule}: {} on vfio-pci", addresses.join(", ")));
             }
         }
-        Verdict::NothingThere => say(false, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
-        Verdict::GuardMismatch { found } => say(
-            false,
+        Verdict::NothingThere => say(Severity::Problem, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
+        Verdict::GuardMismatch { found } => say(Severity::Problem,
             format!("{rule}: found {} there instead of the rule's IDs; the card may have moved. Fix: vfio-bind list, then vfio-bind rule ADDR", IdsList(found)),
         ),
-        Verdict::OnlyBridges => say(false, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
-        Verdict::TooManyFunctions => say(false, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
-        Verdict::NoRoom => say(false, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::OnlyBridges => say(Severity::Problem, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
+        Verdict::TooManyFunctions => say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::NoRoom => say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
     }
 }
 
 /// A group is viable when every endpoint in it is on vfio-pci or on no driver.
-fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(bool, String)) {
+fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(Severity, String)) {
     let groups: BTreeSet<u32> = plan
         .targets
         .iter()
@@ -273,7 +291,7 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(bool, String)) {
             })
             .collect();
         if blockers.is_empty() {
-            say(true, format!("IOMMU group {group} is viable"));
+            say(Severity::Ok, format!("IOMMU group {group} is viable"));
             continue;
         }
         for blocker in blockers {
@@ -287,12 +305,12 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(bool, String)) {
             // rule again would fix nothing.
             if plan.is_target(blocker.address) {
                 say(
-                    false,
+                    Severity::Problem,
                     format!("{problem}; the rules above select it, so the fix is theirs"),
                 );
             } else {
                 say(
-                    false,
+                    Severity::Problem,
                     format!("{problem}. Fix: add vfio.bind={}", rule_for(blocker)),
                 );
             }

@@ -9,6 +9,8 @@
 //! [`SysfsTree::simulate_*`] apply what the kernel itself would do on a write, so that a
 //! test can play the kernel's part after the binder wrote a file.
 
+pub mod images;
+
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;

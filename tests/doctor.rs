@@ -1,0 +1,223 @@
+//! `vfio-bind check` as a passthrough doctor, through the binary, on a fixture sysfs and a
+//! fixture host root (/proc, /lib/modules, /boot, /etc, the ESP and EFI variables).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use sysfs_fixture::images::{newc, pe};
+use sysfs_fixture::*;
+
+const RELEASE: &str = "6.1.0-57-amd64";
+const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+
+fn write(path: &Path, contents: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+/// An EFI variable: 4 bytes of attributes, then UTF-16LE text and a NUL.
+fn efi_variable(text: &str) -> Vec<u8> {
+    let mut bytes = vec![6, 0, 0, 0];
+    for unit in text.encode_utf16().chain([0]) {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    bytes
+}
+
+/// The guest card on vfio-pci, with no reset method, behind a VT-d unit without interrupt
+/// remapping.
+fn bound_card() -> SysfsTree {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(
+        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+            .group(17)
+            .driver("vfio-pci"),
+    )
+    .unwrap()
+    .add(
+        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+            .group(17)
+            .driver("vfio-pci"),
+    )
+    .unwrap();
+    write(&tree.attribute("0000:07:00.0", "reset_method"), b"\n");
+    write(&tree.attribute("0000:07:00.1", "reset_method"), b"flr\n");
+    write(
+        &tree.root().join("class/iommu/dmar0/intel-iommu/ecap"),
+        b"f0210\n",
+    );
+    tree
+}
+
+/// A host whose initramfs was built before the rule in /etc/cmdline.d was added, with
+/// vfio-pci as a module, booted by GRUB.
+fn stale_host(host: &Path) {
+    write(
+        &host.join("proc/sys/kernel/osrelease"),
+        format!("{RELEASE}\n").as_bytes(),
+    );
+    write(
+        &host.join("proc/interrupts"),
+        b"           CPU0\n 24:   1  IO-APIC   5-edge  ACPI:Ged\n 28:   0  PCI-MSI-0000:00:1f.2  0-edge  ahci\n",
+    );
+    let modules = host.join("lib/modules").join(RELEASE);
+    write(
+        &modules.join("modules.builtin"),
+        b"kernel/drivers/vfio/vfio.ko\n",
+    );
+    write(
+        &modules.join("modules.dep"),
+        b"kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/vfio.ko\nkernel/drivers/vfio/vfio_iommu_type1.ko: kernel/drivers/vfio/vfio.ko\n",
+    );
+    let mut image = newc(&[("kernel/x86/microcode/AuthenticAMD.bin", 0o100644, b"u")]);
+    image.extend(gzip(&newc(&[
+        ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
+        ("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }"),
+        (
+            "etc/cmdline.d/vfio-bind.conf",
+            0o100644,
+            b"vfio.bind=1002:73ff@07:00\n",
+        ),
+    ])));
+    // Arch's names: the image is found from GRUB's BOOT_IMAGE, not from the release.
+    write(&host.join("boot/initramfs-linux.img"), &image);
+    write(
+        &host.join("proc/cmdline"),
+        b"BOOT_IMAGE=/vmlinuz-linux root=/dev/sda2 rw vfio.bind=1002:73ff@07:00\n",
+    );
+    write(
+        &host.join("etc/cmdline.d/vfio-bind.conf"),
+        b"vfio.bind=1002:73ff@07:00,1002:ab28@07:00.1\n",
+    );
+}
+
+fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
+    let no_fragments = host.join("no-such-dir");
+    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .arg("--host-root")
+        .arg(host)
+        .args(["--cmdline", cmdline, "--cmdline-dir"])
+        .arg(no_fragments)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_doctor_names_reset_interrupt_remapping_modules_and_a_stale_image() {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().skip(3).collect();
+    assert_eq!(
+        lines,
+        [
+            "warning 0000:07:00.0: the kernel has no way to reset it between VM runs (its reset_method is empty): a second VM start may find it dead. Fix: a bus reset needs the card alone behind its bridge (then reset_method lists bus); for AMD cards the vendor-reset module adds one; otherwise reboot the host between VM runs",
+            "PROBLEM interrupt remapping is off (a VT-d unit does not offer it (ecap bit 3 is clear)), so vfio_iommu_type1 refuses to assign devices to a VM. Fix: enable interrupt remapping in the firmware (it comes with VT-d/AMD-Vi; do not boot with intremap=off), or accept the risk with vfio_iommu_type1.allow_unsafe_interrupts=1",
+            "ok      vfio-pci is a module of kernel 6.1.0-57-amd64",
+            "ok      vfio_iommu_type1 is a module of kernel 6.1.0-57-amd64",
+            "ok      the booted image /boot/initramfs-linux.img carries vfio-bind and its hook",
+            "PROBLEM the rule 1002:ab28@0000:07:00.1 is in the host's /etc/cmdline.d but not in the booted image /boot/initramfs-linux.img: the image was built before it was added. Fix: rebuild the image (mkinitcpio -P, dracut -f, or update-initramfs -u) and reboot",
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_doctor_finds_an_image_without_the_hook_and_vfio_missing() {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    write(
+        &host.join("lib/modules").join(RELEASE).join("modules.dep"),
+        b"kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko:\n",
+    );
+    write(
+        &host.join("boot/initramfs-linux.img"),
+        &newc(&[("init", 0o100755, b"#!/bin/sh")]),
+    );
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "PROBLEM vfio-pci is neither built into kernel 6.1.0-57-amd64 nor one of its modules"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PROBLEM the booted image /boot/initramfs-linux.img has no /usr/bin/vfio-bind, so nothing binds at boot"), "{stdout}");
+}
+
+#[test]
+fn the_doctor_reads_a_booted_unified_kernel_image() {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    let efivars = tree.root().join("firmware/efi/efivars");
+    write(
+        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
+        &efi_variable("systemd-stub 256"),
+    );
+    write(
+        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
+        &efi_variable("arch-linux.efi"),
+    );
+    let embedded = "root=/dev/nvme0n1p2 rw vfio.bind=1002:73ff@07:00";
+    write(
+        &host.join("efi/EFI/Linux/arch-linux.efi"),
+        &pe(&[(b".cmdline", embedded.as_bytes())]),
+    );
+    write(
+        &host.join("etc/kernel/cmdline"),
+        b"root=/dev/nvme0n1p2 rw vfio.bind=1002:73ff@07:00,1002:ab28@07:00.1\n",
+    );
+    write(
+        &host.join("proc/cmdline"),
+        format!("{embedded}\n").as_bytes(),
+    );
+    let output = check(&tree, &host, embedded);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok      booted the unified kernel image /efi/EFI/Linux/arch-linux.efi; its embedded command line is the one in use, so edits at the boot menu or in a loader entry are ignored. Fix: keep rules in /etc/kernel/cmdline"), "{stdout}");
+    assert!(stdout.contains("PROBLEM the rule 1002:ab28@0000:07:00.1 is in /etc/kernel/cmdline but not in the command line embedded in /efi/EFI/Linux/arch-linux.efi"), "{stdout}");
+}
+
+#[test]
+fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
+    let tree = bound_card();
+    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .args([
+            "--cmdline",
+            "vfio.bind=1002:73ff@07:00",
+            "--cmdline-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout,
+        "ok      the IOMMU is on\n\
+         ok      1002:73ff@0000:07:00: 0000:07:00.0, 0000:07:00.1 on vfio-pci\n\
+         ok      IOMMU group 17 is viable\n"
+    );
+}
