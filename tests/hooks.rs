@@ -36,7 +36,6 @@ const SHELL_FILES: &[(&str, &str)] = &[
 
 const MISSING_MESSAGE: &str =
     "vfio-bind: /usr/bin/vfio-bind is missing from the initramfs; nothing was bound (rebuild the image)";
-const SKIP_MESSAGE: &str = "vfio-bind: not run: rd.vfio_bind=0 is on the kernel command line";
 
 fn project(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -869,33 +868,33 @@ fn runtime_hooks_report_a_missing_binder_and_the_boot_goes_on() {
     }
 }
 
+/// Command lines that carry the escape hatch in the forms the kernel's parser accepts
+/// (lib/cmdline.c next_arg: any whitespace between words, quotes around a value).
+const ESCAPE_HATCH_CMDLINES: &[&str] = &[
+    "root=/dev/vda vfio.bind=1002:73ff@07:00 rd.vfio_bind=0 quiet",
+    "rd.vfio_bind=0",
+    "vfio.bind=1002:73ff@07:00\trd.vfio_bind=0",
+    "vfio.bind=1002:73ff@07:00 rd.vfio_bind=\"0\"",
+    "rd.vfio_bind=01",
+    "xrd.vfio_bind=0",
+];
+
+/// The binder alone decides on `rd.vfio_bind=0` (`vfio-bind apply` parses the command line
+/// and /etc/cmdline.d as the kernel does, logs one line and exits 0), so that every init
+/// honours the same forms. The hooks run it whatever the command line says, and add no
+/// line of their own when it exits 0.
 #[test]
-fn runtime_hooks_skip_the_binder_on_rd_vfio_bind_0() {
-    for (hook, shell, script) in runtime_cases() {
-        let context = format!("{hook} in {}", shell.name);
-        let boot = Boot::new(
-            "skip",
-            Binder::Exits(0),
-            "root=/dev/vda vfio.bind=1002:73ff@07:00 rd.vfio_bind=0 quiet",
-            true,
-        );
-        let output = boot.run(&shell, hook, script);
-        assert_survived(&output, &context);
-        assert!(boot.binder_calls().is_empty(), "{context}");
-        assert_eq!(boot.kmsg(), [format!("<5>{SKIP_MESSAGE}")], "{context}");
-    }
-    // Only the exact word: rd.vfio_bind=01 or xrd.vfio_bind=0 do not count.
-    for cmdline in ["rd.vfio_bind=01", "xrd.vfio_bind=0", "rd.vfio_bind=1"] {
+fn runtime_hooks_leave_rd_vfio_bind_0_to_the_binder() {
+    for cmdline in ESCAPE_HATCH_CMDLINES {
         for (hook, shell, script) in runtime_cases() {
-            let boot = Boot::new("noskip", Binder::Exits(0), cmdline, true);
+            let context = format!("{hook} in {}, command line {cmdline:?}", shell.name);
+            let boot = Boot::new("escape-hatch", Binder::Exits(0), cmdline, true);
             let output = boot.run(&shell, hook, script);
-            assert_survived(&output, hook);
-            assert_eq!(
-                boot.binder_calls(),
-                ["apply"],
-                "{hook} in {}: {cmdline}",
-                shell.name
-            );
+            assert_survived(&output, &context);
+            assert_eq!(text(&output.stdout), "survived\n", "{context}");
+            assert_eq!(boot.binder_calls(), ["apply"], "{context}");
+            assert!(boot.kmsg().is_empty(), "{context}: {:?}", boot.kmsg());
+            assert_eq!(text(&output.stderr), "", "{context}");
         }
     }
 }
@@ -904,7 +903,7 @@ fn runtime_hooks_skip_the_binder_on_rd_vfio_bind_0() {
 fn runtime_hooks_fall_back_to_the_console_without_kmsg() {
     for (hook, shell, script) in runtime_cases() {
         let context = format!("{hook} in {}", shell.name);
-        // No /dev/kmsg and no /proc/cmdline in the fake root.
+        // No /dev/kmsg and no /proc/cmdline in the fake root: neither stops the hook.
         let boot = Boot::new("nokmsg", Binder::Missing, "", false);
         fs::remove_file(boot.root.join("proc/cmdline")).unwrap();
         let output = boot.run(&shell, hook, script);
@@ -948,13 +947,12 @@ fn runtime_hooks_use_the_image_paths_at_boot() {
     // With VFIO_BIND_ROOT unset every path is the image's own.
     for hook in [MKINITCPIO_HOOK, DRACUT_HOOK, ITOOLS_SCRIPT] {
         let contents = fs::read_to_string(project(hook)).unwrap();
-        for path in [
-            "/usr/bin/vfio-bind\" apply",
-            "/proc/cmdline\"",
-            "/dev/kmsg\"",
-        ] {
+        for path in ["/usr/bin/vfio-bind\" apply", "/dev/kmsg\""] {
             assert!(contents.contains(path), "{hook}: {path}");
         }
+        // The command line is the binder's to read: a hook that reads it would decide on
+        // the escape hatch a second way.
+        assert!(!code(&contents).contains("/proc/cmdline"), "{hook}");
         assert!(contents.contains("${VFIO_BIND_ROOT:-}"), "{hook}");
         assert!(!code(&contents).contains("set -e"), "{hook}");
     }
@@ -979,27 +977,110 @@ fn code(contents: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // The unit
 
+/// The unit's settings: every non-comment, non-empty line.
+fn unit_settings() -> Vec<String> {
+    fs::read_to_string(project(UNIT))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The words of every `KEY=` line of the unit (systemd adds up repeated list settings).
+fn unit_list(settings: &[String], key: &str) -> Vec<String> {
+    settings
+        .iter()
+        .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .flat_map(|value| value.split_whitespace().map(String::from))
+        .collect()
+}
+
 #[test]
 fn the_unit_runs_before_module_loading_and_udev_and_never_fails_the_boot() {
-    let unit = fs::read_to_string(project(UNIT)).unwrap();
-    let settings: Vec<&str> = unit
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .collect();
+    let settings = unit_settings();
     for wanted in [
         "[Unit]",
         "DefaultDependencies=no",
         "ConditionPathExists=/etc/initrd-release",
-        "Before=systemd-modules-load.service systemd-udevd.service systemd-udev-trigger.service sysinit.target",
         "[Service]",
         "Type=oneshot",
         "RemainAfterExit=yes",
         "ExecStart=-/usr/bin/vfio-bind apply",
     ] {
-        assert!(settings.contains(&wanted), "{wanted} missing from the unit");
+        assert!(
+            settings.iter().any(|line| line == wanted),
+            "{wanted} missing from the unit"
+        );
+    }
+    let before = unit_list(&settings, "Before");
+    for unit in [
+        "systemd-modules-load.service",
+        "systemd-udevd.service",
+        "systemd-udev-trigger.service",
+        "sysinit.target",
+    ] {
+        assert!(
+            before.iter().any(|word| word == unit),
+            "Before= lacks {unit}"
+        );
     }
     // Nothing may enable it on the host, and nothing may order it after udev.
-    assert!(!settings.contains(&"[Install]"));
+    assert!(!settings.iter().any(|line| line == "[Install]"));
     assert!(!settings.iter().any(|line| line.starts_with("After=")));
     assert!(!settings.iter().any(|line| line.starts_with("Requires=")));
+}
+
+/// dracut in systemd mode loads `rd.driver.pre=` (what `force_drivers+=` writes into the
+/// image's /etc/cmdline.d) from dracut-pre-udev.service, and runs cmdline hooks (which may
+/// load modules) from dracut-cmdline.service: the binder must be done before either starts.
+#[test]
+fn the_unit_runs_before_dracut_loads_forced_drivers() {
+    let before = unit_list(&unit_settings(), "Before");
+    for unit in ["dracut-cmdline.service", "dracut-pre-udev.service"] {
+        assert!(
+            before.iter().any(|word| word == unit),
+            "Before= lacks {unit}: {before:?}"
+        );
+    }
+}
+
+/// systemd gives Type=oneshot units no start timeout at all; the boot must never wait on
+/// the binder for ever. The bound must leave room for the binder's own watchdog (about
+/// 10 s), which logs what it gave up on before systemd would kill it.
+#[test]
+fn the_unit_has_a_finite_start_timeout_beyond_the_binders_watchdog() {
+    let settings = unit_settings();
+    let values: Vec<&str> = settings
+        .iter()
+        .filter_map(|line| line.strip_prefix("TimeoutStartSec="))
+        .collect();
+    assert_eq!(values.len(), 1, "one TimeoutStartSec= expected: {values:?}");
+    let value = values[0];
+    let seconds: u64 = value
+        .strip_suffix('s')
+        .unwrap_or(value)
+        .parse()
+        .unwrap_or_else(|_| panic!("TimeoutStartSec={value}: expected plain seconds"));
+    assert!(
+        (15..=60).contains(&seconds),
+        "TimeoutStartSec={value}: expected between 15 and 60 seconds"
+    );
+    // TimeoutSec= or a later TimeoutStartSec=infinity would undo it.
+    assert!(!settings.iter().any(|line| line.starts_with("TimeoutSec=")));
+}
+
+/// The escape hatch is the binder's (it parses the command line and fragments as the
+/// kernel does); a ConditionKernelCommandLine= would decide it a second, different way
+/// (systemd's parser, blind to /etc/cmdline.d) before the binder could log why it did nothing.
+#[test]
+fn the_unit_leaves_the_escape_hatch_to_the_binder() {
+    let settings = unit_settings();
+    assert!(
+        !settings
+            .iter()
+            .any(|line| line.starts_with("ConditionKernelCommandLine=")),
+        "{settings:#?}"
+    );
 }

@@ -10,30 +10,23 @@
 # log, else console) and the boot goes on.
 #
 # VFIO_BIND_ROOT (unset at boot) is put in front of every path, so tests can run this hook
-# against a fake binder, /proc/cmdline and /dev/kmsg.
+# against a fake binder and /dev/kmsg.
 
 _vfio_bind_root="${VFIO_BIND_ROOT:-}"
-_vfio_bind_cmdline=''
 _vfio_bind_status=0
 _vfio_bind_message=''
 
-# The escape hatch every vfio-bind hook honours: rd.vfio_bind=0 at the boot menu.
-read -r _vfio_bind_cmdline 2>/dev/null <"$_vfio_bind_root/proc/cmdline" || :
-case " $_vfio_bind_cmdline " in
-    *' rd.vfio_bind=0 '*)
-        _vfio_bind_message='<5>vfio-bind: not run: rd.vfio_bind=0 is on the kernel command line'
-        ;;
-    *)
-        if [ ! -x "$_vfio_bind_root/usr/bin/vfio-bind" ]; then
-            _vfio_bind_message='<3>vfio-bind: /usr/bin/vfio-bind is missing from the initramfs; nothing was bound (rebuild the image)'
-        else
-            "$_vfio_bind_root/usr/bin/vfio-bind" apply || _vfio_bind_status=$?
-            if [ "$_vfio_bind_status" -ne 0 ]; then
-                _vfio_bind_message="<3>vfio-bind: 'vfio-bind apply' exited with status $_vfio_bind_status; boot continues"
-            fi
-        fi
-        ;;
-esac
+# The escape hatch, rd.vfio_bind=0, is the binder's to decide (it reads the command line and
+# /etc/cmdline.d as the kernel parses them, logs one line and exits 0), the same way under
+# every init.
+if [ ! -x "$_vfio_bind_root/usr/bin/vfio-bind" ]; then
+    _vfio_bind_message='<3>vfio-bind: /usr/bin/vfio-bind is missing from the initramfs; nothing was bound (rebuild the image)'
+else
+    "$_vfio_bind_root/usr/bin/vfio-bind" apply || _vfio_bind_status=$?
+    if [ "$_vfio_bind_status" -ne 0 ]; then
+        _vfio_bind_message="<3>vfio-bind: 'vfio-bind apply' exited with status $_vfio_bind_status; boot continues"
+    fi
+fi
 
 # One write, one kernel record; the console if the kernel log cannot be written.
 if [ -n "$_vfio_bind_message" ]; then
@@ -41,4 +34,4 @@ if [ -n "$_vfio_bind_message" ]; then
         printf '%s\n' "${_vfio_bind_message#<?>}" >&2
 fi
 
-unset _vfio_bind_root _vfio_bind_cmdline _vfio_bind_status _vfio_bind_message
+unset _vfio_bind_root _vfio_bind_status _vfio_bind_message

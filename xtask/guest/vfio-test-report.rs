@@ -9,6 +9,9 @@
 //! fn 0000:00:05.0 1234:1111 vfio-pci vfio-pci 2     address ids driver override group
 //! group 2 viable                                    from VFIO_GROUP_GET_STATUS on /dev/vfio/2
 //! kmsg 6 vfio-bind: ...                             kernel log records that mention vfio
+//! unit vfio-bind.service Before=sysinit.target ...  systemd's view of the units that race
+//! unit vfio-bind.service ActiveEnterTimestampMonotonic=2345678     the binder, when PID 1 is
+//!                                                   systemd (`systemctl show`), verbatim
 //! uptime 4.21
 //! vfio-test: end
 //! ```
@@ -196,11 +199,67 @@ fn kmsg(out: &mut Vec<String>) {
     }
 }
 
+/// The units whose order against vfio-bind.service a systemd-based image must keep: the
+/// binder must be active before dracut's cmdline hooks and its rd.driver.pre= loading start.
+const RACING_UNITS: [&str; 3] = [
+    "vfio-bind.service",
+    "dracut-cmdline.service",
+    "dracut-pre-udev.service",
+];
+/// What systemd knows of their order: when each became active and started (microseconds
+/// of CLOCK_MONOTONIC, 0 if never), and the ordering the unit declares.
+const UNIT_PROPERTIES: &str =
+    "Id,ActiveEnterTimestampMonotonic,InactiveExitTimestampMonotonic,Before,ActiveState";
+
+/// systemd's own account of the units' order, when systemd is PID 1 (sd_booted(3): the
+/// directory /run/systemd/system exists). Nothing on other images.
+fn units(out: &mut Vec<String>) {
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    let output = match std::process::Command::new("systemctl")
+        .args(["show", "-p", UNIT_PROPERTIES])
+        .args(RACING_UNITS)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => {
+            out.push(format!("error cannot run systemctl: {error}"));
+            return;
+        }
+    };
+    if !output.status.success() {
+        out.push(format!(
+            "error systemctl show exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+        return;
+    }
+    // One block of KEY=VALUE lines per unit, blocks separated by an empty line.
+    let text = String::from_utf8_lossy(&output.stdout);
+    for block in text.split("\n\n") {
+        let properties: Vec<(&str, &str)> = block
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .collect();
+        let Some((_, id)) = properties.iter().find(|(key, _)| *key == "Id") else {
+            continue;
+        };
+        for (key, value) in &properties {
+            if *key != "Id" {
+                out.push(format!("unit {id} {key}={value}"));
+            }
+        }
+    }
+}
+
 fn main() {
     let mut out = vec!["vfio-test: begin".to_string()];
     functions(&mut out);
     groups(&mut out);
     kmsg(&mut out);
+    units(&mut out);
     if let Some(uptime) = read_trimmed("/proc/uptime") {
         out.push(format!(
             "uptime {}",

@@ -39,6 +39,9 @@ pub struct GuestState {
     /// Kernel log records about vfio: (level, text).
     pub kmsg: Vec<(u8, String)>,
     pub uptime: Option<f64>,
+    /// systemd's properties of the units that race the binder, by unit (`unit` lines:
+    /// systemd-based images only).
+    pub units: BTreeMap<String, BTreeMap<String, String>>,
     /// The reporter's own errors.
     pub errors: Vec<String>,
 }
@@ -61,6 +64,22 @@ impl GuestState {
         self.binder_lines()
             .filter_map(|(_, text)| Some((text.as_str(), micros(text)?)))
             .last()
+    }
+}
+
+impl GuestState {
+    /// A unit's property as systemd reported it.
+    pub fn unit_property(&self, unit: &str, key: &str) -> Option<&str> {
+        self.units.get(unit)?.get(key).map(String::as_str)
+    }
+
+    /// A `...TimestampMonotonic` property: microseconds since boot, `None` when the unit
+    /// never got there (systemd says 0) or systemd did not say.
+    pub fn unit_time(&self, unit: &str, key: &str) -> Option<u64> {
+        self.unit_property(unit, key)?
+            .parse()
+            .ok()
+            .filter(|&micros| micros > 0)
     }
 }
 
@@ -140,6 +159,19 @@ pub fn parse(result: &str) -> Option<GuestState> {
                     .kmsg
                     .push((level.parse().unwrap_or(9), text.to_string()));
             }
+            "unit" => match rest
+                .split_once(' ')
+                .and_then(|(unit, property)| Some((unit, property.split_once('=')?)))
+            {
+                Some((unit, (key, value))) => {
+                    state
+                        .units
+                        .entry(unit.to_string())
+                        .or_default()
+                        .insert(key.to_string(), value.to_string());
+                }
+                None => state.errors.push(format!("unreadable line: {line}")),
+            },
             "uptime" => state.uptime = rest.parse().ok(),
             "error" => state.errors.push(rest.to_string()),
             _ => {}
@@ -209,6 +241,31 @@ mod tests {
         assert_eq!(state.summary().map(|(_, us)| us), Some(812));
         assert_eq!(state.uptime, Some(4.25));
         assert!(state.errors.is_empty());
+    }
+
+    #[test]
+    fn parses_what_systemd_said_of_the_units() {
+        let report = "vfio-test: begin\n\
+            unit vfio-bind.service ActiveEnterTimestampMonotonic=2100\n\
+            unit vfio-bind.service Before=sysinit.target dracut-pre-udev.service\n\
+            unit dracut-pre-udev.service InactiveExitTimestampMonotonic=0\n\
+            unit broken\n\
+            vfio-test: end\n";
+        let state = parse(report).unwrap();
+        assert_eq!(
+            state.unit_time("vfio-bind.service", "ActiveEnterTimestampMonotonic"),
+            Some(2100)
+        );
+        assert_eq!(
+            state.unit_property("vfio-bind.service", "Before"),
+            Some("sysinit.target dracut-pre-udev.service")
+        );
+        // 0: systemd never started it.
+        assert_eq!(
+            state.unit_time("dracut-pre-udev.service", "InactiveExitTimestampMonotonic"),
+            None
+        );
+        assert_eq!(state.errors, ["unreadable line: unit broken"]);
     }
 
     #[test]

@@ -298,7 +298,32 @@ pub const SCENARIOS: &[Scenario] = &[
             RUNTIME_RELEASED_2,
         ],
     },
+    Scenario {
+        number: FORCED_DRIVER,
+        name: "GPU driver forced early",
+        cards: Cards::Twins,
+        // rd.driver.pre= on the command line as well as force_drivers+=" bochs " in the
+        // image's dracut.conf.d (written into its /etc/cmdline.d): dracut-pre-udev.service
+        // loads both. Judged by the unit order systemd reports (see `unit_order`), since
+        // under emulation the binder wins the race by chance.
+        append: "rd.driver.pre=bochs vfio.bind=1234:1111@00:05",
+        iommu: true,
+        baked: false,
+        functions: SECOND_TAKEN,
+        viable: &["00:05.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: &[],
+        untouched: UNTOUCHED_SECOND,
+        guest_says: &[],
+    },
 ];
+
+/// The scenario that forces the GPU driver through dracut's rd.driver.pre= (dracut-systemd
+/// only): besides the twins' outcome, dracut-pre-udev.service must have run.
+const FORCED_DRIVER: u8 = 11;
 
 /// What the guest's test hook logs after each `vfio-bind bind` and `release` of the second
 /// twin (xtask/guest/mkinitcpio/hooks/vfio-test): the step, the command's exit status, and
@@ -311,7 +336,11 @@ const RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.
 /// Which scenarios run on which generator: 1, 3 and 9 on every one (9 checks each hook's
 /// copy of /etc/cmdline.d), all of them on the mkinitcpio (busybox) image, whose HOOKS
 /// order also lets scenario 5 load a driver before the binder.
+/// The forced-driver scenario is about dracut's systemd mode and runs on that image alone.
 pub fn runs_on(scenario: &Scenario, generator: Generator) -> bool {
+    if scenario.number == FORCED_DRIVER {
+        return generator == Generator::DracutSystemd;
+    }
     generator == Generator::Mkinitcpio || matches!(scenario.number, 1 | 3 | 9)
 }
 
@@ -483,6 +512,73 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
     for error in &state.errors {
         problems.push(format!("reporter: {error}"));
     }
+    problems.extend(unit_order(state));
+    if scenario.number == FORCED_DRIVER {
+        if state.units.is_empty() {
+            problems.push("expected systemd's report of the unit order; there was none".into());
+        } else if state
+            .unit_time(PRE_UDEV, "InactiveExitTimestampMonotonic")
+            .is_none()
+        {
+            problems.push(format!(
+                "expected {PRE_UDEV} (which loads rd.driver.pre=) to have run; systemd never started it"
+            ));
+        }
+    }
+    problems
+}
+
+const BINDER_UNIT: &str = "vfio-bind.service";
+const PRE_UDEV: &str = "dracut-pre-udev.service";
+/// Units that can load a GPU driver, which the binder's unit must be done before:
+/// dracut's two run cmdline hooks and rd.driver.pre= (force_drivers+=).
+const LOADS_DRIVERS: [&str; 2] = ["dracut-cmdline.service", PRE_UDEV];
+/// What the unit must declare it runs before (systemd's `Before=` property also lists
+/// the units that are ordered after it, such as the test's reporter).
+const DECLARED_BEFORE: [&str; 6] = [
+    "systemd-modules-load.service",
+    "systemd-udevd.service",
+    "systemd-udev-trigger.service",
+    "sysinit.target",
+    "dracut-cmdline.service",
+    PRE_UDEV,
+];
+
+/// On a systemd-based image (the report carries systemd's view of the units): the binder's
+/// unit became active, declares its ordering, and every driver-loading unit that ran started
+/// no earlier than the binder's unit was done. The outcome alone cannot show this: under
+/// emulation the binder wins an unordered race by chance.
+fn unit_order(state: &GuestState) -> Vec<String> {
+    let mut problems = Vec::new();
+    if state.units.is_empty() {
+        return problems;
+    }
+    let before = state.unit_property(BINDER_UNIT, "Before").unwrap_or("");
+    for unit in DECLARED_BEFORE {
+        if !before.split_whitespace().any(|word| word == unit) {
+            problems.push(format!(
+                "{BINDER_UNIT}: expected Before= to include {unit}; systemd says Before={before}"
+            ));
+        }
+    }
+    let Some(done) = state.unit_time(BINDER_UNIT, "ActiveEnterTimestampMonotonic") else {
+        problems.push(format!(
+            "{BINDER_UNIT} never became active (ActiveState={})",
+            state
+                .unit_property(BINDER_UNIT, "ActiveState")
+                .unwrap_or("?")
+        ));
+        return problems;
+    };
+    for unit in LOADS_DRIVERS {
+        if let Some(started) = state.unit_time(unit, "InactiveExitTimestampMonotonic") {
+            if started < done {
+                problems.push(format!(
+                    "{unit} started at {started} us, before {BINDER_UNIT} was done at {done} us"
+                ));
+            }
+        }
+    }
     problems
 }
 
@@ -541,6 +637,104 @@ mod tests {
         );
         let state = parse(&report).unwrap();
         assert_eq!(check(&SCENARIOS[2], &state, ""), Vec::<String>::new());
+    }
+
+    fn forced() -> &'static Scenario {
+        SCENARIOS
+            .iter()
+            .find(|s| s.number == FORCED_DRIVER)
+            .unwrap()
+    }
+
+    /// Systemd's lines for the binder's unit done at `done` us and dracut-pre-udev started
+    /// at `pre_udev` us, with the binder's unit declaring `before`.
+    fn units(done: u64, pre_udev: u64, before: &str) -> String {
+        format!(
+            "unit vfio-bind.service ActiveEnterTimestampMonotonic={done}\n\
+             unit vfio-bind.service ActiveState=active\n\
+             unit vfio-bind.service Before={before}\n\
+             unit dracut-cmdline.service InactiveExitTimestampMonotonic={cmdline}\n\
+             unit dracut-pre-udev.service InactiveExitTimestampMonotonic={pre_udev}\n",
+            cmdline = pre_udev.saturating_sub(10),
+        )
+    }
+
+    const FULL_BEFORE: &str = "systemd-modules-load.service systemd-udevd.service \
+        systemd-udev-trigger.service sysinit.target dracut-cmdline.service \
+        dracut-pre-udev.service vfio-test-report.service";
+    const SUMMARY: &str =
+        "group 2 viable\nkmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n";
+
+    #[test]
+    fn forced_driver_passes_when_the_binder_was_done_before_dracut_started() {
+        let extra = format!("{SUMMARY}{}", units(2_000, 2_500, FULL_BEFORE));
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", &extra)).unwrap();
+        assert_eq!(check(forced(), &state, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn forced_driver_fails_on_a_race_won_by_chance() {
+        // The old unit: the right outcome, but dracut's units started while the binder ran
+        // and the unit never asked to come first.
+        let old_before = "systemd-modules-load.service systemd-udevd.service \
+            systemd-udev-trigger.service sysinit.target vfio-test-report.service";
+        let extra = format!("{SUMMARY}{}", units(2_000, 1_900, old_before));
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", &extra)).unwrap();
+        let problems = check(forced(), &state, "");
+        assert!(problems.iter().any(|p| p
+            .starts_with("dracut-pre-udev.service started at 1900 us, before vfio-bind.service")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("dracut-cmdline.service started at 1890 us")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("expected Before= to include dracut-pre-udev.service")));
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+    }
+
+    #[test]
+    fn forced_driver_fails_without_the_race_or_systemds_report() {
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", SUMMARY)).unwrap();
+        assert_eq!(
+            check(forced(), &state, ""),
+            ["expected systemd's report of the unit order; there was none"]
+        );
+        let extra = format!("{SUMMARY}{}", units(2_000, 0, FULL_BEFORE));
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", &extra)).unwrap();
+        assert_eq!(
+            check(forced(), &state, ""),
+            ["expected dracut-pre-udev.service (which loads rd.driver.pre=) to have run; systemd never started it"]
+        );
+    }
+
+    #[test]
+    fn every_systemd_boot_is_judged_by_the_unit_order() {
+        // Scenario 1 on a systemd image: the same order is required.
+        let extra = format!("{SUMMARY}{}", units(2_000, 1_000, FULL_BEFORE));
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", &extra)).unwrap();
+        assert_eq!(check(&SCENARIOS[0], &state, "").len(), 2);
+        // A unit that never ran (condition false) was not raced.
+        let extra = format!(
+            "{SUMMARY}unit vfio-bind.service ActiveEnterTimestampMonotonic=0\n\
+             unit vfio-bind.service ActiveState=inactive\n\
+             unit vfio-bind.service Before={FULL_BEFORE}\n"
+        );
+        let state = parse(&twins("bochs-drm", "vfio-pci", "vfio-pci", &extra)).unwrap();
+        assert_eq!(
+            check(&SCENARIOS[0], &state, ""),
+            ["vfio-bind.service never became active (ActiveState=inactive)"]
+        );
+    }
+
+    #[test]
+    fn forced_driver_runs_on_dracut_systemd_alone() {
+        for generator in crate::vm::image::ALL_GENERATORS {
+            assert_eq!(
+                runs_on(forced(), generator),
+                generator == Generator::DracutSystemd,
+                "{generator}"
+            );
+        }
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! the project's `90vfio-bind` and the test's `99vfio-test` are added to its modules.d, and
 //! dracut is pointed at the copy with `dracutbasedir=` (dracut 059 looks for modules in
 //! `$dracutbasedir/modules.d`). Host configuration is kept out with an empty --conf and
-//! --confdir.
+//! --confdir; the dracut-systemd image gets a --confdir of its own that forces the GPU
+//! driver the way users do (`force_drivers+=`), which the binder's unit must come before.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use super::{copy_tree, Inputs, DISPLAY_DRIVERS};
+use super::{copy_tree, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
 use crate::util::TaskResult;
 use crate::vm::host::{die_with_parent, run_captured};
 
@@ -66,6 +67,18 @@ pub fn build(
     modules.push("vfio-test");
     let tmp = dir.join("tmp");
     fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // dracut writes force_drivers into the image's /etc/cmdline.d as rd.driver.pre=, which
+    // in systemd mode dracut-pre-udev.service loads (dracut.sh, dracut-pre-udev.sh).
+    let confdir = if systemd && overlay.is_none() {
+        let confdir = dir.join("dracut.conf.d");
+        fs::create_dir_all(&confdir).map_err(|e| format!("{}: {e}", confdir.display()))?;
+        let conf = confdir.join("50-force-gpu-driver.conf");
+        fs::write(&conf, format!("force_drivers+=\" {EARLY_DRIVER} \"\n"))
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+        confdir
+    } else {
+        inputs.work.join("dracut.conf.d")
+    };
     let mut command = Command::new("dracut");
     command
         .env("dracutbasedir", base_dir(inputs))
@@ -73,7 +86,7 @@ pub fn build(
         .arg("--conf")
         .arg(inputs.work.join("dracut.conf"))
         .arg("--confdir")
-        .arg(inputs.work.join("dracut.conf.d"))
+        .arg(&confdir)
         .arg("--tmpdir")
         .arg(&tmp)
         .args([

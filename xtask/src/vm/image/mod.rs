@@ -66,6 +66,8 @@ impl Generator {
             Generator::Dracut => {
                 "root=LABEL=vfio-test-none rd.shell=0 rd.emergency=poweroff rd.driver.pre=bochs"
             }
+            // And force_drivers+=" bochs " in the image's dracut.conf.d (rd.driver.pre= in its
+            // /etc/cmdline.d, loaded by dracut-pre-udev.service).
             Generator::DracutSystemd => {
                 "root=LABEL=vfio-test-none rd.shell=0 rd.emergency=poweroff rd.modules-load=bochs"
             }
