@@ -8,7 +8,6 @@
 //! functions did not end on vfio-pci, every function it touched is given back (override
 //! cleared, vfio-pci unbound, probed again), so no card is left without a driver.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -129,11 +128,15 @@ pub fn apply(
     gathered: &Gathered,
     kernel: &mut dyn Kernel,
     started: Instant,
-    dry_run: bool,
+    dry_run: Option<&mut dyn std::io::Write>,
 ) -> u8 {
+    if gathered.disabled {
+        info!("{}", crate::sources::DisabledNotice);
+        return EXIT_OK;
+    }
     let rules = gathered.rules.rules();
     if rules.is_empty() {
-        if gathered.rules.has_rejects() {
+        if gathered.has_rejects() {
             summary(
                 Level::Error,
                 started,
@@ -181,9 +184,9 @@ pub fn apply(
             rules[bridge.rule], bridge.function.address
         );
     }
-    if dry_run {
-        print_plan(rules, &plan);
-        return if all_selected(&plan) && !gathered.rules.has_rejects() {
+    if let Some(out) = dry_run {
+        print_plan(out, rules, &plan);
+        return if all_selected(&plan) && !gathered.has_rejects() {
             EXIT_OK
         } else {
             EXIT_FAILED
@@ -252,13 +255,13 @@ pub fn apply(
         }
     }
 
-    let all_applied = applied == rules.len() && !gathered.rules.has_rejects();
+    let all_applied = applied == rules.len() && !gathered.has_rejects();
     let level = if all_applied {
         Level::Info
     } else {
         Level::Error
     };
-    let rejected = gathered.rules.rejected();
+    let rejected = gathered.rejected();
     summary(
         level,
         started,
@@ -427,8 +430,8 @@ pub fn release_rules(
             released += 1;
         }
     }
-    let all = released == rules.len() && !gathered.rules.has_rejects();
-    let rejected = gathered.rules.rejected();
+    let all = released == rules.len() && !gathered.has_rejects();
+    let rejected = gathered.rejected();
     summary(
         if all { Level::Info } else { Level::Error },
         started,
@@ -584,8 +587,7 @@ fn warn_about_group_companions(sysfs: &Sysfs, plan: &Plan, states: &[TargetState
     }
 }
 
-fn print_plan(rules: &[Rule], plan: &Plan) {
-    let mut out = std::io::stdout().lock();
+fn print_plan(out: &mut dyn std::io::Write, rules: &[Rule], plan: &Plan) {
     for (index, rule) in rules.iter().enumerate() {
         let _ = match &plan.verdicts[index] {
             Verdict::Selected { .. } => {

@@ -185,7 +185,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
     } else {
         say(false, "the IOMMU is off, so vfio-pci cannot bind. Fix: enable VT-d or AMD-Vi in the firmware setup; on Intel add intel_iommu=on to the kernel command line".into());
     }
-    let rejected = gathered.rules.rejected();
+    let rejected = gathered.rejected();
     if rejected > 0 {
         say(false, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
     }
