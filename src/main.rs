@@ -209,6 +209,8 @@ impl Arguments {
         for (position, argument) in arguments.enumerate() {
             let argument = match argument.into_string() {
                 Ok(text) => text,
+                // The program's own name is never parsed: any bytes will do.
+                Err(bytes) if position == 0 => bytes.to_string_lossy().into_owned(),
                 Err(bytes) => {
                     let after_byte_option = parsed
                         .texts

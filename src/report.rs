@@ -187,7 +187,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
     }
     let rejected = gathered.rejected();
     if rejected > 0 {
-        say(false, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
+        say(false, format!("{rejected} rule texts or sources could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
     }
     let rules = gathered.rules.rules();
     if rules.is_empty() {

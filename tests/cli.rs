@@ -817,3 +817,15 @@ fn any_spelling_of_the_real_sysfs_counts_as_the_real_one() {
     assert_eq!(real.status.code(), doubled.status.code());
     assert_eq!(text(&real.stdout), text(&doubled.stdout));
 }
+
+#[test]
+fn a_program_name_that_is_not_utf8_is_no_bad_argument() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .arg0(std::ffi::OsStr::from_bytes(b"vfio-bind-\xe9"))
+        .args(["rule", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
