@@ -241,8 +241,12 @@ pub fn apply(
     gathered: &Gathered,
     kernel: &mut dyn Kernel,
     started: Instant,
-    dry_run: bool,
+    dry_run: Option<&mut dyn std::io::Write>,
 ) -> u8 {
+    if gathered.disabled {
+        info!("{}", crate::sources::DisabledNotice);
+        return EXIT_OK;
+    }
     let plan = match plan_or_refuse(sysfs, gathered, started) {
         Ok(plan) => plan,
         Err(status) => return status,
@@ -258,9 +262,9 @@ pub fn apply(
             bridge.function.address
         );
     }
-    if dry_run {
-        print_plan(rules, &plan);
-        return if all_selected(&plan) && !gathered.rules.has_rejects() {
+    if let Some(out) = dry_run {
+        print_plan(out, rules, &plan);
+        return if all_selected(&plan) && !gathered.has_rejects() {
             EXIT_OK
         } else {
             EXIT_FAILED
@@ -277,7 +281,7 @@ pub fn apply(
     warn_about_group_companions(sysfs, &run);
     warn_about_the_boot_display(&run);
 
-    let all_applied = applied == rules.len() && !gathered.rules.has_rejects() && modules_loaded;
+    let all_applied = applied == rules.len() && !gathered.has_rejects() && modules_loaded;
     summary(
         if all_applied {
             Level::Info
@@ -287,7 +291,7 @@ pub fn apply(
         started,
         format_args!(
             "{applied} of {} rules applied, {} functions on vfio-pci",
-            rules.len() + gathered.rules.rejected(),
+            rules.len() + gathered.rejected(),
             run.on_vfio()
         ),
     );
@@ -304,7 +308,7 @@ pub fn apply(
 fn plan_or_refuse(sysfs: &Sysfs, gathered: &Gathered, started: Instant) -> Result<Plan, u8> {
     let rules = gathered.rules.rules();
     if rules.is_empty() {
-        if gathered.rules.has_rejects() {
+        if gathered.has_rejects() {
             summary(
                 Level::Error,
                 started,
@@ -624,8 +628,8 @@ pub fn release_rules(
         .filter(|&index| matches!(plan.verdicts[index], Verdict::Selected { .. }))
         .filter(|&index| report_release(&rules[index], index, &plan, &ends))
         .count();
-    let all = released == rules.len() && !gathered.rules.has_rejects();
-    let rejected = gathered.rules.rejected();
+    let all = released == rules.len() && !gathered.has_rejects();
+    let rejected = gathered.rejected();
     summary(
         if all { Level::Info } else { Level::Error },
         started,
@@ -865,8 +869,7 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
     }
 }
 
-fn print_plan(rules: &[Rule], plan: &Plan) {
-    let mut out = std::io::stdout().lock();
+fn print_plan(out: &mut dyn std::io::Write, rules: &[Rule], plan: &Plan) {
     for (index, rule) in rules.iter().enumerate() {
         let _ = match &plan.verdicts[index] {
             Verdict::Selected { .. } => {

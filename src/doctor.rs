@@ -220,10 +220,9 @@ fn is_hook_file(name: &str) -> bool {
 fn fragment_rules<'a>(fragments: impl Iterator<Item = &'a [u8]>) -> Vec<Rule> {
     let mut rules = RuleSet::new();
     for fragment in fragments {
-        let text = String::from_utf8_lossy(fragment);
-        for line in text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
+        for line in fragment
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.trim_ascii_start().starts_with(b"#"))
         {
             rules.add_command_line(line, &mut |_| {});
         }
@@ -304,7 +303,7 @@ pub fn unified_image(
     let subject = "boot";
     let rules_in = |text: &str| -> Vec<Rule> {
         let mut rules = RuleSet::new();
-        rules.add_command_line(text, &mut |_| {});
+        rules.add_command_line(text.as_bytes(), &mut |_| {});
         rules.rules().to_vec()
     };
     let mut findings = Vec::new();

@@ -122,10 +122,11 @@ impl Host {
     /// from `BOOT_IMAGE=` (GRUB), else the distributions' names for the running release.
     fn booted_image_path(&self, cmdline: &str, release: Option<&str>) -> Option<PathBuf> {
         let mut candidates = Vec::new();
-        for parameter in crate::cmdline::parameters(cmdline) {
-            let Some(value) = parameter.value else {
+        for parameter in crate::cmdline::parameters(cmdline.as_bytes()) {
+            let Some(value) = parameter.value.map(String::from_utf8_lossy) else {
                 continue;
             };
+            let value = value.as_ref();
             if parameter.is("initrd") {
                 let relative = value.replace('\\', "/");
                 for esp in ["efi", "boot", "boot/efi", ""] {

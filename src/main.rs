@@ -1,6 +1,9 @@
 //! The `vfio-bind` command: `apply` at boot, and `list`, `rule`, `check` for people.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -8,11 +11,16 @@ use argh::FromArgs;
 use log::LevelFilter;
 
 use vfio_bind::apply::{apply, release_rules, RunningKernel};
+use vfio_bind::cmdline::Escaped;
 use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
-use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
+use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources, SourceProblem};
 use vfio_bind::sysfs::Sysfs;
 
+/// Exit status for a rule that did not apply, a problem found, or output not written.
+const EXIT_FAILED: u8 = 1;
+/// Exit status for output that could not be written (the same as any failure).
+const EXIT_OUTPUT: u8 = EXIT_FAILED;
 /// Exit status for a bad argument.
 const EXIT_USAGE: u8 = 2;
 
@@ -21,7 +29,10 @@ const EXIT_USAGE: u8 = 2;
 #[argh(
     note = "Rules come from vfio.bind= on the kernel command line and /etc/cmdline.d/*.conf:\n  vfio.bind=RULE[,RULE]...   RULE := VVVV:DDDD | @[DDDD:]BB:SS[.F] | VVVV:DDDD@[DDDD:]BB:SS[.F]",
     example = "vfio-bind list\nvfio-bind rule 07:00\nvfio-bind check",
-    error_code(1, "a rule did not apply, or a check found a problem"),
+    error_code(
+        1,
+        "a rule did not apply, a rule or source was lost, a check found a problem, or the output could not be written"
+    ),
     error_code(2, "a bad argument")
 )]
 struct Cli {
@@ -164,56 +175,121 @@ struct ReleaseArgs {
     sysfs: PathBuf,
 }
 
-/// The rules given as arguments, each problem logged.
+/// The rules given as arguments, each a comma-separated list as in `vfio.bind=`, each
+/// problem logged.
 fn rules_from_arguments(texts: &[String]) -> Result<Gathered, ExitCode> {
     if texts.is_empty() {
         eprintln!("vfio-bind: give at least one rule, e.g. 1002:73ff@07:00");
         return Err(ExitCode::from(EXIT_USAGE));
     }
-    let mut gathered = Gathered {
-        rules: vfio_bind::cmdline::RuleSet::new(),
-        noiommu: false,
-    };
+    let mut gathered = Gathered::default();
     for text in texts {
-        gathered.rules.add_rule_text(text, &mut |problem| {
-            log_problem(
-                "the arguments",
-                vfio_bind::sources::SourceProblem::Rule(problem),
-            )
-        });
+        gathered
+            .rules
+            .add_rule_list(text.as_bytes(), &mut |problem| {
+                log_problem(&"the arguments", SourceProblem::Rule(problem))
+            });
     }
     Ok(gathered)
 }
 
-fn parse_arguments() -> Result<Cli, ExitCode> {
-    let arguments: Vec<String> = std::env::args().collect();
-    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    Cli::from_args(&["vfio-bind"], arguments.get(1..).unwrap_or_default()).map_err(|early_exit| {
-        match early_exit.status {
+/// Options whose value is taken as bytes: a path or a command line need not be UTF-8.
+const BYTE_OPTIONS: [&str; 3] = ["--sysfs", "--cmdline", "--cmdline-dir"];
+
+/// The command line as argh takes it (UTF-8), with the non-UTF-8 values of
+/// [`BYTE_OPTIONS`] kept aside as bytes. Each stands in the text as a NUL and its index,
+/// which no real argument can contain.
+struct Arguments {
+    texts: Vec<String>,
+    bytes: Vec<OsString>,
+}
+
+impl Arguments {
+    /// Any other argument that is not UTF-8 is refused with one line and exit status 2
+    /// (`std::env::args` would abort the program).
+    fn from_os(arguments: impl Iterator<Item = OsString>) -> Result<Self, ExitCode> {
+        let mut parsed = Arguments {
+            texts: Vec::new(),
+            bytes: Vec::new(),
+        };
+        for (position, argument) in arguments.enumerate() {
+            let argument = match argument.into_string() {
+                Ok(text) => text,
+                // The program's own name is never parsed: any bytes will do.
+                Err(bytes) if position == 0 => bytes.to_string_lossy().into_owned(),
+                Err(bytes) => {
+                    let after_byte_option = parsed
+                        .texts
+                        .last()
+                        .is_some_and(|previous| BYTE_OPTIONS.contains(&previous.as_str()));
+                    if !after_byte_option {
+                        eprintln!(
+                            "vfio-bind: argument {position} is not UTF-8: \"{}\"",
+                            Escaped(bytes.as_bytes())
+                        );
+                        return Err(ExitCode::from(EXIT_USAGE));
+                    }
+                    parsed.bytes.push(bytes);
+                    format!("\0{}", parsed.bytes.len() - 1)
+                }
+            };
+            parsed.texts.push(argument);
+        }
+        Ok(parsed)
+    }
+
+    /// The bytes an option's value stands for.
+    fn value(&self, text: &str) -> OsString {
+        text.strip_prefix('\0')
+            .and_then(|index| index.parse::<usize>().ok())
+            .and_then(|index| self.bytes.get(index))
+            .cloned()
+            .unwrap_or_else(|| OsString::from(text))
+    }
+
+    fn path(&self, path: &Path) -> PathBuf {
+        match path.to_str() {
+            Some(text) => PathBuf::from(self.value(text)),
+            None => path.to_path_buf(),
+        }
+    }
+
+    fn cmdline(&self, text: Option<&str>) -> Option<Vec<u8>> {
+        text.map(|text| self.value(text).into_vec())
+    }
+}
+
+fn parse_arguments(out: &mut CheckedOutput<'_>) -> Result<(Cli, Arguments), ExitCode> {
+    let arguments = Arguments::from_os(std::env::args_os())?;
+    let texts: Vec<&str> = arguments.texts.iter().map(String::as_str).collect();
+    match Cli::from_args(&["vfio-bind"], texts.get(1..).unwrap_or_default()) {
+        Ok(cli) => Ok((cli, arguments)),
+        Err(early_exit) => Err(match early_exit.status {
             Ok(()) => {
-                println!("{}", early_exit.output);
-                ExitCode::SUCCESS
+                let _ = writeln!(out, "{}", early_exit.output);
+                ExitCode::from(out.finish(0))
             }
             Err(()) => {
                 eprintln!("{}", early_exit.output);
                 ExitCode::from(EXIT_USAGE)
             }
-        }
-    })
+        }),
+    }
 }
 
-fn open_sysfs(root: &std::path::Path) -> Result<Sysfs, ExitCode> {
+fn open_sysfs(root: &Path) -> Result<Sysfs, ExitCode> {
     Sysfs::new(root).map_err(|_| {
         eprintln!(
-            "vfio-bind: --sysfs must be a UTF-8 path of at most {} bytes",
-            vfio_bind::sysfs::ROOT_CAPACITY
+            "vfio-bind: --sysfs must be a UTF-8 path of at most {} bytes, not \"{}\"",
+            vfio_bind::sysfs::ROOT_CAPACITY,
+            Escaped(root.as_os_str().as_bytes())
         );
         ExitCode::from(EXIT_USAGE)
     })
 }
 
 /// Gathers the rules, logging each problem with its source.
-fn gather_logged(cmdline: Option<&str>, fragment_dir: &std::path::Path) -> Gathered {
+fn gather_logged(cmdline: Option<&[u8]>, fragment_dir: &Path) -> Gathered {
     gather(
         &RuleSources {
             cmdline,
@@ -223,61 +299,122 @@ fn gather_logged(cmdline: Option<&str>, fragment_dir: &std::path::Path) -> Gathe
     )
 }
 
-fn run() -> Result<u8, ExitCode> {
+/// Standard output that never panics (`println!` does on EPIPE, and the release binary
+/// aborts on a panic): the first write error is kept, and [`CheckedOutput::finish`] turns
+/// it into one line on stderr and a failing exit status.
+struct CheckedOutput<'a> {
+    inner: std::io::StdoutLock<'a>,
+    error: Option<std::io::Error>,
+}
+
+impl CheckedOutput<'_> {
+    fn new() -> Self {
+        CheckedOutput {
+            inner: std::io::stdout().lock(),
+            error: None,
+        }
+    }
+
+    fn keep<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(error) = &result {
+            if self.error.is_none() {
+                self.error = Some(match error.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::from(error.kind()),
+                });
+            }
+        }
+        result
+    }
+
+    /// Flushes, and returns `status`, or [`EXIT_OUTPUT`] if the output was not all written.
+    /// A closed pipe (`vfio-bind list | head -1`) is the reader's choice: no line for it.
+    fn finish(&mut self, status: u8) -> u8 {
+        let flushed = self.inner.flush();
+        let _ = self.keep(flushed);
+        match self.error.take() {
+            None => status,
+            Some(error) if error.kind() == ErrorKind::BrokenPipe => status.max(EXIT_OUTPUT),
+            Some(error) => {
+                eprintln!("vfio-bind: cannot write the output: {error}");
+                status.max(EXIT_OUTPUT)
+            }
+        }
+    }
+}
+
+impl Write for CheckedOutput<'_> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buffer);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.keep(result)
+    }
+}
+
+/// `status`, or [`EXIT_FAILED`] if some rule text, source or file was lost on the way.
+fn failed_if_lost(status: u8, gathered: &Gathered) -> u8 {
+    if gathered.has_rejects() {
+        status.max(EXIT_FAILED)
+    } else {
+        status
+    }
+}
+
+fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
     let started = Instant::now();
-    let cli = parse_arguments()?;
+    let (cli, arguments) = parse_arguments(out)?;
     match cli.command {
         Command::Apply(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             let destination = if sysfs.is_real() && !args.dry_run {
                 Destination::KernelLog
             } else {
                 Destination::Stderr
             };
             kmsg::init(destination, LevelFilter::Info);
-            let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
+            let cmdline = arguments.cmdline(args.cmdline.as_deref());
+            let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
             let mut kernel = RunningKernel {
                 modules_allowed: sysfs.is_real(),
             };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, args.dry_run))
+            let plan_out: Option<&mut dyn Write> = if args.dry_run { Some(out) } else { None };
+            Ok(apply(&sysfs, &gathered, &mut kernel, started, plan_out))
         }
         Command::List(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
-            let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
-            Ok(report::list(
-                &sysfs,
-                &gathered,
-                &mut std::io::stdout().lock(),
-            ))
+            let cmdline = arguments.cmdline(args.cmdline.as_deref());
+            let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
+            let status = report::list(&sysfs, &gathered, out);
+            Ok(failed_if_lost(status, &gathered))
         }
         Command::Rule(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let Ok(location) = args.address.parse() else {
                 eprintln!(
                     "vfio-bind: \"{}\" is not a PCI address; write [DDDD:]BB:SS or [DDDD:]BB:SS.F",
-                    args.address
+                    Escaped(args.address.as_bytes())
                 );
                 return Err(ExitCode::from(EXIT_USAGE));
             };
-            Ok(report::rule(
-                &sysfs,
-                location,
-                &mut std::io::stdout().lock(),
-            ))
+            Ok(report::rule(&sysfs, location, out))
         }
         Command::Bind(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
                 modules_allowed: sysfs.is_real(),
             };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, false))
+            Ok(apply(&sysfs, &gathered, &mut kernel, started, None))
         }
         Command::Release(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
@@ -286,28 +423,25 @@ fn run() -> Result<u8, ExitCode> {
             Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
         }
         Command::Check(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
-            let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
+            let cmdline = arguments.cmdline(args.cmdline.as_deref());
+            let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
             let host_root = match (&args.host_root, sysfs.is_real()) {
-                (Some(root), _) => Some(root.clone()),
+                (Some(root), _) => Some(arguments.path(root)),
                 (None, true) => Some(PathBuf::from("/")),
                 (None, false) => None,
             };
             let host = host_root.as_deref().map(vfio_bind::host::Host::new);
-            Ok(report::check(
-                &sysfs,
-                &gathered,
-                host.as_ref(),
-                &mut std::io::stdout().lock(),
-            ))
+            Ok(report::check(&sysfs, &gathered, host.as_ref(), out))
         }
     }
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(status) => ExitCode::from(status),
+    let mut out = CheckedOutput::new();
+    match run(&mut out) {
+        Ok(status) => ExitCode::from(out.finish(status)),
         Err(code) => code,
     }
 }

@@ -189,9 +189,9 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, host: Option<&Host>, out: &mut 
     } else {
         say(Severity::Problem, "the IOMMU is off, so vfio-pci cannot bind. Fix: enable VT-d or AMD-Vi in the firmware setup; on Intel add intel_iommu=on to the kernel command line".into());
     }
-    let rejected = gathered.rules.rejected();
+    let rejected = gathered.rejected();
     if rejected > 0 {
-        say(Severity::Problem, format!("{rejected} rule texts could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
+        say(Severity::Problem, format!("{rejected} rule texts or sources could not be used (see the messages above). Fix: correct them on the kernel command line or in /etc/cmdline.d"));
     }
     let rules = gathered.rules.rules();
     if rules.is_empty() {

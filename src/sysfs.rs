@@ -97,6 +97,11 @@ const ATTRIBUTE_CAPACITY: usize = 64;
 
 impl Sysfs {
     /// `root` must be valid UTF-8 and at most [`ROOT_CAPACITY`] bytes.
+    ///
+    /// Whether it is the running kernel's sysfs is decided by what it is, not by how it is
+    /// spelled: `//sys`, `/sys/`, `/./sys`, a symlink to `/sys` or a second sysfs mount all
+    /// reach the kernel when written, so they all count as real (modules get loaded, the
+    /// log goes to /dev/kmsg). A fixture tree lives on an ordinary filesystem.
     pub fn new(root: &Path) -> Result<Self, Errno> {
         let text = root.to_str().ok_or(Errno::EINVAL)?;
         let text = text
@@ -106,12 +111,12 @@ impl Sysfs {
         let mut stored = String::new();
         stored.push_str(text).map_err(|_| Errno::ENAMETOOLONG)?;
         Ok(Sysfs {
-            real: text == "/sys",
+            real: is_sysfs(root),
             root: stored,
         })
     }
 
-    /// Whether this is the running kernel's `/sys` (and not a fixture).
+    /// Whether this is the running kernel's sysfs (and not a fixture).
     pub fn is_real(&self) -> bool {
         self.real
     }
@@ -285,11 +290,20 @@ impl Sysfs {
     }
 }
 
+/// Whether `path` is on a sysfs mount (`statfs()` reports `SYSFS_MAGIC`).
+fn is_sysfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|status| status.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC)
+}
+
 /// Calls `visit` with the name of every entry of a directory but `.` and `..`.
 ///
 /// `readdir(3)` directly, because nix's `Dir` iterator copies each name to the heap. The
 /// name lent to `visit` lives in the `DIR`'s own buffer until the next `readdir`.
-pub fn for_each_entry(path: &str, mut visit: impl FnMut(&[u8])) -> Result<(), Errno> {
+pub fn for_each_entry<P: ?Sized + NixPath>(
+    path: &P,
+    mut visit: impl FnMut(&[u8]),
+) -> Result<(), Errno> {
     struct OpenDir(core::ptr::NonNull<nix::libc::DIR>);
     impl Drop for OpenDir {
         fn drop(&mut self) {
@@ -311,8 +325,15 @@ pub fn for_each_entry(path: &str, mut visit: impl FnMut(&[u8])) -> Result<(), Er
                 raw => Err(Errno::from_raw(raw)),
             };
         }
-        // SAFETY: as above; the borrow ends before the next readdir.
-        let name = unsafe { core::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        // SAFETY: as above; the borrow ends before the next readdir. The name is reached
+        // through a raw pointer, never a reference to the whole `d_name` array: the kernel
+        // may back less than the array's declared 256 bytes (a record is as long as its
+        // name), so a reference to all of it would claim memory that is not there.
+        let name = unsafe {
+            let name = core::ptr::addr_of!((*entry).d_name).cast::<core::ffi::c_char>();
+            core::ffi::CStr::from_ptr(name)
+        }
+        .to_bytes();
         if name != b"." && name != b".." {
             visit(name);
         }

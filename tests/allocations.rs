@@ -99,11 +99,11 @@ fn allocations_during_apply(tree: &SysfsTree, cmdline: &str) -> usize {
     let started = Instant::now();
     ALLOCATIONS.with(|count| count.set(Some(0)));
     let sources = RuleSources {
-        cmdline: Some(cmdline),
+        cmdline: Some(cmdline.as_bytes()),
         fragment_dir: &fragments,
     };
     let gathered = gather(&sources, &mut |_, _| {});
-    let status = apply(&sysfs, &gathered, &mut kernel, started, false);
+    let status = apply(&sysfs, &gathered, &mut kernel, started, None);
     let allocations = ALLOCATIONS.with(|count| count.take()).unwrap();
     // No kernel binds on a fixture, so apply gives the card back and fails: that path runs
     // every step (override, unbind, probe, read-back, release) and is the costlier one.

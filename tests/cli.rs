@@ -150,7 +150,7 @@ fn bad_arguments_exit_2_and_help_exits_0_with_examples() {
 }
 
 #[test]
-fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_without_panic() {
+fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_and_fails() {
     let tree = seed_003_machine().unwrap();
     let mut cmdline = "vfio.bind=1002:73ff@07:00 ".to_string();
     cmdline.push_str(&"quiet ".repeat(2000));
@@ -158,7 +158,8 @@ fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_without_panic() {
     let mut arguments = vec!["apply", "--dry-run"];
     arguments.extend(on_fixture(&tree, "/nonexistent", &cmdline));
     let output = vfio_bind(&arguments);
-    assert_eq!(output.status.code(), Some(0));
+    // Rules past the limit are lost: said once, and the run fails.
+    assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("the kernel command line is longer than 4096 bytes"));
     assert!(text(&output.stdout).contains("1002:73ff@0000:07:00"));
     assert!(
@@ -317,4 +318,514 @@ fn the_sysfs_root_is_checked() {
     let output = vfio_bind(&["list", "--sysfs", &long_root]);
     assert_eq!(output.status.code(), Some(2));
     assert!(!Path::new(&long_root).exists());
+}
+
+/// Runs the binary with arguments given as bytes (a user's shell passes any bytes).
+fn vfio_bind_os(arguments: &[&[u8]]) -> Output {
+    use std::os::unix::ffi::OsStrExt;
+    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(arguments.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .output()
+        .expect("the binary runs")
+}
+
+fn fixture_root(tree: &SysfsTree) -> &[u8] {
+    tree.root().to_str().unwrap().as_bytes()
+}
+
+#[test]
+fn a_non_utf8_byte_in_the_command_line_drops_no_rule_after_it() {
+    let tree = seed_003_machine().unwrap();
+    let output = vfio_bind_os(&[
+        b"apply",
+        b"--dry-run",
+        b"--sysfs",
+        fixture_root(&tree),
+        b"--cmdline-dir",
+        b"/nonexistent",
+        b"--cmdline",
+        b"root=LABEL=Donn\xe9es vfio.bind=1002:73ff@07:00",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with("1002:73ff@0000:07:00: would hand to vfio-pci"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_latin1_comment_in_a_fragment_drops_no_rule_after_it() {
+    let tree = seed_003_machine().unwrap();
+    let fragments = tree.root().join("cmdline.d");
+    std::fs::create_dir(&fragments).unwrap();
+    std::fs::write(
+        fragments.join("vfio-bind.conf"),
+        b"# la carte graphique de l'invit\xe9\nvfio.bind=1002:73ff@07:00\n",
+    )
+    .unwrap();
+    let output = vfio_bind(&[
+        "apply",
+        "--dry-run",
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+        "--cmdline-dir",
+        fragments.to_str().unwrap(),
+        "--cmdline",
+        "quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("1002:73ff@0000:07:00: would hand to vfio-pci"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_rule_that_is_not_utf8_gets_one_line_quoting_it_escaped_and_is_skipped() {
+    let tree = seed_003_machine().unwrap();
+    let output = vfio_bind_os(&[
+        b"apply",
+        b"--dry-run",
+        b"--sysfs",
+        fixture_root(&tree),
+        b"--cmdline-dir",
+        b"/nonexistent",
+        b"--cmdline",
+        b"vfio.bind=1002:73ff@07:0\xe9,1002:73ff@07:00",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("malformed")).collect();
+    assert_eq!(
+        lines,
+        ["vfio-bind: skipped malformed rule \"1002:73ff@07:0\\xe9\" from the kernel command line: not ASCII text"],
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).starts_with("1002:73ff@0000:07:00: would hand"));
+}
+
+#[test]
+fn the_kernels_white_space_and_a_quoted_double_dash_are_honoured() {
+    let tree = seed_003_machine().unwrap();
+    let run = |cmdline: &[u8]| {
+        let output = vfio_bind_os(&[
+            b"apply",
+            b"--dry-run",
+            b"--sysfs",
+            fixture_root(&tree),
+            b"--cmdline-dir",
+            b"/nonexistent",
+            b"--cmdline",
+            cmdline,
+        ]);
+        (output.status.code(), text(&output.stdout))
+    };
+    // `\v` separates parameters, so the rule is a rule of its own.
+    let (status, stdout) = run(b"quiet\x0bvfio.bind=1002:73ff@07:00");
+    assert_eq!(status, Some(0));
+    assert!(
+        stdout.starts_with("1002:73ff@0000:07:00: would hand"),
+        "{stdout}"
+    );
+    // After `"--"` the parameters are init's, not the kernel's: no rule.
+    let (status, stdout) = run(b"quiet \"--\" vfio.bind=1002:73ff@07:00");
+    assert_eq!((status, stdout.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn rd_vfio_bind_0_makes_apply_do_nothing_with_one_line() {
+    let tree = seed_003_machine().unwrap();
+    for cmdline in [
+        "vfio.bind=1002:73ff@07:00 rd.vfio_bind=0",
+        "vfio.bind=1002:73ff@07:00\trd.vfio-bind=off",
+        "\"rd.vfio_bind=0\" vfio.bind=1002:73ff@07:00",
+        "rd.vfio_bind=\"no\"\x0bvfio.bind=1002:73ff@07:00",
+    ] {
+        let mut arguments = vec!["apply"];
+        arguments.extend(on_fixture(&tree, "/nonexistent", cmdline));
+        let output = vfio_bind(&arguments);
+        assert_eq!(output.status.code(), Some(0), "{cmdline}");
+        assert_eq!(
+            text(&output.stderr),
+            "vfio-bind: not run: rd.vfio_bind=0 is on the kernel command line\n",
+            "{cmdline}"
+        );
+        assert_eq!(tree.override_of("0000:07:00.0"), "(null)", "{cmdline}");
+        assert_eq!(tree.read("bus/pci/drivers_probe"), "", "{cmdline}");
+    }
+    // From a fragment too.
+    let fragments = tree.root().join("cmdline.d");
+    std::fs::create_dir(&fragments).unwrap();
+    std::fs::write(fragments.join("off.conf"), "rd.vfio_bind=0\n").unwrap();
+    let mut arguments = vec!["apply"];
+    arguments.extend(on_fixture(
+        &tree,
+        fragments.to_str().unwrap(),
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    let output = vfio_bind(&arguments);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        text(&output.stderr),
+        "vfio-bind: not run: rd.vfio_bind=0 is on the kernel command line\n"
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "(null)");
+    // Not the escape hatch: the binder runs (and, with no kernel, fails).
+    for cmdline in [
+        "vfio.bind=1002:73ff@07:00 rd.vfio_bind=1",
+        "vfio.bind=1002:73ff@07:00 -- rd.vfio_bind=0",
+    ] {
+        let mut arguments = vec!["apply", "--dry-run"];
+        arguments.extend(on_fixture(&tree, "/nonexistent", cmdline));
+        let output = vfio_bind(&arguments);
+        assert!(
+            text(&output.stdout).contains("would hand to vfio-pci"),
+            "{cmdline}"
+        );
+    }
+}
+
+/// A fragment directory holding one `vfio-bind.conf` with a rule, next to `tree`.
+fn fragment_dir(tree: &SysfsTree) -> std::path::PathBuf {
+    let fragments = tree.root().join("cmdline.d");
+    std::fs::create_dir(&fragments).unwrap();
+    std::fs::write(
+        fragments.join("vfio-bind.conf"),
+        "vfio.bind=1002:73ff@07:00\n",
+    )
+    .unwrap();
+    fragments
+}
+
+/// `command` with the fixture and `fragments`, and no kernel command-line rules, run under
+/// a time limit: the binder must never wait on a fragment.
+fn run_bounded(command: &[&str], tree: &SysfsTree, fragments: &Path) -> Output {
+    let mut arguments = command.to_vec();
+    arguments.extend(on_fixture(tree, fragments.to_str().unwrap(), "quiet"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(&arguments)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{command:?} blocked on a fragment");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_or_a_tty_among_the_fragments_never_blocks_and_fails_the_run() {
+    let tree = seed_003_machine().unwrap();
+    let fragments = fragment_dir(&tree);
+    let fifo = fragments.join("fifo.conf");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/dev/tty", fragments.join("tty.conf")).unwrap();
+    for command in [&["apply", "--dry-run"][..], &["list"], &["check"]] {
+        let output = run_bounded(command, &tree, &fragments);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
+        for name in ["fifo.conf", "tty.conf"] {
+            let lines = stderr
+                .lines()
+                .filter(|line| line.contains(name) && line.contains("not a regular file"))
+                .count();
+            assert_eq!(lines, 1, "{command:?} {name}: {stderr}");
+        }
+    }
+    // The regular fragment beside them is still read.
+    let output = run_bounded(&["apply", "--dry-run"], &tree, &fragments);
+    assert!(text(&output.stdout).contains("1002:73ff@0000:07:00: would hand"));
+}
+
+#[test]
+fn every_fragment_left_unread_gets_one_line_and_fails_the_run() {
+    let tree = seed_003_machine().unwrap();
+    let fragments = fragment_dir(&tree);
+    let apply = |fragments: &Path| run_bounded(&["apply", "--dry-run"], &tree, fragments);
+
+    // A name that is not UTF-8, and one too long to keep.
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = fragments.join(std::ffi::OsStr::from_bytes(b"caf\xe9.conf"));
+    std::fs::write(&latin1, "vfio.bind=1002:73df@03:00\n").unwrap();
+    let long = fragments.join(format!("{}.conf", "x".repeat(80)));
+    std::fs::write(&long, "vfio.bind=1002:73df@03:00\n").unwrap();
+    let output = apply(&fragments);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("caf\\xe9.conf\""))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("xxxxxxxx.conf\""))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    std::fs::remove_file(&latin1).unwrap();
+    std::fs::remove_file(&long).unwrap();
+
+    // A fragment over the size cap: read up to it, said once.
+    let big = fragments.join("big.conf");
+    std::fs::write(&big, "quiet ".repeat(1000)).unwrap();
+    let output = apply(&fragments);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("big.conf is longer than 4096 bytes"));
+    std::fs::remove_file(&big).unwrap();
+
+    // More than 16 fragments.
+    for n in 0..17 {
+        std::fs::write(fragments.join(format!("{n:02}.conf")), "quiet\n").unwrap();
+    }
+    let output = apply(&fragments);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr)
+            .lines()
+            .filter(|l| l.contains("more than 16 *.conf files"))
+            .count(),
+        1
+    );
+    for n in 0..17 {
+        std::fs::remove_file(fragments.join(format!("{n:02}.conf"))).unwrap();
+    }
+
+    // A fragment that cannot be read (a dangling link: no test runs as root-proof
+    // otherwise; a mode-000 file is readable by root).
+    std::os::unix::fs::symlink("/nonexistent/x", fragments.join("gone.conf")).unwrap();
+    let output = apply(&fragments);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("gone.conf: No such file or directory"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::fs::remove_file(fragments.join("gone.conf")).unwrap();
+
+    // All clean again: success.
+    let output = apply(&fragments);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_non_utf8_argument_is_reported_not_aborted_on() {
+    let output = vfio_bind_os(&[b"rule", b"07:00\xff"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "vfio-bind: argument 2 is not UTF-8: \"07:00\\xff\"\n"
+    );
+    // A --sysfs that is not UTF-8 is refused with a usage error, not a crash.
+    let output = vfio_bind_os(&[b"list", b"--sysfs", b"/tmp/sys\xff"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("\"/tmp/sys\\xff\""));
+}
+
+#[test]
+fn a_fragment_directory_that_is_not_utf8_is_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let tree = seed_003_machine().unwrap();
+    let fragments = tree
+        .root()
+        .join(std::ffi::OsStr::from_bytes(b"cmdline-\xe9.d"));
+    std::fs::create_dir(&fragments).unwrap();
+    std::fs::write(fragments.join("a.conf"), "vfio.bind=1002:73ff@07:00\n").unwrap();
+    let output = vfio_bind_os(&[
+        b"apply",
+        b"--dry-run",
+        b"--sysfs",
+        fixture_root(&tree),
+        b"--cmdline-dir",
+        fragments.as_os_str().as_bytes(),
+        b"--cmdline",
+        b"quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("1002:73ff@0000:07:00: would hand"));
+}
+
+#[test]
+fn bind_and_release_take_the_comma_list_their_help_promises() {
+    let tree = seed_003_machine().unwrap();
+    let root = tree.root().to_str().unwrap();
+    // On a fixture no kernel binds, so bind fails; what matters is that both rules of the
+    // list were taken as rules (each tried, not one malformed text).
+    let output = vfio_bind(&["bind", "1002:73ff@07:00,1002:ab28@03:00.1", "--sysfs", root]);
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("malformed"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("of 2 rules applied"),
+        "{stderr}"
+    );
+    let output = vfio_bind(&[
+        "release",
+        "1002:73ff@07:00,1002:ab28@03:00.1",
+        "--sysfs",
+        root,
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("malformed"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("of 2 rules released"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_with_one_line() {
+    let tree = seed_003_machine().unwrap();
+    let root = tree.root().to_str().unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut dry_run = vec!["apply", "--dry-run"];
+    dry_run.extend(on_fixture(
+        &tree,
+        "/nonexistent",
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    let mut list = vec!["list"];
+    list.extend(on_fixture(
+        &tree,
+        "/nonexistent",
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    let mut check = vec!["check"];
+    check.extend(on_fixture(
+        &tree,
+        "/nonexistent",
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    let rule = vec!["rule", "07:00", "--sysfs", root];
+    for arguments in [&dry_run, &list, &check, &rule, &vec!["--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+            .args(arguments)
+            .stdout(full())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{arguments:?}");
+        assert!(
+            output.status.code().is_some(),
+            "{arguments:?} died: {stderr}"
+        );
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("cannot write"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["vfio-bind: cannot write the output: No space left on device (os error 28)"],
+            "{arguments:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn output_to_a_closed_pipe_never_aborts() {
+    let tree = seed_003_machine().unwrap();
+    let mut list = vec!["list"];
+    list.extend(on_fixture(
+        &tree,
+        "/nonexistent",
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    let mut dry_run = vec!["apply", "--dry-run"];
+    dry_run.extend(on_fixture(
+        &tree,
+        "/nonexistent",
+        "vfio.bind=1002:73ff@07:00",
+    ));
+    for arguments in [&list, &dry_run] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+            .args(arguments)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        // Exits by itself (no abort, no signal), fails, and says nothing of the pipe.
+        assert_eq!(output.status.code(), Some(1), "{arguments:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("cannot write"), "{stderr}");
+    }
+}
+
+#[test]
+fn any_spelling_of_the_real_sysfs_counts_as_the_real_one() {
+    use vfio_bind::sysfs::Sysfs;
+    assert!(Sysfs::new(Path::new("/sys")).unwrap().is_real());
+    let link = std::env::temp_dir().join(format!("vfio-bind-sys-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/sys", &link).unwrap();
+    for root in [
+        Path::new("//sys"),
+        Path::new("/sys/"),
+        Path::new("/./sys"),
+        &link,
+    ] {
+        assert!(Sysfs::new(root).unwrap().is_real(), "{}", root.display());
+    }
+    std::fs::remove_file(&link).unwrap();
+    let tree = seed_003_machine().unwrap();
+    assert!(!Sysfs::new(tree.root()).unwrap().is_real());
+    // And the binary reads `//sys` as it reads `/sys` (read-only: list).
+    let real = vfio_bind(&[
+        "list",
+        "--sysfs",
+        "/sys",
+        "--cmdline",
+        "",
+        "--cmdline-dir",
+        "/nonexistent",
+    ]);
+    let doubled = vfio_bind(&[
+        "list",
+        "--sysfs",
+        "//sys",
+        "--cmdline",
+        "",
+        "--cmdline-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(real.status.code(), doubled.status.code());
+    assert_eq!(text(&real.stdout), text(&doubled.stdout));
+}
+
+#[test]
+fn a_program_name_that_is_not_utf8_is_no_bad_argument() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .arg0(std::ffi::OsStr::from_bytes(b"vfio-bind-\xe9"))
+        .args(["rule", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }

@@ -20,7 +20,7 @@ fn check(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
     let no_fragments = tree.root().join("no-cmdline.d");
     let gathered = gather(
         &RuleSources {
-            cmdline: Some(cmdline),
+            cmdline: Some(cmdline.as_bytes()),
             fragment_dir: &no_fragments,
         },
         &mut log_problem,

@@ -22,13 +22,124 @@ struct Problems {
     too_many: Vec<String>,
 }
 
-fn add(rules: &mut RuleSet, text: &str) -> Problems {
+fn add(rules: &mut RuleSet, text: &[u8]) -> Problems {
     let mut problems = Problems::default();
     rules.add_command_line(text, &mut |problem| match problem {
         RuleProblem::Malformed(text, _) => problems.malformed.push(text.to_string()),
+        RuleProblem::NotText(bytes) => problems
+            .malformed
+            .push(String::from_utf8_lossy(bytes).into_owned()),
         RuleProblem::TooMany(text) => problems.too_many.push(text.to_string()),
     });
     problems
+}
+
+/// Whether `part` occurs in `whole`.
+fn contains(whole: &[u8], part: &[u8]) -> bool {
+    part.is_empty() || whole.windows(part.len()).any(|window| window == part)
+}
+
+/// The kernel's `parse_args()` loop over `next_arg()` (lib/cmdline.c, kernel/params.c),
+/// transcribed as C does it: NULs written into a copy of the text, pointers as indexes.
+/// The splitter under test is written another way; the two must always agree.
+fn kernel_parameters(text: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    fn isspace(c: u8) -> bool {
+        matches!(c, 9..=13 | 32 | 160)
+    }
+    let mut args: Vec<u8> = text.to_vec();
+    args.push(0);
+    let string = |args: &[u8], from: usize| -> Vec<u8> {
+        let end = args[from..].iter().position(|&c| c == 0).unwrap() + from;
+        args[from..end].to_vec()
+    };
+    let mut found = Vec::new();
+    let mut at = 0;
+    while isspace(args[at]) {
+        at += 1;
+    }
+    while args[at] != 0 {
+        // next_arg(args, &param, &val)
+        let (mut in_quote, mut quoted) = (false, false);
+        if args[at] == b'"' {
+            at += 1;
+            in_quote = true;
+            quoted = true;
+        }
+        let mut i = 0;
+        let mut equals = 0;
+        while args[at + i] != 0 {
+            if isspace(args[at + i]) && !in_quote {
+                break;
+            }
+            if equals == 0 && args[at + i] == b'=' {
+                equals = i;
+            }
+            if args[at + i] == b'"' {
+                in_quote = !in_quote;
+            }
+            i += 1;
+        }
+        let param = at;
+        let mut val = None;
+        if equals != 0 {
+            args[at + equals] = 0;
+            let mut v = at + equals + 1;
+            if args[v] == b'"' {
+                v += 1;
+                if args[at + i - 1] == b'"' {
+                    args[at + i - 1] = 0;
+                }
+            }
+            val = Some(v);
+        }
+        if quoted && args[at + i - 1] == b'"' {
+            args[at + i - 1] = 0;
+        }
+        let next = if args[at + i] != 0 {
+            args[at + i] = 0;
+            at + i + 1
+        } else {
+            at + i
+        };
+        let name = string(&args, param);
+        let value = val.map(|v| string(&args, v));
+        if value.is_none() && name == b"--" {
+            break;
+        }
+        found.push((name, value));
+        at = next;
+        while isspace(args[at]) {
+            at += 1;
+        }
+    }
+    found
+}
+
+/// Bytes near the kernel splitter's corner cases: quotes, `=`, `--`, every white space
+/// it knows, NUL, and bytes that are not UTF-8.
+fn splitter_soup() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"\"".to_vec()),
+        Just(b"=".to_vec()),
+        Just(b"--".to_vec()),
+        Just(b"vfio.bind=".to_vec()),
+        prop::sample::select(vec![9u8, 10, 11, 12, 13, 32, 160, 0]).prop_map(|b| vec![b]),
+        prop::collection::vec(any::<u8>(), 1..4),
+        "[a-z0-9:@.,]{1,6}".prop_map(String::into_bytes),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+/// A parameter that is not a rule: any bytes but the splitter's own (white space,
+/// quotes, NUL), so that it stays one parameter whatever it holds.
+fn foreign_parameter() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 1..40).prop_map(|mut bytes| {
+        bytes.retain(|&b| !matches!(b, 9..=13 | 32 | 160 | 0 | b'"'));
+        if bytes.is_empty() || bytes == b"--" {
+            bytes = b"x".to_vec();
+        }
+        bytes
+    })
 }
 
 /// Text made of the grammar's own characters and words, so that random text often comes
@@ -141,20 +252,58 @@ fn assert_round_trips(rule: Rule) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    /// Any bytes, decoded as the binder decodes /proc/cmdline: no panic anywhere, and the
-    /// rule set's counters agree with what it reported.
+    /// Any bytes, as the binder reads /proc/cmdline (bytes, not decoded): no panic
+    /// anywhere, and the rule set's counters agree with what it reported.
     #[test]
     fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let text = String::from_utf8_lossy(&bytes);
-        for parameter in cmdline::parameters(&text) {
+        for parameter in cmdline::parameters(&bytes) {
             let _ = parameter.is(cmdline::BIND_PARAMETER);
+            let _ = cmdline::Escaped(parameter.name).to_string();
         }
-        let _ = cmdline::requests_noiommu(&text);
-        let _ = text.parse::<Rule>();
+        let _ = cmdline::requests_noiommu(&bytes);
+        let _ = cmdline::binder_disabled(&bytes);
+        let _ = String::from_utf8_lossy(&bytes).parse::<Rule>();
         let mut rules = RuleSet::new();
-        let problems = add(&mut rules, &text);
+        let problems = add(&mut rules, &bytes);
         prop_assert!(rules.rules().len() <= MAX_RULES);
         prop_assert_eq!(problems.malformed.len(), rules.malformed);
+    }
+
+    /// The splitter finds exactly the parameters the kernel's own loop finds, quotes,
+    /// `\v`, 0xa0, NUL and `"--"` included.
+    #[test]
+    fn splits_exactly_as_the_kernel(bytes in prop_oneof![
+        splitter_soup(),
+        prop::collection::vec(any::<u8>(), 0..200),
+    ]) {
+        let ours: Vec<(Vec<u8>, Option<Vec<u8>>)> = cmdline::parameters(&bytes)
+            .map(|p| (p.name.to_vec(), p.value.map(<[u8]>::to_vec)))
+            .collect();
+        prop_assert_eq!(ours, kernel_parameters(&bytes), "{}", cmdline::Escaped(&bytes));
+    }
+
+    /// A rule is kept whatever bytes the parameters around it hold (a Latin-1 label, a
+    /// broken UTF-8 sequence): nothing after a non-UTF-8 byte is lost.
+    #[test]
+    fn foreign_bytes_around_a_rule_never_drop_it(
+        rule in rule(),
+        before in prop::collection::vec(foreign_parameter(), 0..4),
+        after in prop::collection::vec(foreign_parameter(), 0..4),
+        separator in prop::sample::select(vec![&b" "[..], b"\t", b"\x0b", b"\n", b"\xa0"]),
+    ) {
+        let mut text: Vec<u8> = Vec::new();
+        for parameter in &before {
+            text.extend_from_slice(parameter);
+            text.extend_from_slice(separator);
+        }
+        text.extend_from_slice(format!("vfio.bind={rule}").as_bytes());
+        for parameter in &after {
+            text.extend_from_slice(separator);
+            text.extend_from_slice(parameter);
+        }
+        let mut rules = RuleSet::new();
+        let _ = add(&mut rules, &text);
+        prop_assert!(rules.rules().contains(&rule), "{}", cmdline::Escaped(&text));
     }
 
     /// Text near the grammar: no panic; every kept rule round-trips; every name and value
@@ -162,15 +311,16 @@ proptest! {
     #[test]
     fn grammar_soup_never_panics_and_kept_rules_round_trip(text in grammar_soup()) {
         let _ = text.parse::<Rule>();
-        let _ = cmdline::requests_noiommu(&text);
-        for parameter in cmdline::parameters(&text) {
-            prop_assert!(text.contains(parameter.name));
+        let bytes = text.as_bytes();
+        let _ = cmdline::requests_noiommu(bytes);
+        for parameter in cmdline::parameters(bytes) {
+            prop_assert!(contains(bytes, parameter.name));
             if let Some(value) = parameter.value {
-                prop_assert!(text.contains(value));
+                prop_assert!(contains(bytes, value));
             }
         }
         let mut rules = RuleSet::new();
-        let problems = add(&mut rules, &text);
+        let problems = add(&mut rules, bytes);
         prop_assert!(rules.rules().len() <= MAX_RULES);
         prop_assert_eq!(problems.malformed.len(), rules.malformed);
         prop_assert!(problems.too_many.len() <= 1);
@@ -202,7 +352,7 @@ proptest! {
         assert_round_trips(rule)?;
         // And inside a command line, among other parameters.
         let mut rules = RuleSet::new();
-        let problems = add(&mut rules, &format!("quiet vfio.bind={text} splash"));
+        let problems = add(&mut rules, format!("quiet vfio.bind={text} splash").as_bytes());
         prop_assert_eq!(rules.rules(), &[rule]);
         prop_assert!(problems.malformed.is_empty() && problems.too_many.is_empty());
     }
@@ -239,7 +389,7 @@ proptest! {
             .map(|chunk| format!("vfio.bind={}", chunk.join(",")))
             .collect();
         let mut set = RuleSet::new();
-        let problems = add(&mut set, &command_line.join(" "));
+        let problems = add(&mut set, command_line.join(" ").as_bytes());
 
         let kept = &distinct[..MAX_RULES];
         prop_assert_eq!(set.rules(), kept);

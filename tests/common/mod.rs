@@ -179,11 +179,11 @@ pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
     let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
     let no_fragments = kernel.tree.root().join("no-cmdline.d");
     let sources = RuleSources {
-        cmdline: Some(cmdline),
+        cmdline: Some(cmdline.as_bytes()),
         fragment_dir: &no_fragments,
     };
     let gathered = gather(&sources, &mut log_problem);
-    let status = apply(&sysfs, &gathered, kernel, Instant::now(), false);
+    let status = apply(&sysfs, &gathered, kernel, Instant::now(), None);
     Run {
         status,
         writes: std::mem::take(&mut kernel.writes),
@@ -196,10 +196,7 @@ pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
 pub fn run_release(kernel: &mut SimulatedKernel<'_>, rules: &str) -> Run {
     capture_log();
     let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
-    let mut gathered = vfio_bind::sources::Gathered {
-        rules: vfio_bind::cmdline::RuleSet::new(),
-        noiommu: false,
-    };
+    let mut gathered = vfio_bind::sources::Gathered::default();
     for rule in rules.split(' ') {
         gathered
             .rules
