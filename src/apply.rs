@@ -18,7 +18,6 @@
 //! Rules may overlap (`@07:00` and `1002:ab28@07:00.1`): a function is handed over once,
 //! and each rule's report covers every function it selected.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
