@@ -293,3 +293,49 @@ fn rule_offers_the_path_form_and_list_shows_paths() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_follows_a_path_rule_after_boot() {
+    // The left twin as the binder left it: on vfio-pci behind root port 00:1c.0, bus 02.
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(Function::new("0000:00:1b.0", 0x1b36, 0x000c, CLASS_BRIDGE).group(2))
+        .unwrap()
+        .add(Function::new("0000:00:1c.0", 0x1b36, 0x000c, CLASS_BRIDGE).group(3))
+        .unwrap()
+        .add(
+            Function::new("0000:02:00.0", 0x1234, 0x1111, 0x038000)
+                .group(3)
+                .driver("vfio-pci")
+                .behind("0000:00:1c.0"),
+        )
+        .unwrap();
+    let root = tree.root().to_str().unwrap();
+    let arguments = |rule: &'static str| {
+        [
+            "check",
+            "--sysfs",
+            root,
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            rule,
+        ]
+    };
+    let output = vfio_bind(&arguments("vfio.bind=1234:1111@00:1c.0/00"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("ok      1234:1111@0000:00:1c.0/00: 0000:02:00.0 on vfio-pci\n"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("1234:1111@0000:00:1c.0/00: resolved to 0000:02:00"));
+    let output = vfio_bind(&arguments("vfio.bind=1234:1111@00:1b.0/00"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(
+            "1234:1111@0000:00:1b.0/00 not applied: hop 00: the bridge 0000:00:1b.0 has no device at 00"
+        ),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
