@@ -5,6 +5,13 @@
 //! buses at 0x10000 and up), so a domain is 4 to 8 hex digits; bus and slot are exactly 2,
 //! the function exactly 1. Nothing else parses, which is what keeps text from the command
 //! line from ever naming a path outside `/sys/bus/pci/devices/`.
+//!
+//! A card can also be named by its path below a root bus, in the syntax of the kernel's own
+//! `pci=` device specifiers (Documentation/admin-guide/kernel-parameters.txt):
+//! `[DDDD:]BB:SS.F/SS.F[/SS.F]...`, the root-bus function followed by the slot and function
+//! of each device below it. Bus numbers move when a card is added in an earlier slot; a path
+//! does not, which is what tells identical cards apart for good. Parsing a path is pure:
+//! [`crate::topology`] walks sysfs to find where it leads.
 
 use core::fmt;
 use core::str::FromStr;
@@ -26,6 +33,12 @@ pub enum AddressError {
     Vendor,
     /// The device ID is not 4 hex digits.
     Device,
+    /// The subsystem IDs after the device ID are not `SSSS:ssss`.
+    Subsystem,
+    /// A hop below a path's root is not `SS.F` (or `SS`, last).
+    Hop,
+    /// A path has more than [`MAX_HOPS`] hops.
+    TooManyHops,
 }
 
 impl fmt::Display for AddressError {
@@ -38,6 +51,13 @@ impl fmt::Display for AddressError {
             AddressError::Shape => "an address is [DDDD:]BB:SS[.F]",
             AddressError::Vendor => "the vendor ID must be 4 hex digits",
             AddressError::Device => "the device ID must be 4 hex digits",
+            AddressError::Subsystem => {
+                "the subsystem IDs after VVVV:DDDD must be SSSS:ssss, 4 hex digits each"
+            }
+            AddressError::Hop => {
+                "each hop of a path is SS.F (slot 00-1f, function 0-7); only the last may be a whole slot, SS"
+            }
+            AddressError::TooManyHops => "a path has at most 8 hops below its root-bus function",
         })
     }
 }
@@ -201,6 +221,257 @@ impl FromStr for PciIds {
     }
 }
 
+/// IDs a rule requires: vendor:device, and optionally the subsystem vendor:device that
+/// the `subsystem_vendor`/`subsystem_device` attributes show (as the kernel's
+/// `pci:VVVV:DDDD[:SSSS:ssss]` specifier has them). Text: `VVVV:DDDD[:SSSS:ssss]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdGuard {
+    pub ids: PciIds,
+    pub subsystem: Option<PciIds>,
+}
+
+impl IdGuard {
+    /// Whether a function with these IDs passes. A function whose IDs could not be read
+    /// never does.
+    pub fn matches(&self, ids: Option<PciIds>, subsystem: Option<PciIds>) -> bool {
+        ids == Some(self.ids)
+            && self
+                .subsystem
+                .is_none_or(|wanted| subsystem == Some(wanted))
+    }
+}
+
+impl From<PciIds> for IdGuard {
+    fn from(ids: PciIds) -> Self {
+        IdGuard {
+            ids,
+            subsystem: None,
+        }
+    }
+}
+
+impl fmt::Display for IdGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.ids.fmt(f)?;
+        match self.subsystem {
+            Some(subsystem) => write!(f, ":{subsystem}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for IdGuard {
+    type Err = AddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (vendor, rest) = text.split_once(':').ok_or(AddressError::Vendor)?;
+        let (device, subsystem) = match rest.split_once(':') {
+            Some((device, subsystem)) => (device, Some(subsystem)),
+            None => (rest, None),
+        };
+        let ids = PciIds {
+            vendor: parse_hex(vendor, 4, 4).ok_or(AddressError::Vendor)? as u16,
+            device: parse_hex(device, 4, 4).ok_or(AddressError::Device)? as u16,
+        };
+        let subsystem = match subsystem {
+            None => None,
+            Some(text) => {
+                let (vendor, device) = text.split_once(':').ok_or(AddressError::Subsystem)?;
+                Some(PciIds {
+                    vendor: parse_hex(vendor, 4, 4).ok_or(AddressError::Subsystem)? as u16,
+                    device: parse_hex(device, 4, 4).ok_or(AddressError::Subsystem)? as u16,
+                })
+            }
+        };
+        Ok(IdGuard { ids, subsystem })
+    }
+}
+
+/// How many hops a path may have below its root-bus function. Real machines need 2 to 4
+/// (root port, switch upstream and downstream ports, the card); 8 leaves room and keeps a
+/// path a fixed size.
+pub const MAX_HOPS: usize = 8;
+
+/// One step of a path below a bridge: the slot and function of a device on the bridge's
+/// secondary bus. `function: None` (the last hop only) means the whole slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Hop {
+    pub slot: u8,
+    pub function: Option<u8>,
+}
+
+impl fmt::Display for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}", self.slot)?;
+        match self.function {
+            Some(function) => write!(f, ".{function}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for Hop {
+    type Err = AddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (slot, function) = match text.split_once('.') {
+            Some((slot, function)) => (slot, Some(function)),
+            None => (text, None),
+        };
+        let slot = parse_hex(slot, 2, 2)
+            .filter(|slot| *slot <= 0x1f)
+            .ok_or(AddressError::Hop)? as u8;
+        let function = match function.map(str::as_bytes) {
+            None => None,
+            Some([digit @ b'0'..=b'7']) => Some(digit - b'0'),
+            Some(_) => return Err(AddressError::Hop),
+        };
+        Ok(Hop { slot, function })
+    }
+}
+
+/// A device named by where it is plugged in: a root-bus function, then 1 to [`MAX_HOPS`]
+/// hops below it. Fixed size, so rules stay `Copy` and the apply path heap-free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PciPath {
+    pub root: PciAddress,
+    /// Unused entries stay `Hop::default()`, so that equality compares the used ones only.
+    hops: [Hop; MAX_HOPS],
+    count: u8,
+}
+
+impl PciPath {
+    /// `None` when `hops` is empty or longer than [`MAX_HOPS`], or a hop before the last
+    /// is a whole slot.
+    pub fn new(root: PciAddress, hops: &[Hop]) -> Option<Self> {
+        if hops.is_empty() || hops.len() > MAX_HOPS {
+            return None;
+        }
+        if hops[..hops.len() - 1]
+            .iter()
+            .any(|hop| hop.function.is_none())
+        {
+            return None;
+        }
+        let mut stored = [Hop::default(); MAX_HOPS];
+        stored[..hops.len()].copy_from_slice(hops);
+        Some(PciPath {
+            root,
+            hops: stored,
+            count: hops.len() as u8,
+        })
+    }
+
+    pub fn hops(&self) -> &[Hop] {
+        &self.hops[..usize::from(self.count)]
+    }
+
+    /// Whether the path names a whole slot (its last hop has no function).
+    pub fn is_slot(&self) -> bool {
+        self.hops().last().is_some_and(|hop| hop.function.is_none())
+    }
+
+    /// The same path naming the whole slot of its last device.
+    pub fn to_slot(&self) -> Self {
+        let mut slot = *self;
+        slot.hops[usize::from(self.count) - 1].function = None;
+        slot
+    }
+}
+
+impl fmt::Display for PciPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.root.fmt(f)?;
+        for hop in self.hops() {
+            write!(f, "/{hop}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `[DDDD:]BB:SS.F/SS.F[/SS.F]...`, the last hop optionally `SS`.
+impl FromStr for PciPath {
+    type Err = AddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.split('/');
+        let root: PciAddress = parts.next().unwrap_or_default().parse()?;
+        let mut hops = [Hop::default(); MAX_HOPS];
+        let mut count = 0;
+        let mut last_was_slot = false;
+        for part in parts {
+            if count == MAX_HOPS {
+                return Err(AddressError::TooManyHops);
+            }
+            if last_was_slot {
+                return Err(AddressError::Hop);
+            }
+            let hop: Hop = part.parse()?;
+            last_was_slot = hop.function.is_none();
+            hops[count] = hop;
+            count += 1;
+        }
+        PciPath::new(root, &hops[..count]).ok_or(AddressError::Hop)
+    }
+}
+
+/// Where a rule points: by bus address, or by path below a root bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// `[DDDD:]BB:SS[.F]`: whatever sits at that bus number now.
+    Bus(Location),
+    /// A path as written, not yet looked up; it selects nothing until resolved.
+    Path(PciPath),
+    /// A path and the location sysfs showed it leads to. Prints as the path, so that
+    /// messages quote the rule as written; parsing never makes one.
+    Resolved(PciPath, Location),
+}
+
+impl Address {
+    pub fn contains(&self, address: PciAddress) -> bool {
+        match self {
+            Address::Bus(location) | Address::Resolved(_, location) => location.contains(address),
+            Address::Path(_) => false,
+        }
+    }
+
+    /// The concrete location, once known.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Address::Bus(location) | Address::Resolved(_, location) => Some(*location),
+            Address::Path(_) => None,
+        }
+    }
+}
+
+impl From<Location> for Address {
+    fn from(location: Location) -> Self {
+        Address::Bus(location)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Bus(location) => location.fmt(f),
+            Address::Path(path) | Address::Resolved(path, _) => path.fmt(f),
+        }
+    }
+}
+
+/// A `/` makes the text a path; without one it is a bus address, exactly as before.
+impl FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.contains('/') {
+            text.parse().map(Address::Path)
+        } else {
+            text.parse().map(Address::Bus)
+        }
+    }
+}
+
 /// Parses a sysfs hex attribute such as `0x1002\n` or `0x030000\n`.
 pub fn parse_sysfs_hex(text: &str) -> Option<u32> {
     let digits = text.trim_end().strip_prefix("0x")?;
@@ -264,5 +535,70 @@ mod tests {
         assert_eq!("1002".parse::<PciIds>(), Err(AddressError::Vendor));
         assert_eq!(parse_sysfs_hex("0x030000\n"), Some(0x030000));
         assert_eq!(parse_sysfs_hex("1002"), None);
+    }
+
+    #[test]
+    fn guards_with_subsystem_ids() {
+        let guard: IdGuard = "1234:1111:1AF4:1100".parse().unwrap();
+        assert_eq!(guard.to_string(), "1234:1111:1af4:1100");
+        let ids = "1234:1111".parse().ok();
+        assert!(guard.matches(ids, "1af4:1100".parse().ok()));
+        assert!(!guard.matches(ids, "1af4:1101".parse().ok()));
+        assert!(!guard.matches(ids, None));
+        let plain: IdGuard = "1234:1111".parse().unwrap();
+        assert!(plain.matches(ids, None));
+        assert!(plain.matches(ids, "1af4:1101".parse().ok()));
+        for bad in [
+            "1234:1111:1af4",
+            "1234:1111:1af4:110",
+            "1234:1111:1af4:1100:0000",
+        ] {
+            assert_eq!(
+                bad.parse::<IdGuard>(),
+                Err(AddressError::Subsystem),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_round_trip_and_keep_bus_forms_apart() {
+        for (text, canonical) in [
+            ("00:1c.0/00.0", "0000:00:1c.0/00.0"),
+            ("00:1C.0/00", "0000:00:1c.0/00"),
+            ("0001:80:03.1/00.0/1F.7/00", "0001:80:03.1/00.0/1f.7/00"),
+            (
+                "00:01.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00",
+                "0000:00:01.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00",
+            ),
+        ] {
+            let address: Address = text.parse().unwrap();
+            assert!(matches!(address, Address::Path(_)), "{text}");
+            assert_eq!(address.to_string(), canonical);
+            assert_eq!(canonical.parse::<Address>(), Ok(address));
+        }
+        assert!(matches!(
+            "07:00".parse::<Address>(),
+            Ok(Address::Bus(Location::Slot(_)))
+        ));
+    }
+
+    #[test]
+    fn bad_paths_say_why() {
+        let nine = "00:01.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0";
+        for (text, error) in [
+            (nine, AddressError::TooManyHops),
+            ("00:1c/00.0", AddressError::Function),
+            ("00:1c.0/", AddressError::Hop),
+            ("00:1c.0/00/00.0", AddressError::Hop),
+            ("00:1c.0/20.0", AddressError::Hop),
+            ("00:1c.0/00.8", AddressError::Hop),
+            ("00:1c.0/0.0", AddressError::Hop),
+            ("00:1c.0//00.0", AddressError::Hop),
+            ("/00.0", AddressError::Shape),
+            ("00:1c.0/../x", AddressError::Hop),
+        ] {
+            assert_eq!(text.parse::<Address>(), Err(error), "{text:?}");
+        }
     }
 }

@@ -215,6 +215,8 @@ impl<'p> Handover<'p> {
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
 /// be read.
 pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
+    let resolved = crate::topology::resolve_rules(sysfs, rules);
+    let rules = resolved.as_slice();
     // A rule with an address can only select functions whose directory name it matches;
     // only bare-IDs rules need every function read.
     let wanted = |address| {
@@ -650,6 +652,7 @@ fn address_text(address: PciAddress) -> heapless::String<16> {
 fn report_verdict(rule: &Rule, verdict: &Verdict) {
     match verdict {
         Verdict::Selected { .. } => {}
+        Verdict::NothingThere if crate::topology::is_path_rule(rule) => {}
         Verdict::NothingThere => match (rule.location(), rule.ids()) {
             (Some(location), _) => error!("{rule} not applied: no PCI function at {location}"),
             (None, Some(ids)) => error!("{rule} not applied: no PCI function has the IDs {ids}"),

@@ -16,3 +16,4 @@ pub mod report;
 pub mod rule;
 pub mod sources;
 pub mod sysfs;
+pub mod topology;

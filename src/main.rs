@@ -27,7 +27,7 @@ const EXIT_USAGE: u8 = 2;
 /// Hand chosen PCI functions to vfio-pci by address, before any GPU driver loads.
 #[derive(FromArgs)]
 #[argh(
-    note = "Rules come from vfio.bind= on the kernel command line and /etc/cmdline.d/*.conf:\n  vfio.bind=RULE[,RULE]...   RULE := VVVV:DDDD | @[DDDD:]BB:SS[.F] | VVVV:DDDD@[DDDD:]BB:SS[.F]",
+    note = "Rules come from vfio.bind= on the kernel command line and /etc/cmdline.d/*.conf:\n  vfio.bind=RULE[,RULE]...   RULE := IDS | @ADDR | IDS@ADDR\n  IDS  := VVVV:DDDD[:SSSS:ssss]            (optionally with subsystem IDs)\n  ADDR := [DDDD:]BB:SS[.F]                 (by bus number)\n        | [DDDD:]BB:SS.F/SS.F[/SS.F]...    (by path below a root-bus bridge)\nFor identical cards use the path form, e.g. vfio.bind=1234:1111@00:1c.0/00: bus\nnumbers move when a card is added in an earlier slot; `vfio-bind rule BB:SS` prints it.",
     example = "vfio-bind list\nvfio-bind rule 07:00\nvfio-bind check",
     error_code(
         1,
@@ -56,7 +56,7 @@ enum Command {
 #[argh(
     subcommand,
     name = "apply",
-    example = "vfio-bind apply\nvfio-bind apply --dry-run --cmdline 'vfio.bind=1002:73ff@07:00'",
+    example = "vfio-bind apply\nvfio-bind apply --dry-run --cmdline 'vfio.bind=1002:73ff@07:00'\nvfio-bind apply --dry-run --cmdline 'vfio.bind=1002:73ff@00:01.2/00'",
     note = "Logs to /dev/kmsg when working on /sys (see dmesg), else to stderr.",
     error_code(1, "a rule was malformed, did not match, or did not end on vfio-pci")
 )]
@@ -94,7 +94,7 @@ struct ListArgs {
     cmdline_dir: PathBuf,
 }
 
-/// Print the guarded rule for the card (or function) at an address.
+/// Print the guarded rule for the card (or function) at an address, and its path form.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -141,7 +141,7 @@ struct CheckArgs {
 #[argh(
     subcommand,
     name = "bind",
-    example = "vfio-bind bind 1002:73ff@07:00",
+    example = "vfio-bind bind 1002:73ff@07:00\nvfio-bind bind 1002:73ff@00:01.2/00",
     note = "Same rule grammar and order as apply: override, unbind, probe, read back; a rule that does not end wholly on vfio-pci is given back. Logs to stderr.",
     error_code(1, "a rule was malformed, did not match, or did not end on vfio-pci")
 )]

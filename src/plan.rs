@@ -151,7 +151,7 @@ impl<'r> Planner<'r> {
             let scan = &mut self.scans[index];
             let wanted = match rule {
                 Rule::Ids(ids) => {
-                    let matches = function.ids == Some(*ids);
+                    let matches = ids.matches(function.ids, function.subsystem);
                     scan.guard_met |= matches;
                     matches
                 }
@@ -163,7 +163,7 @@ impl<'r> Planner<'r> {
                 Rule::Guarded(ids, location) => {
                     let here = location.contains(function.address);
                     if here {
-                        scan.guard_met |= function.ids == Some(*ids);
+                        scan.guard_met |= ids.matches(function.ids, function.subsystem);
                         if !scan.found.contains(&function.ids) {
                             let _ = scan.found.push(function.ids);
                         }
@@ -326,8 +326,8 @@ pub fn plan_rules<E>(
 pub fn rule_for(function: &Function) -> Rule {
     let location = Location::Function(function.address);
     match function.ids {
-        Some(ids) => Rule::Guarded(ids, location),
-        None => Rule::At(location),
+        Some(ids) => Rule::Guarded(ids.into(), location.into()),
+        None => Rule::At(location.into()),
     }
 }
 
@@ -358,6 +358,7 @@ mod tests {
         Function {
             address: address.parse().unwrap(),
             ids: Some(ids.parse().unwrap()),
+            subsystem: None,
             class: Some(class),
             driver: None,
             driver_override: None,

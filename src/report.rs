@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use crate::address::{Location, PciIds};
+use crate::address::{Address, Location, PciIds, PciPath};
 use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
 use crate::doctor::Severity;
 use crate::host::Host;
@@ -13,6 +13,7 @@ use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
 use crate::sources::Gathered;
 use crate::sysfs::{Function, Sysfs, VFIO_PCI};
+use crate::topology::path_of;
 
 /// Every function, sorted by address. An unreadable device list reads as empty.
 fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
@@ -73,14 +74,24 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
             let _ = writeln!(
                 out,
                 "{}",
-                describe_line(function, selected(function), names.as_ref())
+                describe_line(
+                    function,
+                    selected(function),
+                    path_of(sysfs, function.address),
+                    names.as_ref()
+                )
             );
         }
     }
     EXIT_OK
 }
 
-fn describe_line(function: &Function, selected: bool, names: Option<&PciNames>) -> String {
+fn describe_line(
+    function: &Function,
+    selected: bool,
+    path: Option<PciPath>,
+    names: Option<&PciNames>,
+) -> String {
     let mut line = format!(
         "{} {}  {}  [{}]  driver={}",
         if selected { '*' } else { ' ' },
@@ -96,6 +107,9 @@ fn describe_line(function: &Function, selected: bool, names: Option<&PciNames>) 
     }
     if function.boot_vga {
         line.push_str(" boot_vga");
+    }
+    if let Some(path) = path {
+        line.push_str(&format!(" path={path}"));
     }
     if let Some(names) = names {
         if let Some(class) = function.class.and_then(|class| names.class_name(class)) {
@@ -115,12 +129,18 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
         let _ = writeln!(out, "no PCI function at {location}");
         return EXIT_FAILED;
     };
-    let rule = match (location, first.ids) {
-        (_, None) => Rule::At(location),
-        (Location::Slot(_), Some(ids)) | (Location::Function(_), Some(ids)) => {
-            Rule::Guarded(ids, location)
-        }
+    let rule = match first.ids {
+        None => Rule::At(location.into()),
+        Some(ids) => Rule::Guarded(ids.into(), location.into()),
     };
+    // Below a bridge, the same card by its path: what tells identical cards apart for good.
+    let path_rule = path_of(sysfs, first.address).map(|path| {
+        let path = match location {
+            Location::Slot(_) => path.to_slot(),
+            Location::Function(_) => path,
+        };
+        rule.with_address(Address::Path(path))
+    });
     let mut rules = vec![rule];
     let groups: BTreeSet<u32> = present
         .iter()
@@ -137,6 +157,12 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
         })
         .collect();
     let _ = writeln!(out, "vfio.bind={rule}");
+    if let Some(path_rule) = path_rule {
+        let _ = writeln!(
+            out,
+            "or by its path, which stays right when bus numbers move (they do when a card is added in an earlier slot): vfio.bind={path_rule}"
+        );
+    }
     for function in present.iter() {
         let _ = writeln!(
             out,

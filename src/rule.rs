@@ -2,36 +2,52 @@
 //!
 //! ```text
 //! RULE := IDS | @ADDR | IDS@ADDR
-//! IDS  := VVVV:DDDD               vendor and device, 4 hex digits each, any case
-//! ADDR := [DDDD:]BB:SS[.F]        domain (default 0000), bus, slot 00-1f, function 0-7
+//! IDS  := VVVV:DDDD[:SSSS:ssss]   vendor and device, then optionally the subsystem vendor
+//!                                 and device; 4 hex digits each, any case
+//! ADDR := BUS | PATH
+//! BUS  := [DDDD:]BB:SS[.F]        domain (default 0000), bus, slot 00-1f, function 0-7
+//! PATH := [DDDD:]BB:SS.F/HOP[/HOP]...   a root-bus function and up to 8 hops below it
+//! HOP  := SS.F                    the slot and function on the bridge's secondary bus;
+//!                                 the last hop may be SS, the whole slot
 //! ```
 //! With IDs and an address, the IDs guard the address: a slot rule applies only when some
 //! function in the slot has those IDs, a function rule only when that function has them.
+//! A path is the kernel's own `pci=` device-specifier syntax: unlike a bus number it stays
+//! the same when a card is added in an earlier slot.
 
 use core::fmt;
 use core::str::FromStr;
 
-use crate::address::{AddressError, Location, PciIds};
+use crate::address::{Address, AddressError, IdGuard};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// Every function with these IDs, wherever it is (what `vfio-pci.ids=` does).
-    Ids(PciIds),
-    /// Every function at this location, whatever it is.
-    At(Location),
-    /// The functions at this location, only if the IDs are found there.
-    Guarded(PciIds, Location),
+    Ids(IdGuard),
+    /// Every function at this address, whatever it is.
+    At(Address),
+    /// The functions at this address, only if the IDs are found there.
+    Guarded(IdGuard, Address),
 }
 
 impl Rule {
-    pub fn ids(&self) -> Option<PciIds> {
+    pub fn ids(&self) -> Option<IdGuard> {
         match self {
             Rule::Ids(ids) | Rule::Guarded(ids, _) => Some(*ids),
             Rule::At(_) => None,
         }
     }
 
-    pub fn location(&self) -> Option<Location> {
+    /// The same rule pointing at `address` instead (an IDs-only rule is returned as it is).
+    pub fn with_address(&self, address: Address) -> Rule {
+        match self {
+            Rule::Ids(_) => *self,
+            Rule::At(_) => Rule::At(address),
+            Rule::Guarded(ids, _) => Rule::Guarded(*ids, address),
+        }
+    }
+
+    pub fn location(&self) -> Option<Address> {
         match self {
             Rule::At(location) | Rule::Guarded(_, location) => Some(*location),
             Rule::Ids(_) => None,
@@ -110,6 +126,21 @@ mod tests {
             ("@07:00", "@0000:07:00"),
             ("@10000:e1:00.0", "@10000:e1:00.0"),
             ("10de:1b80", "10de:1b80"),
+            ("1234:1111@00:1c.0/00", "1234:1111@0000:00:1c.0/00"),
+            ("@00:1C.0/00.0", "@0000:00:1c.0/00.0"),
+            (
+                "1002:73ff@00:03.1/00.0/00.0/00.0",
+                "1002:73ff@0000:00:03.1/00.0/00.0/00.0",
+            ),
+            ("1234:1111:1AF4:1100", "1234:1111:1af4:1100"),
+            (
+                "1234:1111:1af4:1100@00:1c.0/00",
+                "1234:1111:1af4:1100@0000:00:1c.0/00",
+            ),
+            (
+                "1234:1111:1af4:1100@02:00.0",
+                "1234:1111:1af4:1100@0000:02:00.0",
+            ),
         ];
         for (text, canonical) in cases {
             let rule: Rule = text.parse().unwrap();
@@ -132,7 +163,26 @@ mod tests {
                 "1002:73ff@07:00.9",
                 RuleError::BadAddress(AddressError::Function),
             ),
-            ("1002:73ff:07:00", RuleError::BadIds(AddressError::Device)),
+            (
+                "1002:73ff:07:00",
+                RuleError::BadIds(AddressError::Subsystem),
+            ),
+            (
+                "1002:73ff:07@07:00",
+                RuleError::BadIds(AddressError::Subsystem),
+            ),
+            (
+                "1002:73ff@00:1c/00",
+                RuleError::BadAddress(AddressError::Function),
+            ),
+            (
+                "1002:73ff@00:1c.0/0",
+                RuleError::BadAddress(AddressError::Hop),
+            ),
+            (
+                "@00:01.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00.0/00",
+                RuleError::BadAddress(AddressError::TooManyHops),
+            ),
         ];
         for (text, error) in cases {
             assert_eq!(text.parse::<Rule>(), Err(error), "{text:?}");

@@ -36,6 +36,8 @@ pub struct Function {
     pub address: PciAddress,
     /// `None` when `vendor` or `device` could not be read.
     pub ids: Option<PciIds>,
+    /// `subsystem_vendor` and `subsystem_device`; `None` when either could not be read.
+    pub subsystem: Option<PciIds>,
     /// `None` when `class` could not be read.
     pub class: Option<u32>,
     /// The bound driver, from the `driver` link.
@@ -51,7 +53,7 @@ pub struct Function {
 impl Function {
     /// PCI-to-PCI and CardBus bridges (class 0x0604, 0x0607): vfio-pci refuses them.
     pub fn is_bridge(&self) -> bool {
-        matches!(self.class.map(|class| class >> 8), Some(0x0604 | 0x0607))
+        self.class.is_some_and(is_bridge_class)
     }
 
     pub fn is_on(&self, driver: &str) -> bool {
@@ -61,6 +63,11 @@ impl Function {
     pub fn overridden_to(&self, driver: &str) -> bool {
         self.driver_override.as_deref() == Some(driver)
     }
+}
+
+/// PCI-to-PCI and CardBus bridges: class 0x0604xx, 0x0607xx.
+pub fn is_bridge_class(class: u32) -> bool {
+    matches!(class >> 8, 0x0604 | 0x0607)
 }
 
 /// A file the binder writes. Nothing else is ever written.
@@ -204,13 +211,15 @@ impl Sysfs {
                 .ok()
                 .and_then(parse_sysfs_hex)
         };
-        let ids = match (read_hex("vendor"), read_hex("device")) {
+        let pair = |vendor: Option<u32>, device: Option<u32>| match (vendor, device) {
             (Some(vendor), Some(device)) if vendor <= 0xffff && device <= 0xffff => Some(PciIds {
                 vendor: vendor as u16,
                 device: device as u16,
             }),
             _ => None,
         };
+        let ids = pair(read_hex("vendor"), read_hex("device"));
+        let subsystem = pair(read_hex("subsystem_vendor"), read_hex("subsystem_device"));
         let class = read_hex("class");
         let driver = self.link_name(format_args!("bus/pci/devices/{address}/driver"));
         let iommu_group = self
@@ -232,6 +241,7 @@ impl Sysfs {
         Some(Function {
             address,
             ids,
+            subsystem,
             class,
             driver,
             driver_override,
@@ -262,6 +272,17 @@ impl Sysfs {
             }
         }
         found
+    }
+
+    /// The target of `bus/pci/devices/ADDR`, e.g.
+    /// `../../../devices/pci0000:00/0000:00:1c.0/0000:01:00.0`, read into `buffer`.
+    pub fn device_link<'b>(
+        &self,
+        address: PciAddress,
+        buffer: &'b mut [u8; PATH_CAPACITY],
+    ) -> Option<&'b str> {
+        let path = self.path(format_args!("bus/pci/devices/{address}")).ok()?;
+        read_link(&path, buffer).ok()
     }
 
     /// The last component of a symlink's target (e.g. `amdgpu` for a `driver` link).
@@ -341,12 +362,8 @@ pub fn for_each_entry<P: ?Sized + NixPath>(
 }
 
 /// Reads a small attribute file in one `read()` (sysfs returns a whole attribute at once).
-pub fn read_attribute<'b>(path: &PathBuffer, buffer: &'b mut [u8]) -> Result<&'b str, Errno> {
-    let fd = open(
-        path.as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+pub fn read_attribute<'b>(path: &str, buffer: &'b mut [u8]) -> Result<&'b str, Errno> {
+    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     let length = nix::unistd::read(fd.as_fd(), buffer)?;
     core::str::from_utf8(&buffer[..length]).map_err(|_| Errno::EILSEQ)
 }

@@ -133,3 +133,11 @@ fn apply_allocates_the_same_for_1_and_24_rules() {
     let many = allocations_during_apply(&tree, &format!("vfio.bind={}", many.join(",")));
     assert_eq!(one, many, "allocations grew with the rule count");
 }
+
+#[test]
+fn path_rules_are_resolved_without_allocating() {
+    let tree = machine_with_cards(512);
+    // Card 1 sits behind root port 0000:00:00.1 on bus 02; the second rule's hop is missing.
+    let rules = "vfio.bind=1002:73ff@0000:00:00.1/00,@0000:00:00.2/07.0,1002:73ff:1002:0e3a";
+    assert_eq!(allocations_during_apply(&tree, rules), 0, "apply allocated");
+}

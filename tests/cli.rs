@@ -182,10 +182,10 @@ fn list_groups_functions_and_marks_the_selected_ones() {
     let stdout = text(&output.stdout);
     assert!(stdout.starts_with("IOMMU on: 5 groups\n"), "{stdout}");
     let group_17 = stdout.split("IOMMU group 17\n").nth(1).unwrap();
-    assert!(group_17.starts_with("* 0000:07:00.0  1002:73ff  [0300]  driver=none\n* 0000:07:00.1  1002:ab28  [0403]  driver=none"), "{stdout}");
+    assert!(group_17.starts_with("* 0000:07:00.0  1002:73ff  [0300]  driver=none path=0000:00:01.2/00.0\n* 0000:07:00.1  1002:ab28  [0403]  driver=none path=0000:00:01.2/00.1"), "{stdout}");
     assert!(
         stdout.contains(
-            "  0000:03:00.0  1002:73df  [0300]  driver=none boot_vga\n  0000:03:00.1  1002:ab28"
+            "  0000:03:00.0  1002:73df  [0300]  driver=none boot_vga path=0000:00:01.1/00.0\n  0000:03:00.1  1002:ab28"
         ),
         "{stdout}"
     );

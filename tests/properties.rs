@@ -11,7 +11,9 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use vfio_bind::address::{Location, PciAddress, PciIds, SlotAddress};
+use vfio_bind::address::{
+    Address, Hop, IdGuard, Location, PciAddress, PciIds, PciPath, SlotAddress, MAX_HOPS,
+};
 use vfio_bind::cmdline::{self, RuleProblem, RuleSet, MAX_RULES};
 use vfio_bind::rule::Rule;
 
@@ -191,10 +193,58 @@ fn location() -> impl Strategy<Value = Location> {
 
 fn rule() -> impl Strategy<Value = Rule> {
     prop_oneof![
-        ids().prop_map(Rule::Ids),
-        location().prop_map(Rule::At),
-        (ids(), location()).prop_map(|(ids, location)| Rule::Guarded(ids, location)),
+        ids().prop_map(|ids| Rule::Ids(ids.into())),
+        location().prop_map(|location| Rule::At(location.into())),
+        (ids(), location()).prop_map(|(ids, location)| Rule::Guarded(ids.into(), location.into())),
     ]
+}
+
+/// IDs with, half the time, subsystem IDs.
+fn guard() -> impl Strategy<Value = IdGuard> {
+    (ids(), prop::option::of(ids())).prop_map(|(ids, subsystem)| IdGuard { ids, subsystem })
+}
+
+/// A path: a root-bus function and 1 to MAX_HOPS hops, the last one maybe a whole slot.
+fn path() -> impl Strategy<Value = PciPath> {
+    let root = (slot(), 0u8..=7).prop_map(|(slot, function)| PciAddress {
+        domain: slot.domain,
+        bus: slot.bus,
+        slot: slot.slot,
+        function,
+    });
+    let hops = prop::collection::vec((0u8..=0x1f, 0u8..=7), 1..=MAX_HOPS);
+    (root, hops, any::<bool>()).prop_map(|(root, hops, whole_slot)| {
+        let mut hops: Vec<Hop> = hops
+            .into_iter()
+            .map(|(slot, function)| Hop {
+                slot,
+                function: Some(function),
+            })
+            .collect();
+        if whole_slot {
+            hops.last_mut().unwrap().function = None;
+        }
+        PciPath::new(root, &hops).unwrap()
+    })
+}
+
+/// Every rule form, the new ones (paths, subsystem IDs) included.
+fn any_form_rule() -> impl Strategy<Value = Rule> {
+    let address = prop_oneof![
+        location().prop_map(Address::Bus),
+        path().prop_map(Address::Path),
+    ];
+    prop_oneof![
+        guard().prop_map(Rule::Ids),
+        address.clone().prop_map(Rule::At),
+        (guard(), address).prop_map(|(guard, address)| Rule::Guarded(guard, address)),
+    ]
+}
+
+/// A path's text, close to the grammar: right shapes with wrong lengths, digits and hop
+/// counts.
+fn path_like() -> impl Strategy<Value = String> {
+    "([0-9a-fA-F]{4,9}:)?[0-9a-f]{1,3}:[0-9a-f]{1,3}(\\.[0-9]{0,2})?(/[0-9a-fA-F]{0,3}(\\.[0-9]{0,2})?){0,10}"
 }
 
 /// Writes a rule the ways a user may: any case, the domain left out when it is 0, or
@@ -207,12 +257,16 @@ fn spelled(rule: Rule, upper: bool, short_domain: bool, domain_digits: usize) ->
             format!("{value:0width$x}")
         }
     }
-    let ids_text = |ids: PciIds| {
+    let pair_text = |ids: PciIds| {
         format!(
             "{}:{}",
             hex(ids.vendor.into(), 4, upper),
             hex(ids.device.into(), 4, upper)
         )
+    };
+    let ids_text = |guard: IdGuard| match guard.subsystem {
+        None => pair_text(guard.ids),
+        Some(subsystem) => format!("{}:{}", pair_text(guard.ids), pair_text(subsystem)),
     };
     let slot_text = |slot: SlotAddress| {
         let bus_and_slot = format!(
@@ -230,6 +284,20 @@ fn spelled(rule: Rule, upper: bool, short_domain: bool, domain_digits: usize) ->
         Location::Slot(slot) => slot_text(slot),
         Location::Function(address) => {
             format!("{}.{}", slot_text(address.slot_address()), address.function)
+        }
+    };
+    let location_text = |address: Address| match address {
+        Address::Bus(location) => location_text(location),
+        Address::Path(path) | Address::Resolved(path, _) => {
+            let mut text = location_text(Location::Function(path.root));
+            for hop in path.hops() {
+                text.push('/');
+                text.push_str(&hex(hop.slot.into(), 2, upper));
+                if let Some(function) = hop.function {
+                    text.push_str(&format!(".{function}"));
+                }
+            }
+            text
         }
     };
     match rule {
@@ -407,5 +475,42 @@ proptest! {
         prop_assert!(set.has_rejects());
         let unique: HashSet<String> = set.rules().iter().map(Rule::to_string).collect();
         prop_assert_eq!(unique.len(), MAX_RULES);
+    }
+
+    /// Path addresses and subsystem IDs, spelled any valid way, parse to their parts and
+    /// round-trip; on a command line they are kept as the same rule.
+    #[test]
+    fn path_and_subsystem_rules_round_trip(
+        rule in any_form_rule(),
+        upper in any::<bool>(),
+        short_domain in any::<bool>(),
+        domain_digits in 4usize..=8,
+    ) {
+        let text = spelled(rule, upper, short_domain, domain_digits);
+        prop_assert_eq!(text.parse::<Rule>(), Ok(rule), "{}", text);
+        assert_round_trips(rule)?;
+        let mut rules = RuleSet::new();
+        let problems = add(&mut rules, format!("quiet vfio.bind={text},10de:1b80 splash").as_bytes());
+        prop_assert_eq!(rules.rules()[0], rule);
+        prop_assert!(problems.malformed.is_empty() && problems.too_many.is_empty());
+    }
+
+    /// Text shaped like a path: what parses round-trips, has 1 to MAX_HOPS hops, and text
+    /// without a '/' never parses as a path (the old forms keep their meaning).
+    #[test]
+    fn path_like_text_parses_strictly(text in path_like(), ids in prop::option::of("[0-9a-f]{4}:[0-9a-f]{4}(:[0-9a-f]{3,5}:[0-9a-f]{4})?")) {
+        let text = format!("{}@{text}", ids.unwrap_or_default());
+        if let Ok(rule) = text.parse::<Rule>() {
+            assert_round_trips(rule)?;
+            match rule.location() {
+                Some(Address::Path(path)) => {
+                    prop_assert!(text.contains('/'));
+                    prop_assert!((1..=MAX_HOPS).contains(&path.hops().len()));
+                    prop_assert_eq!(text.matches('/').count(), path.hops().len());
+                }
+                Some(Address::Bus(_)) => prop_assert!(!text.contains('/')),
+                other => prop_assert!(false, "unexpected address {:?}", other),
+            }
+        }
     }
 }

@@ -48,6 +48,8 @@ pub struct Function {
     pub boot_vga: Option<bool>,
     /// The bridge this function sits behind, if any (its address).
     pub parent: Option<String>,
+    /// `subsystem_vendor` and `subsystem_device`; not written when `None`.
+    pub subsystem: Option<(u16, u16)>,
 }
 
 impl Function {
@@ -61,7 +63,13 @@ impl Function {
             iommu_group: None,
             boot_vga: None,
             parent: None,
+            subsystem: None,
         }
+    }
+
+    pub fn subsystem(mut self, vendor: u16, device: u16) -> Self {
+        self.subsystem = Some((vendor, device));
+        self
     }
 
     pub fn driver(mut self, name: &str) -> Self {
@@ -158,6 +166,10 @@ impl SysfsTree {
         fs::write(dir.join("device"), format!("0x{:04x}\n", function.device))?;
         fs::write(dir.join("class"), format!("0x{:06x}\n", function.class))?;
         fs::write(dir.join("driver_override"), "(null)\n")?;
+        if let Some((vendor, device)) = function.subsystem {
+            fs::write(dir.join("subsystem_vendor"), format!("0x{vendor:04x}\n"))?;
+            fs::write(dir.join("subsystem_device"), format!("0x{device:04x}\n"))?;
+        }
         if let Some(boot_vga) = function.boot_vga {
             fs::write(dir.join("boot_vga"), if boot_vga { "1\n" } else { "0\n" })?;
         }
@@ -299,6 +311,51 @@ pub fn seed_003_machine() -> io::Result<SysfsTree> {
     Ok(tree)
 }
 
+/// The twins' vendor and device: identical cards, as two of one GPU model are.
+pub const TWIN_IDS: (u16, u16) = (0x1234, 0x1111);
+
+/// Identical twin display cards, each behind its own PCIe root port, the way the firmware
+/// numbers buses: depth-first in slot order. The "left" twin sits behind root port 00:1c.0
+/// and the "right" one behind 00:1d.0. With `usb_in_front`, a USB controller behind an
+/// extra root port at 00:1b.0 takes bus 01, and the twins move from buses 01 and 02 to
+/// 02 and 03: the renumbering that makes a bus-number rule take the wrong twin.
+///
+/// Also on the root bus: a host bridge at 00:00.0 and an endpoint (not a bridge) at
+/// 00:02.0, for paths that try to go below it. The twins differ only in their subsystem
+/// IDs (1af4:1100 left, 1af4:1101 right), as cards of two board makers do.
+pub fn twins_behind_root_ports(usb_in_front: bool) -> io::Result<SysfsTree> {
+    let mut tree = SysfsTree::new()?;
+    tree.add(Function::new("0000:00:00.0", 0x8086, 0x29c0, CLASS_HOST_BRIDGE).group(0))?
+        .add(
+            Function::new("0000:00:02.0", 0x1af4, 0x1050, CLASS_VGA)
+                .group(1)
+                .boot_vga(true),
+        )?;
+    let mut bus = 1;
+    if usb_in_front {
+        tree.add(Function::new("0000:00:1b.0", 0x1b36, 0x000c, CLASS_BRIDGE).group(2))?
+            .add(
+                Function::new("0000:01:00.0", 0x1b36, 0x000d, CLASS_USB)
+                    .group(2)
+                    .behind("0000:00:1b.0"),
+            )?;
+        bus += 1;
+    }
+    let (vendor, device) = TWIN_IDS;
+    for (port, group, subsystem) in [("1c", 3, 0x1100), ("1d", 4, 0x1101)] {
+        let port = format!("0000:00:{port}.0");
+        tree.add(Function::new(&port, 0x1b36, 0x000c, CLASS_BRIDGE).group(group))?
+            .add(
+                Function::new(&format!("0000:{bus:02x}:00.0"), vendor, device, 0x038000)
+                    .group(group)
+                    .subsystem(0x1af4, subsystem)
+                    .behind(&port),
+            )?;
+        bus += 1;
+    }
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +377,24 @@ mod tests {
             .exists());
         assert_eq!(tree.read("bus/pci/devices/0000:07:00.1/device"), "0xab28\n");
         assert_eq!(tree.override_of("0000:07:00.1"), "(null)");
+    }
+
+    #[test]
+    fn twins_move_down_a_bus_when_usb_takes_the_first() {
+        let tree = twins_behind_root_ports(false).unwrap();
+        assert_eq!(
+            fs::read_link(tree.root().join("bus/pci/devices/0000:01:00.0")).unwrap(),
+            Path::new("../../../devices/pci0000:00/0000:00:1c.0/0000:01:00.0")
+        );
+        let tree = twins_behind_root_ports(true).unwrap();
+        assert_eq!(
+            fs::read_link(tree.root().join("bus/pci/devices/0000:02:00.0")).unwrap(),
+            Path::new("../../../devices/pci0000:00/0000:00:1c.0/0000:02:00.0")
+        );
+        assert_eq!(
+            tree.read("bus/pci/devices/0000:03:00.0/subsystem_device"),
+            "0x1101\n"
+        );
     }
 
     #[test]

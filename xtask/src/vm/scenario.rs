@@ -13,6 +13,24 @@ pub enum Cards {
     /// Seed 003's shape: two AMD-vendor cards (ati-vga rv100, 1002:5159) with audio
     /// functions of identical IDs, the host's at 00:03, the guest's at 00:07.
     Seed003,
+    /// Identical twins (bochs-display, 1234:1111), each on its own bus behind a PCIe root
+    /// port: the "left" one behind 00:1c.0 (bus 01), the "right" one behind 00:1d.0 (bus 02).
+    RootPortTwins,
+    /// The same, plus a USB controller (qemu-xhci) behind a root port at 00:1b.0, which
+    /// SeaBIOS numbers first: the USB controller takes bus 01 and the twins move to 02 and
+    /// 03. The renumbering a card added in an earlier slot causes on real machines.
+    RootPortTwinsUsbFirst,
+}
+
+/// `-device` arguments for a PCIe root port at `slot` on the root bus and one device
+/// behind it.
+fn behind_root_port(slot: &str, chassis: u8, device: &str) -> Vec<String> {
+    vec![
+        "-device".to_string(),
+        format!("pcie-root-port,id=rp{slot},bus=pcie.0,addr={slot}.0,chassis={chassis}"),
+        "-device".to_string(),
+        format!("{device},bus=rp{slot},addr=00.0"),
+    ]
 }
 
 impl Cards {
@@ -20,6 +38,15 @@ impl Cards {
         let (display, slots) = match self {
             Cards::Twins => ("bochs-display", ["04", "05"]),
             Cards::Seed003 => ("ati-vga,model=rv100", ["03", "07"]),
+            Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => {
+                let mut args = Vec::new();
+                if self == Cards::RootPortTwinsUsbFirst {
+                    args.extend(behind_root_port("1b", 3, "qemu-xhci"));
+                }
+                args.extend(behind_root_port("1c", 1, "bochs-display"));
+                args.extend(behind_root_port("1d", 2, "bochs-display"));
+                return args;
+            }
         };
         let mut args = Vec::new();
         for slot in slots {
@@ -34,7 +61,7 @@ impl Cards {
     /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
     pub fn append(self) -> &'static str {
         match self {
-            Cards::Twins => "",
+            Cards::Twins | Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => "",
             Cards::Seed003 => "drm_kms_helper.fbdev_emulation=0",
         }
     }
@@ -319,11 +346,91 @@ pub const SCENARIOS: &[Scenario] = &[
         untouched: UNTOUCHED_SECOND,
         guest_says: &[],
     },
+    // Renumbering (issue 12): the same two rules, a path rule and a bus-number rule, each
+    // booted on both topologies. The console line naming the bridge in front of bus 01 or
+    // 02 proves which physical twin (the one behind root port 1c.0 or 1d.0) sits at the
+    // address the scenario checks.
+    Scenario {
+        number: 12,
+        name: "path rule, twins behind root ports",
+        cards: Cards::RootPortTwins,
+        append: PATH_RULE,
+        iommu: true,
+        baked: false,
+        functions: &[("01:00.0", Want::Vfio), ("02:00.0", Want::Native(BOCHS))],
+        viable: &["01:00.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[&["1234:1111@0000:00:1c.0/00:", "resolved to 0000:01:00"]],
+        console: &["pci 0000:00:1c.0: PCI bridge to [bus 01]"],
+        untouched: &[("01:00.0", BOCHS)],
+        guest_says: &[],
+    },
+    Scenario {
+        number: 13,
+        name: "path rule after renumbering: the same twin",
+        cards: Cards::RootPortTwinsUsbFirst,
+        append: PATH_RULE,
+        iommu: true,
+        baked: false,
+        functions: &[("02:00.0", Want::Vfio), ("03:00.0", Want::Native(BOCHS))],
+        viable: &["02:00.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[&["1234:1111@0000:00:1c.0/00:", "resolved to 0000:02:00"]],
+        // The left twin (behind 1c.0) is at 02:00.0 now.
+        console: &["pci 0000:00:1c.0: PCI bridge to [bus 02]"],
+        untouched: &[("02:00.0", BOCHS)],
+        guest_says: &[],
+    },
+    Scenario {
+        number: 14,
+        name: "bus rule, twins behind root ports",
+        cards: Cards::RootPortTwins,
+        append: BUS_RULE,
+        iommu: true,
+        baked: false,
+        functions: &[("01:00.0", Want::Native(BOCHS)), ("02:00.0", Want::Vfio)],
+        viable: &["02:00.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[&["1234:1111@0000:02:00:", "0000:02:00.0 on vfio-pci"]],
+        // 02:00.0 is the right twin, behind 1d.0.
+        console: &["pci 0000:00:1d.0: PCI bridge to [bus 02]"],
+        untouched: &[("02:00.0", BOCHS)],
+        guest_says: &[],
+    },
+    Scenario {
+        number: 15,
+        name: "bus rule after renumbering: the OTHER twin",
+        cards: Cards::RootPortTwinsUsbFirst,
+        append: BUS_RULE,
+        iommu: true,
+        baked: false,
+        functions: &[("02:00.0", Want::Vfio), ("03:00.0", Want::Native(BOCHS))],
+        viable: &["02:00.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[&["1234:1111@0000:02:00:", "0000:02:00.0 on vfio-pci"]],
+        // The hazard: the same text took the left twin (behind 1c.0) this time, and the
+        // binder reported success, since both twins have the same IDs.
+        console: &["pci 0000:00:1c.0: PCI bridge to [bus 02]"],
+        untouched: &[("02:00.0", BOCHS)],
+        guest_says: &[],
+    },
 ];
 
 /// The scenario that forces the GPU driver through dracut's rd.driver.pre= (dracut-systemd
 /// only): besides the twins' outcome, dracut-pre-udev.service must have run.
 const FORCED_DRIVER: u8 = 11;
+/// The renumbering scenarios' rules: the left twin by its path, and by the bus number the
+/// right twin has on the first topology.
+const PATH_RULE: &str = "vfio.bind=1234:1111@00:1c.0/00";
+const BUS_RULE: &str = "vfio.bind=1234:1111@02:00";
 
 /// What the guest's test hook logs after each `vfio-bind bind` and `release` of the second
 /// twin (xtask/guest/mkinitcpio/hooks/vfio-test): the step, the command's exit status, and
@@ -735,6 +842,25 @@ mod tests {
                 "{generator}"
             );
         }
+    }
+
+    /// The renumbering scenarios compare like with like: each pair boots the same rule text
+    /// on the two topologies, the path pair names the same root port both times, and the
+    /// bus pair names a different one each time.
+    #[test]
+    fn renumbering_scenarios_pair_up() {
+        let by_number = |n: u8| SCENARIOS.iter().find(|s| s.number == n).unwrap();
+        let root_port = |s: &Scenario| s.console[0].split(": PCI bridge").next().unwrap();
+        for (first, second, same_twin) in [(12, 13, true), (14, 15, false)] {
+            let (first, second) = (by_number(first), by_number(second));
+            assert_eq!(first.append, second.append);
+            assert_eq!(first.cards, Cards::RootPortTwins);
+            assert_eq!(second.cards, Cards::RootPortTwinsUsbFirst);
+            assert_eq!(root_port(first) == root_port(second), same_twin);
+        }
+        let args = Cards::RootPortTwinsUsbFirst.qemu_args().join(" ");
+        assert!(args.starts_with("-device pcie-root-port,id=rp1b,bus=pcie.0,addr=1b.0,chassis=3 -device qemu-xhci,bus=rp1b,addr=00.0 "));
+        assert!(args.ends_with("-device bochs-display,bus=rp1d,addr=00.0"));
     }
 
     #[test]
