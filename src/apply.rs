@@ -245,7 +245,12 @@ pub fn apply(
     dry_run: Option<&mut dyn std::io::Write>,
 ) -> u8 {
     if gathered.disabled {
-        info!("{}", crate::sources::DisabledNotice);
+        // As a summary, so the one line says how long the run took, like every other.
+        summary(
+            Level::Info,
+            started,
+            format_args!("{}", crate::sources::DisabledNotice),
+        );
         return EXIT_OK;
     }
     let plan = match plan_or_refuse(sysfs, gathered, started) {

@@ -422,8 +422,29 @@ pub const SCENARIOS: &[Scenario] = &[
         untouched: &[("02:00.0", BOCHS)],
         guest_says: &[],
     },
+    Scenario {
+        number: ESCAPE_HATCH,
+        name: "escape hatch, rules baked in",
+        cards: Cards::Twins,
+        // Quoted, as a boot-menu edit may leave it: the kernel strips the quotes, and the
+        // binder, not the init, decides (systemd's and the shells' parsers differ here).
+        append: "\"rd.vfio_bind=off\"",
+        iommu: true,
+        baked: true,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[&["not run: rd.vfio_bind=0 is on the kernel command line"]],
+        console: &[],
+        untouched: &[],
+        guest_says: &[],
+    },
 ];
 
+/// The escape hatch, on every image (each init runs the binder, which alone decides).
+const ESCAPE_HATCH: u8 = 16;
 /// The scenario that forces the GPU driver through dracut's rd.driver.pre= (dracut-systemd
 /// only): besides the twins' outcome, dracut-pre-udev.service must have run.
 const FORCED_DRIVER: u8 = 11;
@@ -448,7 +469,7 @@ pub fn runs_on(scenario: &Scenario, generator: Generator) -> bool {
     if scenario.number == FORCED_DRIVER {
         return generator == Generator::DracutSystemd;
     }
-    generator == Generator::Mkinitcpio || matches!(scenario.number, 1 | 3 | 9)
+    generator == Generator::Mkinitcpio || matches!(scenario.number, 1 | 3 | 9 | ESCAPE_HATCH)
 }
 
 /// The kernel command line for a scenario on an image.
