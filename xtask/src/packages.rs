@@ -5,7 +5,9 @@
 //! runs them (makepkg itself is not installable here), the spec goes through
 //! `rpmbuild -bb --build-in-place`, and `packaging/debian` through `dpkg-buildpackage -b`.
 //! What each produced is compared with a reference tree made by [`install_tree`]; for the
-//! Debian package after undoing what Debian's conventions change ([`debian_view`]).
+//! Debian package after undoing what Debian's conventions change ([`debian_view`]). The
+//! Debian package is also installed and removed with dpkg in an empty root, where both must
+//! trigger update-initramfs.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -348,7 +350,103 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
             "the Debian package does not activate update-initramfs (its triggers: {triggers:?})"
         ));
     }
+    installs_and_triggers_the_initramfs(work, &deb)?;
     debian_view(&query("--contents", None)?)
+}
+
+/// Installs and removes the package with dpkg in an empty root, beside a stand-in for
+/// initramfs-tools that declares interest in `update-initramfs` as the real one does, and
+/// checks that both steps had it rebuild the image (its postinst called `triggered`).
+/// Maintainer scripts run outside the root (`--force-script-chrootless`), so the root needs
+/// no shell.
+fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
+    let dir = fresh_dir(&work.join("debian-install"))?;
+    let stand_in = dir.join("initramfs-tools-stand-in");
+    let control = stand_in.join("DEBIAN");
+    let root = dir.join("root");
+    let marker = dir.join("triggered");
+    let write = |path: PathBuf, text: String, mode: u32| -> TaskResult {
+        fs::write(&path, text)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    };
+    for sub in [
+        control.clone(),
+        root.join("var/lib/dpkg/info"),
+        root.join("var/lib/dpkg/updates"),
+    ] {
+        fs::create_dir_all(&sub)
+            .map_err(|error| format!("cannot create {}: {error}", sub.display()))?;
+    }
+    write(root.join("var/lib/dpkg/status"), String::new(), 0o644)?;
+    write(
+        control.join("control"),
+        "Package: initramfs-tools-stand-in\nVersion: 1\nArchitecture: all\n\
+         Maintainer: vfio-bind check-packages <check@invalid>\n\
+         Description: is interested in update-initramfs, as initramfs-tools is\n"
+            .into(),
+        0o644,
+    )?;
+    write(
+        control.join("triggers"),
+        "interest-await update-initramfs\n".into(),
+        0o644,
+    )?;
+    write(
+        control.join("postinst"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = triggered ]; then echo \"$2\" >>'{}'; fi\nexit 0\n",
+            marker.display()
+        ),
+        0o755,
+    )?;
+    let stand_in_deb = dir.join("initramfs-tools-stand-in.deb");
+    run_checked(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&stand_in)
+            .arg(&stand_in_deb)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let dpkg = |arguments: &[&std::ffi::OsStr]| {
+        run_checked(
+            Command::new("dpkg")
+                .arg(format!("--root={}", root.display()))
+                .args([
+                    "--force-not-root",
+                    "--force-script-chrootless",
+                    "--log=/dev/null",
+                ])
+                .args(arguments)
+                .stdout(std::process::Stdio::null()),
+        )
+    };
+    let triggered = || fs::read_to_string(&marker).unwrap_or_default();
+    dpkg(&["-i".as_ref(), stand_in_deb.as_os_str()])?;
+    dpkg(&["-i".as_ref(), deb.as_os_str()])?;
+    if triggered() != "update-initramfs\n" {
+        return Err(format!(
+            "installing the Debian package did not trigger update-initramfs once (the stand-in saw {:?})",
+            triggered()
+        ));
+    }
+    if !root.join("usr/bin/vfio-bind").is_file() {
+        return Err("dpkg -i did not install usr/bin/vfio-bind".into());
+    }
+    dpkg(&["-r".as_ref(), "vfio-bind".as_ref()])?;
+    if triggered() != "update-initramfs\nupdate-initramfs\n" {
+        return Err(format!(
+            "removing the Debian package did not trigger update-initramfs (the stand-in saw {:?})",
+            triggered()
+        ));
+    }
+    if root.join("usr/bin/vfio-bind").exists() {
+        return Err("dpkg -r left usr/bin/vfio-bind behind".into());
+    }
+    println!(
+        "Debian package: installs and removes with dpkg, each time triggering update-initramfs"
+    );
+    Ok(())
 }
 
 pub fn run(_args: CheckPackagesArgs) -> TaskResult {
