@@ -63,7 +63,6 @@ _vfio_bind() {
     for ((index = 2; index < cword; index++)); do
         case ${words[index]} in
             --sysfs) sysfs=${words[index + 1]:-/sys} ;;
-            --sysfs=*) sysfs=${words[index]#--sysfs=} ;;
         esac
     done
     COMPREPLY=()

@@ -15,8 +15,6 @@ function __vfio_bind_sysfs
                 if test $index -lt (count $words)
                     set sysfs $words[(math $index + 1)]
                 end
-            case '--sysfs=*'
-                set sysfs (string replace -- --sysfs= '' $words[$index])
         end
     end
     echo $sysfs

@@ -43,6 +43,25 @@ fn require(program: &str, package: &str) -> PathBuf {
 /// What `shell` offers when Tab is pressed at the end of `line`, each candidate as the word
 /// it completes to (fish's descriptions dropped).
 fn complete(shell: Shell, line: &str) -> BTreeSet<String> {
+    run_completion(shell, line)
+        .lines()
+        .filter(|candidate| !candidate.is_empty() && !candidate.starts_with("BUFFER:"))
+        .map(|candidate| candidate.split('\t').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The command line as zsh leaves it after Tab at the end of `line`.
+fn zsh_buffer(line: &str) -> String {
+    let output = run_completion(Shell::Zsh, line);
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("BUFFER:"))
+        .unwrap_or_else(|| panic!("no BUFFER: line in {output:?}"))
+        .to_string()
+}
+
+/// The completion driver's output for `line` (see the module's comment).
+fn run_completion(shell: Shell, line: &str) -> String {
     let mut command = match shell {
         Shell::Bash => {
             assert!(
@@ -83,11 +102,7 @@ fn complete(shell: Shell, line: &str) -> BTreeSet<String> {
         "{shell:?} completing {line:?}: {}\n{stderr}",
         output.status
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|candidate| !candidate.is_empty())
-        .map(|candidate| candidate.split('\t').next().unwrap_or_default().to_string())
-        .collect()
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn set(words: &[&str]) -> BTreeSet<String> {
@@ -156,6 +171,22 @@ fn every_shell_offers_the_options_of_each_subcommand() {
             "{shell:?}"
         );
     }
+}
+
+#[test]
+fn zsh_completes_an_option_to_a_word_of_its_own() {
+    // argh refuses `--sysfs=DIR`: the value must be the next word.
+    let refused = Command::new(BINARY)
+        .args(["rule", "--sysfs=/nonexistent", "07:00"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(zsh_buffer("vfio-bind rule --sy"), "vfio-bind rule --sysfs ");
+    assert_eq!(
+        zsh_buffer("vfio-bind apply --cmdline-d"),
+        "vfio-bind apply --cmdline-dir "
+    );
+    assert_eq!(zsh_buffer("vfio-bind li"), "vfio-bind list ");
 }
 
 #[test]
