@@ -57,6 +57,9 @@ const fn file(source: Source, destination: &'static str, mode: u32) -> InstallFi
 /// systemd must never see it; the hooks copy it into the images. mkinitcpio sources its
 /// hook files (0644, as its own are); dracut and initramfs-tools run theirs (0755). The
 /// init-top script's name makes initramfs-tools run it before udev's (see the script).
+/// The completions go where each shell's own package looks for those of other packages
+/// (bash-completion loads on demand; zsh's site-functions is in $fpath on Arch and Fedora,
+/// Debian's package moves it to vendor-completions).
 pub const FILES: &[InstallFile] = &[
     file(Source::Binary, "bin/vfio-bind", 0o755),
     file(
@@ -97,6 +100,21 @@ pub const FILES: &[InstallFile] = &[
     file(
         Source::Project("man/vfio-bind.8"),
         "share/man/man8/vfio-bind.8",
+        0o644,
+    ),
+    file(
+        Source::Project("completions/vfio-bind.bash"),
+        "share/bash-completion/completions/vfio-bind",
+        0o644,
+    ),
+    file(
+        Source::Project("completions/_vfio-bind"),
+        "share/zsh/site-functions/_vfio-bind",
+        0o644,
+    ),
+    file(
+        Source::Project("completions/vfio-bind.fish"),
+        "share/fish/vendor_completions.d/vfio-bind.fish",
         0o644,
     ),
 ];
@@ -292,6 +310,12 @@ mod tests {
         ("usr/lib/vfio-bind/", "755"),
         ("usr/lib/vfio-bind/vfio-bind.service", "644"),
         ("usr/share/", "755"),
+        ("usr/share/bash-completion/", "755"),
+        ("usr/share/bash-completion/completions/", "755"),
+        ("usr/share/bash-completion/completions/vfio-bind", "644"),
+        ("usr/share/fish/", "755"),
+        ("usr/share/fish/vendor_completions.d/", "755"),
+        ("usr/share/fish/vendor_completions.d/vfio-bind.fish", "644"),
         ("usr/share/initramfs-tools/", "755"),
         ("usr/share/initramfs-tools/hooks/", "755"),
         ("usr/share/initramfs-tools/hooks/vfio-bind", "755"),
@@ -300,6 +324,9 @@ mod tests {
         ("usr/share/man/", "755"),
         ("usr/share/man/man8/", "755"),
         ("usr/share/man/man8/vfio-bind.8", "644"),
+        ("usr/share/zsh/", "755"),
+        ("usr/share/zsh/site-functions/", "755"),
+        ("usr/share/zsh/site-functions/_vfio-bind", "644"),
         (
             "usr/share/initramfs-tools/scripts/init-top/00-vfio-bind",
             "755",

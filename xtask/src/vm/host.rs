@@ -34,6 +34,10 @@ const TOOLS: &[Tool] = &[
         package: "cpio",
     },
     Tool {
+        program: "dpkg-buildpackage",
+        package: "dpkg-dev",
+    },
+    Tool {
         program: "depmod",
         package: "kmod",
     },

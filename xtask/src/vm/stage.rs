@@ -1,5 +1,8 @@
 //! What goes into the images from this checkout: the static binary and the hook files,
 //! installed into staging roots by `cargo xtask install --destdir`, and the test's reporter.
+//! The initramfs-tools images are built from what the Debian package installs instead: the
+//! package `packaging/debian` builds, unpacked with `dpkg-deb -x` into roots of their own
+//! ([`debian_root`]), so that scenario boots what a Debian user would install.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,24 +20,49 @@ pub struct Staged {
     pub reporter: PathBuf,
 }
 
-/// Installs the project (binary and hooks) twice, the second time with baked rules, and
-/// builds the reporter.
+/// Installs the project (binary and hooks) twice, the second time with baked rules, unpacks
+/// the Debian package beside each, and builds the reporter.
 pub fn stage(vm_dir: &Path, baked_rules: &str) -> TaskResult<Staged> {
     let stage = vm_dir.join("stage");
     let stage_baked = vm_dir.join("stage-baked");
     for root in [&stage, &stage_baked] {
         install_into(root)?;
     }
-    let conf = stage_baked.join("etc/cmdline.d");
-    fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
-    fs::write(conf.join("vfio-bind.conf"), format!("{baked_rules}\n"))
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let deb = crate::packages::build_debian(&fresh(&vm_dir.join("debian"))?, &|command| {
+        run_captured(command).map(drop)
+    })
+    .map_err(|e| format!("cannot build the Debian package for the initramfs-tools images: {e}"))?;
+    for root in [&stage, &stage_baked] {
+        let unpacked = fresh(&debian_root(root))?;
+        run_captured(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    }
+    for root in [stage_baked.clone(), debian_root(&stage_baked)] {
+        let conf = root.join("etc/cmdline.d");
+        fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        fs::write(conf.join("vfio-bind.conf"), format!("{baked_rules}\n"))
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+    }
     let reporter = build_reporter(vm_dir)?;
     Ok(Staged {
         stage,
         stage_baked,
         reporter,
     })
+}
+
+/// The root the Debian package was unpacked into, beside the staging root `stage` (and with
+/// the same baked rules): `stage-debian` for `stage`.
+pub fn debian_root(stage: &Path) -> PathBuf {
+    let mut name = stage.file_name().unwrap_or_default().to_os_string();
+    name.push("-debian");
+    stage.with_file_name(name)
+}
+
+/// `dir`, emptied (created if missing).
+fn fresh(dir: &Path) -> TaskResult<PathBuf> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir.to_path_buf())
 }
 
 /// The default rules for baked images.

@@ -1,6 +1,7 @@
 //! Images built by Debian's real initramfs-tools: `mkinitramfs -d CONFDIR`, with the
-//! project's build hook and init-top script (from the staging root) in CONFDIR's hooks/ and
-//! scripts/init-top/, beside the test's add-on.
+//! project's build hook and init-top script in CONFDIR's hooks/ and scripts/init-top/,
+//! beside the test's add-on. Those files and the binary come from the Debian package,
+//! unpacked beside the staging root (`stage::debian_root`): what a Debian user installs.
 //!
 //! mkinitramfs reads the kernel's modules from /lib/modules/RELEASE and its config from
 //! /boot/config-RELEASE, fixed paths. So it runs in a private mount namespace in which the
@@ -21,6 +22,14 @@ use crate::vm::host::{die_with_parent, is_root, run_captured};
 const PROJECT_DIR: &str = "usr/share/initramfs-tools";
 
 pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
+    let debian = crate::vm::stage::debian_root(stage);
+    if !debian.join("usr/bin/vfio-bind").is_file() {
+        return Err(format!(
+            "the Debian package is not unpacked in {} (the staging step does that)",
+            debian.display()
+        ));
+    }
+    let stage = debian.as_path();
     if !is_root() {
         return Err("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)".into());
     }
