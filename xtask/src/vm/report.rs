@@ -39,6 +39,11 @@ pub struct GuestState {
     /// Kernel log records about vfio: (level, text).
     pub kmsg: Vec<(u8, String)>,
     pub uptime: Option<f64>,
+    /// Per vfio-pci function (full address): `mapped` when every mappable BAR mapped
+    /// through VFIO as QEMU maps it, else the BARs that failed (`BAR0:EBUSY`).
+    pub bars: BTreeMap<String, String>,
+    /// /proc/iomem's lines under the functions whose BARs did not map (what holds them).
+    pub iomem: Vec<String>,
     /// The reporter's own errors.
     pub errors: Vec<String>,
 }
@@ -47,6 +52,13 @@ impl GuestState {
     pub fn function(&self, address: &str) -> Option<&Function> {
         let full = full_address(address);
         self.functions.iter().find(|f| f.address == full)
+    }
+
+    /// The `bars` cell of a function: its outcome, or `-` when it is not on vfio-pci.
+    pub fn bars_of(&self, address: &str) -> &str {
+        self.bars
+            .get(&full_address(address))
+            .map_or("-", String::as_str)
     }
 
     /// The binder's own log lines, without the `vfio-bind: ` prefix.
@@ -140,6 +152,13 @@ pub fn parse(result: &str) -> Option<GuestState> {
                     .kmsg
                     .push((level.parse().unwrap_or(9), text.to_string()));
             }
+            "bars" => match rest.split_once(' ') {
+                Some((address, outcome)) if !outcome.contains(' ') => {
+                    state.bars.insert(address.to_string(), outcome.to_string());
+                }
+                _ => state.errors.push(format!("unreadable line: {line}")),
+            },
+            "iomem" => state.iomem.push(rest.to_string()),
             "uptime" => state.uptime = rest.parse().ok(),
             "error" => state.errors.push(rest.to_string()),
             _ => {}
@@ -148,13 +167,14 @@ pub fn parse(result: &str) -> Option<GuestState> {
     Some(state)
 }
 
-/// The per-function table people read: address, IDs, driver, override, group, viability.
+/// The per-function table people read: address, IDs, driver, override, group, viability,
+/// and whether the BARs map through VFIO (`-` for functions not on vfio-pci).
 pub fn function_table(state: &GuestState) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "    {:<14} {:<10} {:<15} {:<10} {:<6} vfio group",
-        "function", "ids", "driver", "override", "group"
+        "    {:<14} {:<10} {:<15} {:<10} {:<6} {:<11} bars",
+        "function", "ids", "driver", "override", "group", "vfio group"
     );
     for function in &state.functions {
         let viability = function
@@ -164,14 +184,18 @@ pub fn function_table(state: &GuestState) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "    {:<14} {:<10} {:<15} {:<10} {:<6} {}",
+            "    {:<14} {:<10} {:<15} {:<10} {:<6} {:<11} {}",
             function.address,
             function.ids,
             function.driver.as_deref().unwrap_or("-"),
             function.driver_override.as_deref().unwrap_or("-"),
             function.group.map_or("-".to_string(), |g| g.to_string()),
-            viability
+            viability,
+            state.bars_of(&function.address)
         );
+    }
+    for line in &state.iomem {
+        let _ = writeln!(out, "    iomem {line}");
     }
     out
 }
@@ -186,6 +210,10 @@ mod tests {
         fn 0000:00:1f.0 8086:2918 - - -\n\
         group 2 viable\n\
         group 3 open-failed EBUSY\n\
+        bars 0000:00:05.0 mapped\n\
+        bars 0000:00:04.0 BAR0:EBUSY,BAR2:EINVAL\n\
+        iomem   c0000000-c0ffffff : 0000:00:04.0\n\
+        iomem     c0000000-c03e7fff : efifb\n\
         kmsg 6 vfio-bind: 1234:1111@00:05: 0000:00:05.0, 0000:00:05.1 on vfio-pci\n\
         kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 812 us\n\
         uptime 4.25\n\
@@ -206,9 +234,44 @@ mod tests {
             state.groups[&3],
             GroupStatus::Failed("open-failed EBUSY".into())
         );
+        assert_eq!(state.bars_of("00:05.0"), "mapped");
+        assert_eq!(state.bars_of("0000:00:04.0"), "BAR0:EBUSY,BAR2:EINVAL");
+        assert_eq!(state.bars_of("00:1f.0"), "-");
+        assert_eq!(
+            state.iomem,
+            [
+                "  c0000000-c0ffffff : 0000:00:04.0",
+                "    c0000000-c03e7fff : efifb"
+            ]
+        );
         assert_eq!(state.summary().map(|(_, us)| us), Some(812));
         assert_eq!(state.uptime, Some(4.25));
         assert!(state.errors.is_empty());
+    }
+
+    #[test]
+    fn the_table_has_a_bars_column() {
+        let table = function_table(&parse(SAMPLE).unwrap());
+        let mut lines = table.lines();
+        assert!(lines
+            .next()
+            .unwrap()
+            .trim_end()
+            .ends_with("vfio group  bars"));
+        let row = |address: &str| {
+            table
+                .lines()
+                .find(|line| line.trim_start().starts_with(address))
+                .unwrap()
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(row("0000:00:05.0"), "mapped");
+        assert_eq!(row("0000:00:04.0"), "BAR0:EBUSY,BAR2:EINVAL");
+        assert_eq!(row("0000:00:1f.0"), "-");
+        assert!(table.contains("    iomem     c0000000-c03e7fff : efifb\n"));
     }
 
     #[test]

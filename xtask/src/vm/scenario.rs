@@ -2,6 +2,7 @@
 //! report afterwards.
 
 use super::image::Generator;
+use super::qemu::Firmware;
 use super::report::{GroupStatus, GuestState};
 
 /// The emulated cards.
@@ -13,13 +14,25 @@ pub enum Cards {
     /// Seed 003's shape: two AMD-vendor cards (ati-vga rv100, 1002:5159) with audio
     /// functions of identical IDs, the host's at 00:03, the guest's at 00:07.
     Seed003,
+    /// The twins under UEFI (OVMF): 00:04.0, the first display card, is the boot display
+    /// and efifb holds the start of its BAR0.
+    UefiTwins,
+    /// Single-GPU passthrough's shape under UEFI: one bochs-display + ich9-intel-hda at
+    /// 00:04.0/.1, the boot display.
+    UefiSingle,
+    /// The control under UEFI: a VGA-class card (QEMU's `VGA`, 1234:1111, class 0x0300) +
+    /// ich9-intel-hda at 00:04.0/.1, the boot display. vfio-pci itself removes the firmware
+    /// framebuffer when it probes a VGA-class function.
+    UefiVga,
 }
 
 impl Cards {
     pub fn qemu_args(self) -> Vec<String> {
-        let (display, slots) = match self {
-            Cards::Twins => ("bochs-display", ["04", "05"]),
-            Cards::Seed003 => ("ati-vga,model=rv100", ["03", "07"]),
+        let (display, slots): (&str, &[&str]) = match self {
+            Cards::Twins | Cards::UefiTwins => ("bochs-display", &["04", "05"]),
+            Cards::Seed003 => ("ati-vga,model=rv100", &["03", "07"]),
+            Cards::UefiSingle => ("bochs-display", &["04"]),
+            Cards::UefiVga => ("VGA", &["04"]),
         };
         let mut args = Vec::new();
         for slot in slots {
@@ -34,8 +47,16 @@ impl Cards {
     /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
     pub fn append(self) -> &'static str {
         match self {
-            Cards::Twins => "",
             Cards::Seed003 => "drm_kms_helper.fbdev_emulation=0",
+            Cards::Twins | Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => "",
+        }
+    }
+
+    /// The firmware the cards boot with.
+    pub fn firmware(self) -> Firmware {
+        match self {
+            Cards::Twins | Cards::Seed003 => Firmware::SeaBios,
+            Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => Firmware::Uefi,
         }
     }
 }
@@ -293,20 +314,126 @@ pub const SCENARIOS: &[Scenario] = &[
         untouched: &[],
         guest_says: &[
             RUNTIME_BOUND_1,
+            RUNTIME_BARS_1,
             RUNTIME_RELEASED_1,
             RUNTIME_BOUND_2,
+            RUNTIME_BARS_2,
             RUNTIME_RELEASED_2,
         ],
     },
+    Scenario {
+        number: 11,
+        name: "UEFI single GPU",
+        cards: Cards::UefiSingle,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[("00:04.0", Want::Vfio), ("00:04.1", Want::Vfio)],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        // The precondition: OVMF made it the boot display and efifb holds its BAR0.
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
+    Scenario {
+        number: 12,
+        name: "UEFI boot display twin",
+        cards: Cards::UefiTwins,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[
+            ("00:04.0", Want::Vfio),
+            ("00:04.1", Want::Vfio),
+            ("00:05.0", Want::Native(BOCHS)),
+            ("00:05.1", Want::Native(HDA)),
+        ],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
+    Scenario {
+        number: 13,
+        name: "UEFI runtime boot display",
+        cards: Cards::UefiTwins,
+        append: "vfiotest.runtime=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: false,
+        binder_says: &[],
+        console: UEFI_BOOT_DISPLAY,
+        untouched: &[],
+        guest_says: &[
+            UEFI_RUNTIME_BOUND_1,
+            UEFI_RUNTIME_BARS_1,
+            UEFI_RUNTIME_RELEASED_1,
+            UEFI_RUNTIME_BOUND_2,
+            UEFI_RUNTIME_BARS_2,
+            UEFI_RUNTIME_RELEASED_2,
+        ],
+    },
+    Scenario {
+        number: 14,
+        name: "UEFI VGA control",
+        cards: Cards::UefiVga,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[("00:04.0", Want::Vfio), ("00:04.1", Want::Vfio)],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
 ];
+
+/// The precondition of the UEFI scenarios: OVMF made 00:04.0 the boot display and the EFI
+/// framebuffer lies in its BAR0. The kernel says so when it pins the BAR under the
+/// framebuffer (`efifb_fixup_resources`, drivers/firmware/efi/sysfb_efi.c).
+const UEFI_BOOT_DISPLAY: &[&str] = &["pci 0000:00:04.0: BAR 0: assigned to efifb"];
+
+/// The first card (the boot display under UEFI), which the binder must reach before its
+/// drivers do.
+const UNTOUCHED_FIRST: &[(&str, &str)] = &[("00:04.0", BOCHS), ("00:04.1", HDA)];
 
 /// What the guest's test hook logs after each `vfio-bind bind` and `release` of the second
 /// twin (xtask/guest/mkinitcpio/hooks/vfio-test): the step, the command's exit status, and
 /// each function's driver as the kernel's `driver` link names it. The first twin never moves.
 const RUNTIME_BOUND_1: &str = "vfio-test: round 1 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
+const RUNTIME_BARS_1: &str =
+    "vfio-test: round 1 bind bars: 0000:00:05.0=mapped 0000:00:05.1=mapped";
+const RUNTIME_BARS_2: &str =
+    "vfio-test: round 2 bind bars: 0000:00:05.0=mapped 0000:00:05.1=mapped";
 const RUNTIME_RELEASED_1: &str = "vfio-test: round 1 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
 const RUNTIME_BOUND_2: &str = "vfio-test: round 2 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
 const RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+
+/// Scenario 13: the same rounds on the first twin, the boot display with the console on it.
+const UEFI_RUNTIME_BOUND_1: &str = "vfio-test: round 1 bind exit 0: 0000:00:04.0=vfio-pci 0000:00:04.1=vfio-pci 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BARS_1: &str =
+    "vfio-test: round 1 bind bars: 0000:00:04.0=mapped 0000:00:04.1=mapped";
+const UEFI_RUNTIME_RELEASED_1: &str = "vfio-test: round 1 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BOUND_2: &str = "vfio-test: round 2 bind exit 0: 0000:00:04.0=vfio-pci 0000:00:04.1=vfio-pci 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BARS_2: &str =
+    "vfio-test: round 2 bind bars: 0000:00:04.0=mapped 0000:00:04.1=mapped";
+const UEFI_RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
 
 /// Which scenarios run on which generator: 1, 3 and 9 on every one (9 checks each hook's
 /// copy of /etc/cmdline.d), all of them on the mkinitcpio (busybox) image, whose HOOKS
@@ -347,6 +474,18 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             problems.push(format!(
                 "{address}: expected driver {want_driver}, override {want_override}; found driver {driver}, override {over}"
             ));
+        }
+    }
+    // "Viable" is not "usable": every function on vfio-pci must map its BARs through VFIO as
+    // QEMU maps them. (A group expected not viable cannot join a container: nothing maps.)
+    for (address, want) in scenario.functions {
+        if matches!(want, Want::Vfio) && !scenario.not_viable.contains(address) {
+            let bars = state.bars_of(address);
+            if bars != "mapped" {
+                problems.push(format!(
+                    "{address}: expected bars mapped (every BAR mmapped through VFIO, as QEMU does); found {bars}"
+                ));
+            }
         }
     }
     let group_of = |address: &str| state.function(address).and_then(|f| f.group);
@@ -514,10 +653,76 @@ mod tests {
             "bochs-drm",
             "vfio-pci",
             "vfio-pci",
-            "group 2 viable\nkmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+            "group 2 viable\nbars 0000:00:05.0 mapped\nbars 0000:00:05.1 mapped\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
         );
         let state = parse(&report).unwrap();
         assert_eq!(check(&SCENARIOS[0], &state, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn viable_is_not_enough_when_a_bar_does_not_map() {
+        // What the guest said on a UEFI boot before the binder released the framebuffer.
+        let report = twins(
+            "bochs-drm",
+            "vfio-pci",
+            "vfio-pci",
+            "group 2 viable\nbars 0000:00:05.0 BAR0:EBUSY\nbars 0000:00:05.1 mapped\n\
+             iomem   c0000000-c0ffffff : 0000:00:05.0\niomem     c0000000-c03e7fff : efifb\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+        );
+        let state = parse(&report).unwrap();
+        assert_eq!(
+            check(&SCENARIOS[0], &state, ""),
+            ["00:05.0: expected bars mapped (every BAR mmapped through VFIO, as QEMU does); found BAR0:EBUSY"]
+        );
+        // No bars line at all (the reporter could not open the device): a failure too.
+        let report = twins(
+            "bochs-drm",
+            "vfio-pci",
+            "vfio-pci",
+            "group 2 viable\nbars 0000:00:05.1 mapped\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+        );
+        let problems = check(&SCENARIOS[0], &parse(&report).unwrap(), "");
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].ends_with("found -"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_group_expected_not_viable_needs_no_mapped_bars() {
+        let ids_only = SCENARIOS.iter().find(|s| s.number == 8).unwrap();
+        let report = "vfio-test: begin\n\
+             fn 0000:00:04.0 1234:1111 bochs-drm - 1\n\
+             fn 0000:00:04.1 8086:293e vfio-pci vfio-pci 1\n\
+             fn 0000:00:05.0 1234:1111 bochs-drm - 2\n\
+             fn 0000:00:05.1 8086:293e vfio-pci vfio-pci 2\n\
+             group 1 not-viable\ngroup 2 not-viable\n\
+             bars 0000:00:04.1 group-not-viable\nbars 0000:00:05.1 group-not-viable\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n\
+             vfio-test: end\n";
+        assert_eq!(
+            check(ids_only, &parse(report).unwrap(), ""),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn uefi_cards_boot_with_ovmf_and_the_rest_with_seabios() {
+        for scenario in SCENARIOS {
+            let uefi = scenario.name.starts_with("UEFI");
+            assert_eq!(
+                scenario.cards.firmware() == Firmware::Uefi,
+                uefi,
+                "scenario {}",
+                scenario.number
+            );
+        }
+        let vga = Cards::UefiVga.qemu_args().join(" ");
+        assert_eq!(
+            vga,
+            "-device VGA,addr=04.0,multifunction=on -device ich9-intel-hda,addr=04.1"
+        );
     }
 
     #[test]
