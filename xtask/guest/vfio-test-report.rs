@@ -12,6 +12,8 @@
 //! bars 0000:00:04.0 BAR0:EBUSY                      or the BARs that did not map, and why
 //! iomem     c0000000-c0ffffff : 0000:00:04.0        on a failure: /proc/iomem under the function
 //! iomem       c0000000-c03e7fff : efifb
+//! fb fb0 0000:00:04.0                               each framebuffer and the device under it
+//! vtcon vtcon1 1 frame buffer device                each virtual console driver: bound?, name
 //! kmsg 6 vfio-bind: ...                             kernel log records that mention vfio
 //! uptime 4.21
 //! vfio-test: end
@@ -399,6 +401,41 @@ fn bars(out: &mut Vec<String>) {
     }
 }
 
+/// Where the console is: each framebuffer device (`/sys/class/graphics/fbN`) with the device
+/// it belongs to (a PCI function, or a platform device such as `efi-framebuffer.0`), and each
+/// console driver (`/sys/class/vtconsole/vtconN`) with its `bind` state and name.
+fn consoles(out: &mut Vec<String>) {
+    let sorted = |dir: &str, prefix: &str| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok())
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|name| {
+                        // fb0, vtcon1: not /sys/class/graphics/fbcon.
+                        name.strip_prefix(prefix).is_some_and(|number| {
+                            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    for fb in sorted("/sys/class/graphics", "fb") {
+        let device =
+            link_name(&format!("/sys/class/graphics/{fb}/device")).unwrap_or_else(|| "-".into());
+        out.push(format!("fb {fb} {device}"));
+    }
+    for vtcon in sorted("/sys/class/vtconsole", "vtcon") {
+        let dir = format!("/sys/class/vtconsole/{vtcon}");
+        let bind = read_trimmed(&format!("{dir}/bind")).unwrap_or_else(|| "-".into());
+        let name = read_trimmed(&format!("{dir}/name")).unwrap_or_else(|| "-".into());
+        out.push(format!("vtcon {vtcon} {bind} {name}"));
+    }
+}
+
 /// `--bars-to-kmsg LABEL`: one kernel log record with every vfio-pci function's outcome.
 fn bars_to_kmsg(label: &str) {
     let mut record = format!("<6>vfio-test: {label} bars:");
@@ -495,6 +532,7 @@ fn main() {
     functions(&mut out);
     groups(&mut out);
     bars(&mut out);
+    consoles(&mut out);
     kmsg(&mut out);
     if let Some(uptime) = read_trimmed("/proc/uptime") {
         out.push(format!(

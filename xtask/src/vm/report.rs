@@ -44,6 +44,10 @@ pub struct GuestState {
     pub bars: BTreeMap<String, String>,
     /// /proc/iomem's lines under the functions whose BARs did not map (what holds them).
     pub iomem: Vec<String>,
+    /// Framebuffer devices: (`fb0`, the device under it: a PCI address or a platform device).
+    pub framebuffers: Vec<(String, String)>,
+    /// Console drivers: (`vtcon1`, bound, name such as `(S) frame buffer device`).
+    pub vtconsoles: Vec<(String, bool, String)>,
     /// The reporter's own errors.
     pub errors: Vec<String>,
 }
@@ -159,6 +163,23 @@ pub fn parse(result: &str) -> Option<GuestState> {
                 _ => state.errors.push(format!("unreadable line: {line}")),
             },
             "iomem" => state.iomem.push(rest.to_string()),
+            "fb" => match rest.split_once(' ') {
+                Some((fb, device)) => state
+                    .framebuffers
+                    .push((fb.to_string(), device.to_string())),
+                None => state.errors.push(format!("unreadable line: {line}")),
+            },
+            "vtcon" => {
+                let parts: Vec<&str> = rest.splitn(3, ' ').collect();
+                match parts[..] {
+                    [vtcon, bind, name] => {
+                        state
+                            .vtconsoles
+                            .push((vtcon.to_string(), bind == "1", name.to_string()))
+                    }
+                    _ => state.errors.push(format!("unreadable line: {line}")),
+                }
+            }
             "uptime" => state.uptime = rest.parse().ok(),
             "error" => state.errors.push(rest.to_string()),
             _ => {}
@@ -214,6 +235,9 @@ mod tests {
         bars 0000:00:04.0 BAR0:EBUSY,BAR2:EINVAL\n\
         iomem   c0000000-c0ffffff : 0000:00:04.0\n\
         iomem     c0000000-c03e7fff : efifb\n\
+        fb fb0 0000:00:04.0\n\
+        vtcon vtcon0 0 (S) dummy device\n\
+        vtcon vtcon1 1 (M) frame buffer device\n\
         kmsg 6 vfio-bind: 1234:1111@00:05: 0000:00:05.0, 0000:00:05.1 on vfio-pci\n\
         kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 812 us\n\
         uptime 4.25\n\
@@ -242,6 +266,21 @@ mod tests {
             [
                 "  c0000000-c0ffffff : 0000:00:04.0",
                 "    c0000000-c03e7fff : efifb"
+            ]
+        );
+        assert_eq!(
+            state.framebuffers,
+            [("fb0".to_string(), "0000:00:04.0".to_string())]
+        );
+        assert_eq!(
+            state.vtconsoles,
+            [
+                ("vtcon0".to_string(), false, "(S) dummy device".to_string()),
+                (
+                    "vtcon1".to_string(),
+                    true,
+                    "(M) frame buffer device".to_string()
+                )
             ]
         );
         assert_eq!(state.summary().map(|(_, us)| us), Some(812));

@@ -363,7 +363,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         number: 13,
-        name: "UEFI runtime boot display",
+        name: "UEFI runtime boot GPU",
         cards: Cards::UefiTwins,
         append: "vfiotest.runtime=1234:1111@00:04",
         iommu: true,
@@ -408,6 +408,9 @@ pub const SCENARIOS: &[Scenario] = &[
 /// framebuffer lies in its BAR0. The kernel says so when it pins the BAR under the
 /// framebuffer (`efifb_fixup_resources`, drivers/firmware/efi/sysfb_efi.c).
 const UEFI_BOOT_DISPLAY: &[&str] = &["pci 0000:00:04.0: BAR 0: assigned to efifb"];
+
+/// The card OVMF makes the boot display: the first display card.
+const BOOT_DISPLAY: &str = "00:04.0";
 
 /// The first card (the boot display under UEFI), which the binder must reach before its
 /// drivers do.
@@ -486,6 +489,40 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
                     "{address}: expected bars mapped (every BAR mmapped through VFIO, as QEMU does); found {bars}"
                 ));
             }
+        }
+    }
+    // Under UEFI 00:04.0 is the boot display: when it ends on its own driver (never taken, or
+    // given back by a runtime release), the console must be on it, not left on nothing.
+    let boot_display_native = scenario
+        .functions
+        .iter()
+        .any(|(address, want)| *address == BOOT_DISPLAY && matches!(want, Want::Native(_)));
+    if scenario.cards.firmware() == Firmware::Uefi && boot_display_native {
+        let full = super::report::full_address(BOOT_DISPLAY);
+        let on_card = state.framebuffers.iter().any(|(_, device)| *device == full);
+        let bound = state
+            .vtconsoles
+            .iter()
+            .any(|(_, bound, name)| *bound && name.contains("frame buffer"));
+        if !on_card || !bound {
+            problems.push(format!(
+                "expected the console back on the boot display {BOOT_DISPLAY}: a framebuffer of {full} and a bound frame-buffer console; found framebuffers [{}], consoles [{}]",
+                state
+                    .framebuffers
+                    .iter()
+                    .map(|(fb, device)| format!("{fb} on {device}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                state
+                    .vtconsoles
+                    .iter()
+                    .map(|(vtcon, bound, name)| format!(
+                        "{vtcon} {name} {}",
+                        if *bound { "bound" } else { "unbound" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     let group_of = |address: &str| state.function(address).and_then(|f| f.group);
@@ -705,6 +742,40 @@ mod tests {
             check(ids_only, &parse(report).unwrap(), ""),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn uefi_runtime_needs_the_console_back_on_the_boot_display() {
+        let runtime = SCENARIOS.iter().find(|s| s.number == 13).unwrap();
+        let report = |consoles: &str| {
+            let hook: String = runtime
+                .guest_says
+                .iter()
+                .map(|line| format!("kmsg 6 {line}\n"))
+                .collect();
+            format!(
+                "vfio-test: begin\n\
+                 fn 0000:00:04.0 1234:1111 bochs-drm - 1\n\
+                 fn 0000:00:04.1 8086:293e snd_hda_intel - 1\n\
+                 fn 0000:00:05.0 1234:1111 bochs-drm - 2\n\
+                 fn 0000:00:05.1 8086:293e snd_hda_intel - 2\n\
+                 {consoles}{hook}vfio-test: end\n"
+            )
+        };
+        let console = "[    1.0] pci 0000:00:04.0: BAR 0: assigned to efifb\n";
+        let back = "fb fb0 0000:00:04.0\nfb fb1 0000:00:05.0\n\
+                    vtcon vtcon0 0 (S) dummy device\nvtcon vtcon1 1 (M) frame buffer device\n";
+        assert_eq!(
+            check(runtime, &parse(&report(back)).unwrap(), console),
+            Vec::<String>::new()
+        );
+        // A release that gave the card back but not the console.
+        let left = "fb fb0 0000:00:04.0\nfb fb1 0000:00:05.0\n\
+                    vtcon vtcon0 1 (S) dummy device\nvtcon vtcon1 0 (M) frame buffer device\n";
+        let problems = check(runtime, &parse(&report(left)).unwrap(), console);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("expected the console back on the boot display 00:04.0"));
+        assert!(problems[0].contains("vtcon1 (M) frame buffer device unbound"));
     }
 
     #[test]
