@@ -515,16 +515,13 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         timeout,
         firmware,
     })?;
-    if boot.timed_out {
-        println!(
-            "boot: {}: QEMU was killed; console log: {}",
-            qemu::timed_out_after(timeout),
-            boot.console_path.display()
-        );
-    }
     println!(
         "boot: {}; console log: {}",
-        seconds(boot.elapsed),
+        if boot.timed_out {
+            format!("{}, QEMU was killed", qemu::timed_out_after(timeout))
+        } else {
+            seconds(boot.elapsed)
+        },
         boot.console_path.display()
     );
     let Some(state) = report::parse(&boot.result) else {
