@@ -6,6 +6,7 @@
 pub mod address;
 pub mod apply;
 pub mod cmdline;
+pub mod iomem;
 pub mod kmsg;
 pub mod pciids;
 pub mod plan;
