@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod apply;
+pub mod bootfb;
 pub mod cmdline;
 pub mod iomem;
 pub mod kmsg;
