@@ -275,9 +275,17 @@ pub fn take_back_unless_bound(
 }
 
 /// After `release` gave a display card back: rebinds the firmware framebuffer when no
-/// driver took the card (checking in iomem that it landed in this card's BAR, else letting
-/// it go again), and rebinds the frame-buffer virtual consoles. Says what it took back.
+/// driver took the card and no display card is left on vfio-pci (checking in iomem that it
+/// landed in this card's BAR, else letting it go again), and rebinds the frame-buffer
+/// virtual consoles. Says what it took back.
 pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
+    // Which card an unbound firmware framebuffer belongs to shows only once it is bound
+    // again, and it must never draw into a BAR a VM may be using: while any display card
+    // is on vfio-pci, none is rebound.
+    let mut display_on_vfio = false;
+    let _ = sysfs.for_each_function(|function| {
+        display_on_vfio |= is_display(function) && function.is_on(VFIO_PCI);
+    });
     for target in &plan.targets {
         if !is_display(&target.function) {
             continue;
@@ -290,7 +298,7 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
         }
         let address = address_text(&now);
         let mut framebuffers: Vec<DeviceName, 4> = Vec::new();
-        if now.driver.is_none() {
+        if now.driver.is_none() && !display_on_vfio {
             for device in sysfs.unbound_framebuffer_devices() {
                 let Some(driver) = FramebufferDriver::of_device(&device) else {
                     continue;

@@ -273,9 +273,7 @@ impl Sysfs {
                     .path(format_args!("class/vtconsole/vtcon{number}/{name}"))
                     .ok()?;
                 let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
-                read_attribute(&path, &mut buffer)
-                    .ok()
-                    .map(check)
+                read_attribute(&path, &mut buffer).ok().map(check)
             };
             // `name` reads e.g. "(M) frame buffer device" (drivers/tty/vt/vt.c).
             // Numbers can have gaps when a console driver was unregistered: look at each.

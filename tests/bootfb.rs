@@ -412,3 +412,60 @@ fn the_binary_takes_iomem_on_check() {
         "{stdout}"
     );
 }
+
+#[test]
+fn release_with_no_native_driver_gives_the_firmware_framebuffer_back_to_the_card() {
+    let mut tree = uefi_twins(None, None);
+    tree.add_vtconsole(0, "(S) dummy device", false)
+        .unwrap()
+        .add_vtconsole(1, "(M) frame buffer device", true)
+        .unwrap();
+    let mut kernel = SimulatedKernel::new(&mut tree);
+    let bound = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:02.0");
+    assert_eq!(bound.status, 0, "{:?}", bound.log);
+    assert!(!kernel.tree.iomem().contains("efifb"));
+    // The kernel let go of the console with the framebuffer.
+    std::fs::write(
+        kernel.tree.root().join("class/vtconsole/vtcon1/bind"),
+        "0\n",
+    )
+    .unwrap();
+
+    let released = release_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:02.0");
+    assert_eq!(released.status, 0, "{:?}", released.log);
+    assert_eq!(
+        kernel
+            .tree
+            .platform_driver_of("efi-framebuffer.0")
+            .as_deref(),
+        Some("efi-framebuffer")
+    );
+    assert!(kernel.tree.iomem().contains(&format!("{BAR0}\n{EFIFB}\n")));
+    assert!(kernel.tree.vtconsole_bound(1));
+    assert!(
+        released.log.contains(
+            &"info: 0000:00:02.0: the console is back (vtcon1, efi-framebuffer.0)".to_string()
+        ),
+        "{:?}",
+        released.log
+    );
+}
+
+#[test]
+fn release_never_rebinds_a_framebuffer_while_a_display_card_is_on_vfio_pci() {
+    // Both twins on vfio-pci, efifb let go at boot; the twin comes back, the boot display
+    // stays with its VM, and the framebuffer that lay in it stays unbound.
+    let mut tree = uefi_twins(None, None);
+    let mut kernel = SimulatedKernel::new(&mut tree);
+    let bound = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111");
+    assert_eq!(bound.status, 0, "{:?}", bound.log);
+    let released = release_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:03.0");
+    assert_eq!(released.status, 0, "{:?}", released.log);
+    assert!(
+        released.writes.iter().all(|w| !w.contains("platform")),
+        "{:?}",
+        released.writes
+    );
+    assert_eq!(kernel.tree.platform_driver_of("efi-framebuffer.0"), None);
+    assert!(!kernel.tree.iomem().contains("efifb"));
+}
