@@ -192,6 +192,7 @@ pub fn apply(
 
     let mut states: Vec<TargetState, MAX_TARGETS> = Vec::new();
     let mut failures: [Option<(PciAddress, Failure)>; MAX_RULES] = [const { None }; MAX_RULES];
+    let console = crate::bootfb::let_go(sysfs, kernel, &plan);
     for target in &plan.targets {
         let mut state = TargetState::default();
         if failures[target.rule].is_none() {
@@ -242,6 +243,9 @@ pub fn apply(
         }
     }
 
+    crate::bootfb::take_back_unless_bound(sysfs, kernel, &plan, &console, &|index| {
+        states[index].on_vfio
+    });
     warn_about_group_companions(sysfs, &plan, &states);
     for (index, target) in plan.targets.iter().enumerate() {
         if states[index].on_vfio && target.function.boot_vga {
@@ -427,6 +431,7 @@ pub fn release_rules(
             released += 1;
         }
     }
+    crate::bootfb::take_back_console(sysfs, kernel, &plan);
     let all = released == rules.len() && !gathered.rules.has_rejects();
     let rejected = gathered.rules.rejected();
     summary(

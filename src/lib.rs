@@ -5,7 +5,9 @@
 
 pub mod address;
 pub mod apply;
+pub mod bootfb;
 pub mod cmdline;
+pub mod iomem;
 pub mod kmsg;
 pub mod pciids;
 pub mod plan;

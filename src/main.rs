@@ -62,6 +62,9 @@ struct ApplyArgs {
     /// print what would be bound on stdout and write nothing
     #[argh(switch)]
     dry_run: bool,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// List every PCI function by IOMMU group, marking those the rules select.
@@ -117,6 +120,9 @@ struct CheckArgs {
     /// directory of *.conf command-line fragments (default /etc/cmdline.d)
     #[argh(option, default = "PathBuf::from(\"/etc/cmdline.d\")")]
     cmdline_dir: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// Bind cards to vfio-pci now, as at boot (for a libvirt prepare hook).
@@ -135,6 +141,9 @@ struct BindArgs {
     /// sysfs root to work on (default /sys); modules are loaded only for /sys
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// Give cards back to their own drivers (for a libvirt release hook).
@@ -156,6 +165,9 @@ struct ReleaseArgs {
     /// sysfs root to work on (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// The rules given as arguments, each problem logged.
@@ -196,14 +208,24 @@ fn parse_arguments() -> Result<Cli, ExitCode> {
     })
 }
 
-fn open_sysfs(root: &std::path::Path) -> Result<Sysfs, ExitCode> {
-    Sysfs::new(root).map_err(|_| {
+fn open_sysfs(root: &std::path::Path, iomem: Option<&std::path::Path>) -> Result<Sysfs, ExitCode> {
+    let sysfs = Sysfs::new(root).map_err(|_| {
         eprintln!(
             "vfio-bind: --sysfs must be a UTF-8 path of at most {} bytes",
             vfio_bind::sysfs::ROOT_CAPACITY
         );
         ExitCode::from(EXIT_USAGE)
-    })
+    })?;
+    match iomem {
+        None => Ok(sysfs),
+        Some(path) => sysfs.with_iomem(path).map_err(|_| {
+            eprintln!(
+                "vfio-bind: --iomem must be a UTF-8 path of at most {} bytes",
+                vfio_bind::sysfs::ROOT_CAPACITY
+            );
+            ExitCode::from(EXIT_USAGE)
+        }),
+    }
 }
 
 /// Gathers the rules, logging each problem with its source.
@@ -222,7 +244,7 @@ fn run() -> Result<u8, ExitCode> {
     let cli = parse_arguments()?;
     match cli.command {
         Command::Apply(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, args.iomem.as_deref())?;
             let destination = if sysfs.is_real() && !args.dry_run {
                 Destination::KernelLog
             } else {
@@ -236,7 +258,7 @@ fn run() -> Result<u8, ExitCode> {
             Ok(apply(&sysfs, &gathered, &mut kernel, started, args.dry_run))
         }
         Command::List(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, None)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
             Ok(report::list(
@@ -246,7 +268,7 @@ fn run() -> Result<u8, ExitCode> {
             ))
         }
         Command::Rule(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, None)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let Ok(location) = args.address.parse() else {
                 eprintln!(
@@ -262,7 +284,7 @@ fn run() -> Result<u8, ExitCode> {
             ))
         }
         Command::Bind(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, args.iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
@@ -271,7 +293,7 @@ fn run() -> Result<u8, ExitCode> {
             Ok(apply(&sysfs, &gathered, &mut kernel, started, false))
         }
         Command::Release(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, args.iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
@@ -280,7 +302,7 @@ fn run() -> Result<u8, ExitCode> {
             Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
         }
         Command::Check(args) => {
-            let sysfs = open_sysfs(&args.sysfs)?;
+            let sysfs = open_sysfs(&args.sysfs, args.iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
             Ok(report::check(

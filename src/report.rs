@@ -212,6 +212,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
         check_rule(rule, &plan, index, &mut say);
     }
     check_groups(sysfs, &plan, &mut say);
+    crate::bootfb::check_bars(sysfs, &mut say);
     if problems == 0 {
         EXIT_OK
     } else {
