@@ -490,6 +490,9 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     if devices.iter().any(|d| d.starts_with("ati-vga")) {
         words.push("drm_kms_helper.fbdev_emulation=0");
     }
+    if args.uefi {
+        words.push(scenario::UEFI_APPEND);
+    }
     words.extend(args.append.split_whitespace());
     let append = words.join(" ");
     let firmware = if args.uefi {
