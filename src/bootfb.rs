@@ -316,22 +316,25 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
                 let _ = framebuffers.push(device);
             }
         }
-        let mut consoles: Vec<u8, MAX_VTCONSOLES> = Vec::new();
         // A framebuffer console needs a framebuffer: the one rebound, or the driver's.
-        let has_a_framebuffer =
-            !framebuffers.is_empty() || now.driver.is_some() || sysfs.has_framebuffer(now.address);
-        if has_a_framebuffer {
+        if !framebuffers.is_empty() || now.driver.is_some() || sysfs.has_framebuffer(now.address) {
             for console in sysfs.vtconsoles() {
-                if console.framebuffer
-                    && !console.bound
-                    && kernel
-                        .write(sysfs, Attribute::VtconsoleBind(console.number), "1")
-                        .is_ok()
-                {
-                    let _ = consoles.push(console.number);
+                if console.framebuffer && !console.bound {
+                    let _ = kernel.write(sysfs, Attribute::VtconsoleBind(console.number), "1");
                 }
             }
         }
+        // The kernel's framebuffer console also comes back by itself when the card's
+        // driver registers its framebuffer: say which consoles are on, whoever bound them.
+        if framebuffers.is_empty() && !sysfs.has_framebuffer(now.address) {
+            continue;
+        }
+        let consoles: Vec<u8, MAX_VTCONSOLES> = sysfs
+            .vtconsoles()
+            .iter()
+            .filter(|console| console.framebuffer && console.bound)
+            .map(|console| console.number)
+            .collect();
         if consoles.is_empty() && framebuffers.is_empty() {
             continue;
         }

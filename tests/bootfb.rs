@@ -441,7 +441,7 @@ fn release_with_no_native_driver_gives_the_firmware_framebuffer_back_to_the_card
         Some("efi-framebuffer")
     );
     assert!(kernel.tree.iomem().contains(&format!("{BAR0}\n{EFIFB}\n")));
-    assert!(kernel.tree.vtconsole_bound(1));
+    assert!(kernel.tree.vtconsole_bound(1), "{:?} {:?}", released.writes, released.log);
     assert!(
         released.log.contains(
             &"info: 0000:00:02.0: the console is back (vtcon1, efi-framebuffer.0)".to_string()
