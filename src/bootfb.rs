@@ -57,12 +57,6 @@ pub struct LetGo {
     console_target: Option<usize>,
 }
 
-impl LetGo {
-    pub fn is_empty(&self) -> bool {
-        self.framebuffers.is_empty() && self.consoles.is_empty()
-    }
-}
-
 /// Names for a log line: `vtcon1, efi-framebuffer.0`.
 struct Released<'a> {
     consoles: &'a [u8],
@@ -93,7 +87,13 @@ impl fmt::Display for Released<'_> {
 /// card. Framebuffers in cards no rule selects are never touched.
 pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
     let mut done = LetGo::default();
-    if plan.targets.is_empty() {
+    // Only display controllers carry a firmware framebuffer or a console: a rule for an
+    // audio or network function costs no iomem read.
+    if !plan
+        .targets
+        .iter()
+        .any(|target| is_display(&target.function))
+    {
         return done;
     }
     let mut buffer = [0u8; IOMEM_CAPACITY];
