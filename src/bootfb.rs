@@ -149,14 +149,21 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
     // The console is let go only where a driver is to be unbound from a card showing it
     // (runtime); at early boot the card has no driver, and the framebuffer console follows
     // the framebuffer as the kernel unregisters it.
-    let console_target = plan.targets.iter().position(|target| {
+    // Which card that is: the one behind the framebuffer the console draws on (fb0 unless
+    // `fbcon=map:` says otherwise), directly or through its firmware framebuffer. A GPU that
+    // only has a second framebuffer is let go without touching the host's console.
+    let console_device = sysfs.console_framebuffer_device();
+    let console_target = plan.targets.iter().enumerate().position(|(index, target)| {
         let function = &target.function;
+        let Some(device) = console_device.as_deref() else {
+            return false;
+        };
         is_display(function)
             && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
-            && (sysfs.has_framebuffer(function.address)
+            && (address_text(function).as_str() == device
                 || wanted
                     .iter()
-                    .any(|(index, _, _)| plan.targets[*index].function.address == function.address))
+                    .any(|(card, _, name)| *card == index && name.as_str() == device))
     });
     if let Some(index) = console_target {
         for console in sysfs.vtconsoles() {
@@ -317,7 +324,9 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
             }
         }
         // A framebuffer console needs a framebuffer: the one rebound, or the driver's.
-        if !framebuffers.is_empty() || now.driver.is_some() || sysfs.has_framebuffer(now.address) {
+        let shows_console = !framebuffers.is_empty()
+            || sysfs.console_framebuffer_device().as_deref() == Some(address.as_str());
+        if shows_console || now.driver.is_some() {
             for console in sysfs.vtconsoles() {
                 if console.framebuffer && !console.bound {
                     let _ = kernel.write(sysfs, Attribute::VtconsoleBind(console.number), "1");
@@ -326,7 +335,7 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
         }
         // The kernel's framebuffer console also comes back by itself when the card's
         // driver registers its framebuffer: say which consoles are on, whoever bound them.
-        if framebuffers.is_empty() && !sysfs.has_framebuffer(now.address) {
+        if !shows_console {
             continue;
         }
         let consoles: Vec<u8, MAX_VTCONSOLES> = sysfs

@@ -505,3 +505,36 @@ fn an_unreadable_iomem_is_said_once_and_only_when_a_display_card_is_selected() {
         }
     }
 }
+
+#[test]
+fn binding_a_gpu_that_only_has_a_second_framebuffer_leaves_the_hosts_console_alone() {
+    // Both twins on bochs-drm: the console draws on fb0 (the boot display), the twin has fb1.
+    let mut tree = uefi_twins(Some("bochs-drm"), Some("bochs-drm"));
+    tree.add_graphics_framebuffer(0, BOOT)
+        .unwrap()
+        .add_graphics_framebuffer(1, TWIN)
+        .unwrap()
+        .add_vtconsole(0, "(S) dummy device", false)
+        .unwrap()
+        .add_vtconsole(1, "(M) frame buffer device", true)
+        .unwrap();
+    let mut kernel = SimulatedKernel::new(&mut tree).native(TWIN, "bochs-drm");
+    let bound = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:03.0");
+    assert_eq!(bound.status, 0, "{:?}", bound.log);
+    assert!(
+        bound
+            .writes
+            .iter()
+            .all(|w| !w.contains("vtconsole") && !w.contains("platform")),
+        "{:?}",
+        bound.writes
+    );
+    assert!(kernel.tree.vtconsole_bound(1));
+    let released = release_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:03.0");
+    assert_eq!(released.status, 0, "{:?}", released.log);
+    assert!(
+        released.log.iter().all(|l| !l.contains("console")),
+        "{:?}",
+        released.log
+    );
+}
