@@ -57,12 +57,6 @@ pub struct LetGo {
     console_target: Option<usize>,
 }
 
-impl LetGo {
-    pub fn is_empty(&self) -> bool {
-        self.framebuffers.is_empty() && self.consoles.is_empty()
-    }
-}
-
 /// Names for a log line: `vtcon1, efi-framebuffer.0`.
 struct Released<'a> {
     consoles: &'a [u8],
@@ -93,7 +87,13 @@ impl fmt::Display for Released<'_> {
 /// card. Framebuffers in cards no rule selects are never touched.
 pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
     let mut done = LetGo::default();
-    if plan.targets.is_empty() {
+    // Only display controllers carry a firmware framebuffer or a console: a rule for an
+    // audio or network function costs no iomem read.
+    if !plan
+        .targets
+        .iter()
+        .any(|target| is_display(&target.function))
+    {
         return done;
     }
     let mut buffer = [0u8; IOMEM_CAPACITY];
@@ -149,14 +149,21 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
     // The console is let go only where a driver is to be unbound from a card showing it
     // (runtime); at early boot the card has no driver, and the framebuffer console follows
     // the framebuffer as the kernel unregisters it.
-    let console_target = plan.targets.iter().position(|target| {
+    // Which card that is: the one behind the framebuffer the console draws on (fb0 unless
+    // `fbcon=map:` says otherwise), directly or through its firmware framebuffer. A GPU that
+    // only has a second framebuffer is let go without touching the host's console.
+    let console_device = sysfs.console_framebuffer_device();
+    let console_target = plan.targets.iter().enumerate().position(|(index, target)| {
         let function = &target.function;
+        let Some(device) = console_device.as_deref() else {
+            return false;
+        };
         is_display(function)
             && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
-            && (sysfs.has_framebuffer(function.address)
+            && (address_text(function).as_str() == device
                 || wanted
                     .iter()
-                    .any(|(index, _, _)| plan.targets[*index].function.address == function.address))
+                    .any(|(card, _, name)| *card == index && name.as_str() == device))
     });
     if let Some(index) = console_target {
         for console in sysfs.vtconsoles() {
@@ -316,22 +323,27 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
                 let _ = framebuffers.push(device);
             }
         }
-        let mut consoles: Vec<u8, MAX_VTCONSOLES> = Vec::new();
         // A framebuffer console needs a framebuffer: the one rebound, or the driver's.
-        let has_a_framebuffer =
-            !framebuffers.is_empty() || now.driver.is_some() || sysfs.has_framebuffer(now.address);
-        if has_a_framebuffer {
+        let shows_console = !framebuffers.is_empty()
+            || sysfs.console_framebuffer_device().as_deref() == Some(address.as_str());
+        if shows_console || now.driver.is_some() {
             for console in sysfs.vtconsoles() {
-                if console.framebuffer
-                    && !console.bound
-                    && kernel
-                        .write(sysfs, Attribute::VtconsoleBind(console.number), "1")
-                        .is_ok()
-                {
-                    let _ = consoles.push(console.number);
+                if console.framebuffer && !console.bound {
+                    let _ = kernel.write(sysfs, Attribute::VtconsoleBind(console.number), "1");
                 }
             }
         }
+        // The kernel's framebuffer console also comes back by itself when the card's
+        // driver registers its framebuffer: say which consoles are on, whoever bound them.
+        if !shows_console {
+            continue;
+        }
+        let consoles: Vec<u8, MAX_VTCONSOLES> = sysfs
+            .vtconsoles()
+            .iter()
+            .filter(|console| console.framebuffer && console.bound)
+            .map(|console| console.number)
+            .collect();
         if consoles.is_empty() && framebuffers.is_empty() {
             continue;
         }

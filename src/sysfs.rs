@@ -291,15 +291,12 @@ impl Sysfs {
         found
     }
 
-    /// Whether a framebuffer (`class/graphics/fbN`) belongs to this function: a GPU driver's
-    /// framebuffer, which the framebuffer console draws on.
-    pub fn has_framebuffer(&self, address: PciAddress) -> bool {
-        let mut address_text = String::<16>::new();
-        let _ = write!(address_text, "{address}");
-        (0..32).any(|number| {
-            self.link_name(format_args!("class/graphics/fb{number}/device"))
-                .is_some_and(|device| device.as_str() == address_text.as_str())
-        })
+    /// The device behind the lowest-numbered framebuffer (`class/graphics/fbN/device`):
+    /// a PCI address for a GPU driver's framebuffer, `efi-framebuffer.0` for efifb's. The
+    /// framebuffer console draws on that one unless told otherwise (`fbcon=map:`), see
+    /// drivers/video/fbdev/core/fbcon.c.
+    pub fn console_framebuffer_device(&self) -> Option<DeviceName> {
+        (0..32).find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
     }
 
     /// Whether this is the running kernel's `/sys` (and not a fixture).

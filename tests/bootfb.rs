@@ -441,7 +441,12 @@ fn release_with_no_native_driver_gives_the_firmware_framebuffer_back_to_the_card
         Some("efi-framebuffer")
     );
     assert!(kernel.tree.iomem().contains(&format!("{BAR0}\n{EFIFB}\n")));
-    assert!(kernel.tree.vtconsole_bound(1));
+    assert!(
+        kernel.tree.vtconsole_bound(1),
+        "{:?} {:?}",
+        released.writes,
+        released.log
+    );
     assert!(
         released.log.contains(
             &"info: 0000:00:02.0: the console is back (vtcon1, efi-framebuffer.0)".to_string()
@@ -468,4 +473,68 @@ fn release_never_rebinds_a_framebuffer_while_a_display_card_is_on_vfio_pci() {
     );
     assert_eq!(kernel.tree.platform_driver_of("efi-framebuffer.0"), None);
     assert!(!kernel.tree.iomem().contains("efifb"));
+}
+
+#[test]
+fn an_unreadable_iomem_is_said_once_and_only_when_a_display_card_is_selected() {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(Function::new(BOOT, 0x1234, 0x1111, CLASS_OTHER_DISPLAY).group(1))
+        .unwrap()
+        .add(Function::new("0000:00:1b.0", 0x8086, 0x293e, CLASS_AUDIO).group(3))
+        .unwrap();
+    let missing = tree.root().join("no-such-iomem");
+    let mut kernel = SimulatedKernel::new(&mut tree);
+    for (rule, warned) in [
+        ("vfio.bind=8086:293e", false),
+        ("vfio.bind=1234:1111", true),
+    ] {
+        capture_log();
+        let sysfs = Sysfs::new(kernel.tree.root())
+            .unwrap()
+            .with_iomem(&missing)
+            .unwrap();
+        let gathered = gathered(rule, kernel.tree);
+        let status = vfio_bind::apply::apply(&sysfs, &gathered, &mut kernel, Instant::now(), false);
+        let log = captured();
+        assert_eq!(status, 0, "{log:?}");
+        let warnings: Vec<&String> = log.iter().filter(|l| l.contains("no-such-iomem")).collect();
+        assert_eq!(warnings.len(), usize::from(warned), "{rule}: {log:?}");
+        if warned {
+            assert!(warnings[0].starts_with("warning: cannot read "), "{log:?}");
+            assert!(warnings[0].ends_with("(No such file or directory): firmware framebuffers in the cards' BARs were not looked for"), "{log:?}");
+        }
+    }
+}
+
+#[test]
+fn binding_a_gpu_that_only_has_a_second_framebuffer_leaves_the_hosts_console_alone() {
+    // Both twins on bochs-drm: the console draws on fb0 (the boot display), the twin has fb1.
+    let mut tree = uefi_twins(Some("bochs-drm"), Some("bochs-drm"));
+    tree.add_graphics_framebuffer(0, BOOT)
+        .unwrap()
+        .add_graphics_framebuffer(1, TWIN)
+        .unwrap()
+        .add_vtconsole(0, "(S) dummy device", false)
+        .unwrap()
+        .add_vtconsole(1, "(M) frame buffer device", true)
+        .unwrap();
+    let mut kernel = SimulatedKernel::new(&mut tree).native(TWIN, "bochs-drm");
+    let bound = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:03.0");
+    assert_eq!(bound.status, 0, "{:?}", bound.log);
+    assert!(
+        bound
+            .writes
+            .iter()
+            .all(|w| !w.contains("vtconsole") && !w.contains("platform")),
+        "{:?}",
+        bound.writes
+    );
+    assert!(kernel.tree.vtconsole_bound(1));
+    let released = release_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:03.0");
+    assert_eq!(released.status, 0, "{:?}", released.log);
+    assert!(
+        released.log.iter().all(|l| !l.contains("console")),
+        "{:?}",
+        released.log
+    );
 }

@@ -238,16 +238,34 @@ impl SysfsTree {
         };
         fs::remove_file(self.attribute(address, "driver"))?;
         fs::remove_file(self.root.join("bus/pci/drivers").join(driver).join(address))?;
-        // The driver's framebuffers go with it.
+        // The driver's framebuffers go with it, and with the last framebuffer the kernel's
+        // framebuffer console unregisters its vtconsole (seen in Debian's 6.1).
+        let (mut removed, mut left) = (0, 0);
         if let Ok(entries) = fs::read_dir(self.root.join("class/graphics")) {
             for entry in entries.flatten() {
                 let device = fs::read_link(entry.path().join("device")).ok();
                 if device.is_some_and(|device| device.ends_with(address)) {
                     fs::remove_dir_all(entry.path())?;
+                    removed += 1;
+                } else {
+                    left += 1;
                 }
             }
         }
+        if removed > 0 && left == 0 {
+            if let Some(number) = self.framebuffer_vtconsole() {
+                fs::remove_dir_all(self.root.join(format!("class/vtconsole/vtcon{number}")))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The number of the framebuffer console's vtconsole, if it is registered.
+    fn framebuffer_vtconsole(&self) -> Option<u8> {
+        (0..16).find(|number| {
+            self.read(&format!("class/vtconsole/vtcon{number}/name"))
+                .contains("frame buffer device")
+        })
     }
 
     /// What a probe does for a driverless device: `driver` binds it when the override names
@@ -441,6 +459,18 @@ impl SysfsTree {
             }
             fs::create_dir_all(&dir)?;
             symlink(Path::new("../../..").join(&relative), dir.join("device"))?;
+        }
+        // A framebuffer registering brings the framebuffer console back, bound, when a
+        // fixture has consoles at all.
+        let has_consoles = self.root.join("class/vtconsole/vtcon0").exists();
+        if has_consoles && self.framebuffer_vtconsole().is_none() {
+            let number = (1..16)
+                .find(|n| !self.root.join(format!("class/vtconsole/vtcon{n}")).exists())
+                .unwrap_or(15);
+            let dir = self.root.join(format!("class/vtconsole/vtcon{number}"));
+            fs::create_dir_all(&dir)?;
+            fs::write(dir.join("name"), "(M) frame buffer device\n")?;
+            fs::write(dir.join("bind"), "1\n")?;
         }
         Ok(())
     }
