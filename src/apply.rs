@@ -277,6 +277,7 @@ pub fn apply(
         };
     }
 
+    let console = crate::bootfb::let_go(sysfs, kernel, &plan);
     let mut run = Handover::new(&plan);
     hand_over_all(sysfs, kernel, &mut run);
     let in_play = plan.targets.iter().any(|target| !run.abandoned(target));
@@ -284,6 +285,9 @@ pub fn apply(
     read_back(sysfs, &mut run);
     settle(sysfs, kernel, &mut run);
     let applied = report_rules(rules, &run);
+    crate::bootfb::take_back_unless_bound(sysfs, kernel, &plan, &console, &|index| {
+        run.handled[index].end == End::OnVfio
+    });
     warn_about_group_companions(sysfs, &run);
     warn_about_the_boot_display(&run);
 
@@ -634,6 +638,7 @@ pub fn release_rules(
         .filter(|&index| matches!(plan.verdicts[index], Verdict::Selected { .. }))
         .filter(|&index| report_release(&rules[index], index, &plan, &ends))
         .count();
+    crate::bootfb::take_back_console(sysfs, kernel, &plan);
     let all = released == rules.len() && !gathered.has_rejects();
     let rejected = gathered.rejected();
     summary(

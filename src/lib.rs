@@ -5,10 +5,12 @@
 
 pub mod address;
 pub mod apply;
+pub mod bootfb;
 pub mod cmdline;
 pub mod doctor;
 pub mod host;
 pub mod image;
+pub mod iomem;
 pub mod kmsg;
 pub mod pciids;
 pub mod plan;

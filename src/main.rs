@@ -73,6 +73,9 @@ struct ApplyArgs {
     /// print what would be bound on stdout and write nothing
     #[argh(switch)]
     dry_run: bool,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// List every PCI function by IOMMU group, marking those the rules select.
@@ -134,6 +137,9 @@ struct CheckArgs {
     /// directory of *.conf command-line fragments (default /etc/cmdline.d)
     #[argh(option, default = "PathBuf::from(\"/etc/cmdline.d\")")]
     cmdline_dir: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// Bind cards to vfio-pci now, as at boot (for a libvirt prepare hook).
@@ -152,6 +158,9 @@ struct BindArgs {
     /// sysfs root to work on (default /sys); modules are loaded only for /sys
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// Give cards back to their own drivers (for a libvirt release hook).
@@ -173,6 +182,9 @@ struct ReleaseArgs {
     /// sysfs root to work on (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
+    #[argh(option)]
+    iomem: Option<PathBuf>,
 }
 
 /// The rules given as arguments, each a comma-separated list as in `vfio.bind=`, each
@@ -277,15 +289,25 @@ fn parse_arguments(out: &mut CheckedOutput<'_>) -> Result<(Cli, Arguments), Exit
     }
 }
 
-fn open_sysfs(root: &Path) -> Result<Sysfs, ExitCode> {
-    Sysfs::new(root).map_err(|_| {
+fn open_sysfs(root: &Path, iomem: Option<&Path>) -> Result<Sysfs, ExitCode> {
+    let sysfs = Sysfs::new(root).map_err(|_| {
         eprintln!(
             "vfio-bind: --sysfs must be a UTF-8 path of at most {} bytes, not \"{}\"",
             vfio_bind::sysfs::ROOT_CAPACITY,
             Escaped(root.as_os_str().as_bytes())
         );
         ExitCode::from(EXIT_USAGE)
-    })
+    })?;
+    match iomem {
+        None => Ok(sysfs),
+        Some(path) => sysfs.with_iomem(path).map_err(|_| {
+            eprintln!(
+                "vfio-bind: --iomem must be a UTF-8 path of at most {} bytes",
+                vfio_bind::sysfs::ROOT_CAPACITY
+            );
+            ExitCode::from(EXIT_USAGE)
+        }),
+    }
 }
 
 /// Gathers the rules, logging each problem with its source.
@@ -369,7 +391,8 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
     let (cli, arguments) = parse_arguments(out)?;
     match cli.command {
         Command::Apply(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             let destination = if sysfs.is_real() && !args.dry_run {
                 Destination::KernelLog
             } else {
@@ -385,7 +408,7 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             Ok(apply(&sysfs, &gathered, &mut kernel, started, plan_out))
         }
         Command::List(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), None)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let cmdline = arguments.cmdline(args.cmdline.as_deref());
             let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
@@ -393,7 +416,7 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             Ok(failed_if_lost(status, &gathered))
         }
         Command::Rule(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), None)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let Ok(location) = args.address.parse() else {
                 eprintln!(
@@ -405,7 +428,8 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             Ok(report::rule(&sysfs, location, out))
         }
         Command::Bind(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
@@ -414,7 +438,8 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             Ok(apply(&sysfs, &gathered, &mut kernel, started, None))
         }
         Command::Release(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let gathered = rules_from_arguments(&args.rules)?;
             let mut kernel = RunningKernel {
@@ -423,7 +448,8 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
         }
         Command::Check(args) => {
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs))?;
+            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let cmdline = arguments.cmdline(args.cmdline.as_deref());
             let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));

@@ -242,6 +242,7 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, host: Option<&Host>, out: &mut 
         check_rule(rule, &plan, index, &mut say);
     }
     check_groups(sysfs, &plan, &mut say);
+    crate::bootfb::check_bars(sysfs, &mut say);
     if let Some(host) = host {
         let mut examined: Vec<Function> = plan.targets.iter().map(|t| t.function.clone()).collect();
         for function in all_functions(sysfs) {

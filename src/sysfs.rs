@@ -79,6 +79,53 @@ pub enum Attribute {
     Unbind(PciAddress),
     /// `bus/pci/drivers_probe`: asks every driver to probe the written address.
     DriversProbe,
+    /// `bus/platform/drivers/DRIVER/unbind`: lets a firmware framebuffer's device go.
+    PlatformUnbind(FramebufferDriver),
+    /// `bus/platform/drivers/DRIVER/bind`: gives the device back to its driver.
+    PlatformBind(FramebufferDriver),
+    /// `class/vtconsole/vtconN/bind`: 0 lets the virtual consoles go from a console
+    /// driver (the framebuffer console), 1 takes them back.
+    VtconsoleBind(u8),
+}
+
+/// The platform drivers of the firmware framebuffers: the only platform drivers the binder
+/// ever unbinds or binds a device from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramebufferDriver {
+    /// efifb's driver, of `efi-framebuffer.N` (drivers/video/fbdev/efifb.c).
+    EfiFramebuffer,
+    /// vesafb's driver, of `vesa-framebuffer.N`.
+    VesaFramebuffer,
+    /// simplefb's and simpledrm's driver name alike, of `simple-framebuffer.N`.
+    SimpleFramebuffer,
+}
+
+impl FramebufferDriver {
+    pub const ALL: [FramebufferDriver; 3] = [
+        Self::EfiFramebuffer,
+        Self::VesaFramebuffer,
+        Self::SimpleFramebuffer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EfiFramebuffer => "efi-framebuffer",
+            Self::VesaFramebuffer => "vesa-framebuffer",
+            Self::SimpleFramebuffer => "simple-framebuffer",
+        }
+    }
+
+    /// The driver whose devices are named `PREFIX.N`.
+    pub fn of_device(device: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|driver| {
+            device
+                .strip_prefix(driver.name())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|number| {
+                    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+                })
+        })
+    }
 }
 
 impl fmt::Display for Attribute {
@@ -89,15 +136,40 @@ impl fmt::Display for Attribute {
             }
             Attribute::Unbind(address) => write!(f, "bus/pci/devices/{address}/driver/unbind"),
             Attribute::DriversProbe => f.write_str("bus/pci/drivers_probe"),
+            Attribute::PlatformUnbind(driver) => {
+                write!(f, "bus/platform/drivers/{}/unbind", driver.name())
+            }
+            Attribute::PlatformBind(driver) => {
+                write!(f, "bus/platform/drivers/{}/bind", driver.name())
+            }
+            Attribute::VtconsoleBind(number) => write!(f, "class/vtconsole/vtcon{number}/bind"),
         }
     }
 }
 
-/// A sysfs tree: `/sys`, or a fixture standing in for it.
+/// A sysfs tree: `/sys`, or a fixture standing in for it, and the `/proc/iomem` read with it.
 pub struct Sysfs {
     root: String<ROOT_CAPACITY>,
     real: bool,
+    /// `/proc/iomem` for the real `/sys`; for a fixture, only the file a test gives.
+    iomem: Option<String<ROOT_CAPACITY>>,
 }
+
+/// A platform device's name, e.g. `efi-framebuffer.0`.
+pub type DeviceName = String<DRIVER_NAME_CAPACITY>;
+
+/// One virtual-console driver slot, `class/vtconsole/vtconN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vtconsole {
+    pub number: u8,
+    /// The framebuffer console: its `name` says "frame buffer device".
+    pub framebuffer: bool,
+    /// `bind` reads 1: the console driver holds virtual consoles.
+    pub bound: bool,
+}
+
+/// The most virtual-console drivers read; the kernel has at most MAX_NR_CON_DRIVER (16).
+pub const MAX_VTCONSOLES: usize = 16;
 
 /// Capacity of the buffer an attribute is read into; PCI attributes are a line each.
 const ATTRIBUTE_CAPACITY: usize = 64;
@@ -117,10 +189,127 @@ impl Sysfs {
             .unwrap_or(text);
         let mut stored = String::new();
         stored.push_str(text).map_err(|_| Errno::ENAMETOOLONG)?;
+        // The running kernel's sysfs by what it is, not how it is spelled (`//sys`).
+        let real = is_sysfs(root);
         Ok(Sysfs {
-            real: is_sysfs(root),
+            real,
             root: stored,
+            iomem: real.then(|| String::try_from("/proc/iomem").unwrap_or_default()),
         })
+    }
+
+    /// Reads the iomem tree from `path` instead (a fixture file, or another copy).
+    pub fn with_iomem(mut self, path: &Path) -> Result<Self, Errno> {
+        let text = path.to_str().ok_or(Errno::EINVAL)?;
+        self.iomem = Some(String::try_from(text).map_err(|_| Errno::ENAMETOOLONG)?);
+        Ok(self)
+    }
+
+    /// Where the iomem tree is read from; `None` for a fixture given none.
+    pub fn iomem_path(&self) -> Option<&str> {
+        self.iomem.as_deref()
+    }
+
+    /// Reads the iomem tree into `buffer`. `Ok(None)` when there is none to read (a fixture
+    /// without one); an iomem larger than `buffer` is `EFBIG`, never read in part.
+    pub fn read_iomem<'b>(&self, buffer: &'b mut [u8]) -> Result<Option<&'b str>, Errno> {
+        let Some(path) = self.iomem.as_deref() else {
+            return Ok(None);
+        };
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut length = 0;
+        // A seq_file hands out a page or so per read(): read to the end.
+        loop {
+            if length == buffer.len() {
+                return Err(Errno::EFBIG);
+            }
+            match nix::unistd::read(fd.as_fd(), &mut buffer[length..]) {
+                Ok(0) => break,
+                Ok(read) => length += read,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno),
+            }
+        }
+        core::str::from_utf8(&buffer[..length])
+            .map(Some)
+            .map_err(|_| Errno::EILSEQ)
+    }
+
+    /// The devices bound now to a framebuffer driver (`DRIVER.N` entries of its directory).
+    pub fn platform_devices_of(&self, driver: FramebufferDriver) -> heapless::Vec<DeviceName, 4> {
+        let mut found = heapless::Vec::new();
+        let Ok(path) = self.path(format_args!("bus/platform/drivers/{}", driver.name())) else {
+            return found;
+        };
+        let _ = for_each_entry(path.as_str(), |name| {
+            let Ok(name) = core::str::from_utf8(name) else {
+                return;
+            };
+            if FramebufferDriver::of_device(name) == Some(driver) {
+                if let Ok(name) = DeviceName::try_from(name) {
+                    let _ = found.push(name);
+                }
+            }
+        });
+        found
+    }
+
+    /// Firmware-framebuffer platform devices that no driver holds now.
+    pub fn unbound_framebuffer_devices(&self) -> heapless::Vec<DeviceName, 4> {
+        let mut found: heapless::Vec<DeviceName, 4> = heapless::Vec::new();
+        let Ok(path) = self.path(format_args!("bus/platform/devices")) else {
+            return found;
+        };
+        let _ = for_each_entry(path.as_str(), |name| {
+            let Some(name) = core::str::from_utf8(name)
+                .ok()
+                .filter(|name| FramebufferDriver::of_device(name).is_some())
+                .and_then(|name| DeviceName::try_from(name).ok())
+            else {
+                return;
+            };
+            let _ = found.push(name);
+        });
+        found.retain(|name| {
+            self.link_name(format_args!("bus/platform/devices/{name}/driver"))
+                .is_none()
+        });
+        found
+    }
+
+    /// The virtual-console drivers, in number order.
+    pub fn vtconsoles(&self) -> heapless::Vec<Vtconsole, MAX_VTCONSOLES> {
+        let mut found = heapless::Vec::new();
+        for number in 0..MAX_VTCONSOLES as u8 {
+            let read = |name: &str, check: &dyn Fn(&str) -> bool| -> Option<bool> {
+                let path = self
+                    .path(format_args!("class/vtconsole/vtcon{number}/{name}"))
+                    .ok()?;
+                let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+                read_attribute(&path, &mut buffer).ok().map(check)
+            };
+            // `name` reads e.g. "(M) frame buffer device" (drivers/tty/vt/vt.c).
+            // Numbers can have gaps when a console driver was unregistered: look at each.
+            let Some(framebuffer) = read("name", &|text| text.contains("frame buffer device"))
+            else {
+                continue;
+            };
+            let bound = read("bind", &|text| text.trim_end() == "1").unwrap_or(false);
+            let _ = found.push(Vtconsole {
+                number,
+                framebuffer,
+                bound,
+            });
+        }
+        found
+    }
+
+    /// The device behind the lowest-numbered framebuffer (`class/graphics/fbN/device`):
+    /// a PCI address for a GPU driver's framebuffer, `efi-framebuffer.0` for efifb's. The
+    /// framebuffer console draws on that one unless told otherwise (`fbcon=map:`), see
+    /// drivers/video/fbdev/core/fbcon.c.
+    pub fn console_framebuffer_device(&self) -> Option<DeviceName> {
+        (0..32).find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
     }
 
     /// Whether this is the running kernel's sysfs (and not a fixture).

@@ -98,7 +98,15 @@ impl Kernel for SimulatedKernel<'_> {
                     .simulate_probe(value, native.as_deref())
                     .map_err(|_| Errno::EINVAL)?;
             }
-            Attribute::DriverOverride(_) => {}
+            Attribute::DriverOverride(_) | Attribute::VtconsoleBind(_) => {}
+            Attribute::PlatformUnbind(driver) => self
+                .tree
+                .simulate_platform_unbind(driver.name(), value)
+                .map_err(|_| Errno::ENODEV)?,
+            Attribute::PlatformBind(driver) => self
+                .tree
+                .simulate_platform_bind(driver.name(), value)
+                .map_err(|_| Errno::EBUSY)?,
         }
         Ok(())
     }

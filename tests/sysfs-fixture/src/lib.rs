@@ -96,6 +96,11 @@ impl Function {
 /// A sysfs tree in a temporary directory, removed on drop.
 pub struct SysfsTree {
     root: PathBuf,
+    /// For each firmware-framebuffer platform device: the iomem line its driver's claim
+    /// adds, and the line (its BAR) it is nested below, so unbind and bind can play it.
+    framebuffer_claims: Vec<(String, String, String)>,
+    /// `class/graphics/fbN` of each GPU function: a native driver registers it on probe.
+    graphics: Vec<(u32, String)>,
 }
 
 static NEXT_TREE: AtomicUsize = AtomicUsize::new(0);
@@ -124,7 +129,11 @@ impl SysfsTree {
         fs::create_dir_all(root.join("bus/pci/drivers"))?;
         fs::create_dir_all(root.join("kernel/iommu_groups"))?;
         fs::write(root.join("bus/pci/drivers_probe"), "")?;
-        Ok(SysfsTree { root })
+        Ok(SysfsTree {
+            root,
+            framebuffer_claims: Vec::new(),
+            graphics: Vec::new(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -242,7 +251,35 @@ impl SysfsTree {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         };
         fs::remove_file(self.attribute(address, "driver"))?;
-        fs::remove_file(self.root.join("bus/pci/drivers").join(driver).join(address))
+        fs::remove_file(self.root.join("bus/pci/drivers").join(driver).join(address))?;
+        // The driver's framebuffers go with it, and with the last framebuffer the kernel's
+        // framebuffer console unregisters its vtconsole (seen in Debian's 6.1).
+        let (mut removed, mut left) = (0, 0);
+        if let Ok(entries) = fs::read_dir(self.root.join("class/graphics")) {
+            for entry in entries.flatten() {
+                let device = fs::read_link(entry.path().join("device")).ok();
+                if device.is_some_and(|device| device.ends_with(address)) {
+                    fs::remove_dir_all(entry.path())?;
+                    removed += 1;
+                } else {
+                    left += 1;
+                }
+            }
+        }
+        if removed > 0 && left == 0 {
+            if let Some(number) = self.framebuffer_vtconsole() {
+                fs::remove_dir_all(self.root.join(format!("class/vtconsole/vtcon{number}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of the framebuffer console's vtconsole, if it is registered.
+    fn framebuffer_vtconsole(&self) -> Option<u8> {
+        (0..16).find(|number| {
+            self.read(&format!("class/vtconsole/vtcon{number}/name"))
+                .contains("frame buffer device")
+        })
     }
 
     /// What a probe does for a driverless device: `driver` binds it when the override names
@@ -262,7 +299,194 @@ impl SysfsTree {
         if driver == "vfio-pci" && !self.attribute(address, "iommu_group").exists() {
             return Err(io::Error::from_raw_os_error(22));
         }
-        self.link_driver(address, &driver)
+        self.link_driver(address, &driver)?;
+        if driver != "vfio-pci" {
+            self.register_graphics(address)?;
+        }
+        Ok(())
+    }
+
+    /// Where the tree's stand-in for `/proc/iomem` is (written by [`Self::set_iomem`]).
+    pub fn iomem_path(&self) -> PathBuf {
+        self.root.join("proc-iomem")
+    }
+
+    /// Writes the iomem tree, in the kernel's format (two spaces a nesting level).
+    pub fn set_iomem(&mut self, text: &str) -> io::Result<&mut Self> {
+        fs::write(self.iomem_path(), text)?;
+        Ok(self)
+    }
+
+    /// The iomem tree as it is now.
+    pub fn iomem(&self) -> String {
+        fs::read_to_string(self.iomem_path()).unwrap_or_default()
+    }
+
+    /// Adds a firmware-framebuffer platform device (`efi-framebuffer.0`), bound to `driver`
+    /// when given. `claim` is its driver's iomem line and `bar` the line it sits below; the
+    /// claim is put in the iomem tree when bound.
+    pub fn add_platform_framebuffer(
+        &mut self,
+        device: &str,
+        driver: Option<&str>,
+        bar: &str,
+        claim: &str,
+    ) -> io::Result<&mut Self> {
+        let dir = self.root.join("devices/platform").join(device);
+        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(self.root.join("bus/platform/devices"))?;
+        symlink(
+            Path::new("../../../devices/platform").join(device),
+            self.root.join("bus/platform/devices").join(device),
+        )?;
+        self.framebuffer_claims
+            .push((device.to_string(), bar.to_string(), claim.to_string()));
+        if let Some(driver) = driver {
+            self.add_platform_driver(driver)?;
+            self.simulate_platform_bind(driver, device)?;
+        }
+        Ok(self)
+    }
+
+    /// Registers a platform driver: `bus/platform/drivers/NAME` with `bind` and `unbind`.
+    pub fn add_platform_driver(&mut self, name: &str) -> io::Result<&mut Self> {
+        let dir = self.root.join("bus/platform/drivers").join(name);
+        fs::create_dir_all(&dir)?;
+        for file in ["bind", "unbind"] {
+            fs::write(dir.join(file), "")?;
+        }
+        Ok(self)
+    }
+
+    /// The platform driver a platform device is bound to now.
+    pub fn platform_driver_of(&self, device: &str) -> Option<String> {
+        let link = self
+            .root
+            .join("bus/platform/devices")
+            .join(device)
+            .join("driver");
+        let target = fs::read_link(link).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// What writing a platform driver's `unbind` does: the device loses the driver, and the
+    /// driver's iomem claim goes.
+    pub fn simulate_platform_unbind(&mut self, driver: &str, device: &str) -> io::Result<()> {
+        if self.platform_driver_of(device).as_deref() != Some(driver) {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        fs::remove_file(
+            self.root
+                .join("devices/platform")
+                .join(device)
+                .join("driver"),
+        )?;
+        fs::remove_file(
+            self.root
+                .join("bus/platform/drivers")
+                .join(driver)
+                .join(device),
+        )?;
+        if let Some((_, _, claim)) = self.framebuffer_claims.iter().find(|(d, _, _)| d == device) {
+            let text: String = self
+                .iomem()
+                .lines()
+                .filter(|line| line != claim)
+                .map(|line| format!("{line}\n"))
+                .collect();
+            fs::write(self.iomem_path(), text)?;
+        }
+        Ok(())
+    }
+
+    /// What writing a platform driver's `bind` does: the driver takes the device and claims
+    /// its memory again, below the BAR's line.
+    pub fn simulate_platform_bind(&mut self, driver: &str, device: &str) -> io::Result<()> {
+        if self.platform_driver_of(device).is_some() {
+            return Err(io::Error::from_raw_os_error(16));
+        }
+        symlink(
+            Path::new("../../../bus/platform/drivers").join(driver),
+            self.root
+                .join("devices/platform")
+                .join(device)
+                .join("driver"),
+        )?;
+        symlink(
+            Path::new("../../../../devices/platform").join(device),
+            self.root
+                .join("bus/platform/drivers")
+                .join(driver)
+                .join(device),
+        )?;
+        if let Some((_, bar, claim)) = self.framebuffer_claims.iter().find(|(d, _, _)| d == device)
+        {
+            let mut text = String::new();
+            for line in self.iomem().lines() {
+                text.push_str(line);
+                text.push('\n');
+                if line == bar {
+                    text.push_str(claim);
+                    text.push('\n');
+                }
+            }
+            fs::write(self.iomem_path(), text)?;
+        }
+        Ok(())
+    }
+
+    /// Adds `class/vtconsole/vtconN` with its `name` (e.g. `(M) frame buffer device`).
+    pub fn add_vtconsole(&mut self, number: u8, name: &str, bound: bool) -> io::Result<&mut Self> {
+        let dir = self.root.join(format!("class/vtconsole/vtcon{number}"));
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("name"), format!("{name}\n"))?;
+        fs::write(dir.join("bind"), if bound { "1\n" } else { "0\n" })?;
+        Ok(self)
+    }
+
+    /// Whether `vtconN` is bound now (its `bind` reads 1).
+    pub fn vtconsole_bound(&self, number: u8) -> bool {
+        self.read(&format!("class/vtconsole/vtcon{number}/bind"))
+            .trim()
+            == "1"
+    }
+
+    /// Adds `class/graphics/fbN` drawn by the PCI function at `address` (a GPU driver's
+    /// framebuffer); it goes when the function's driver is unbound.
+    pub fn add_graphics_framebuffer(
+        &mut self,
+        number: u32,
+        address: &str,
+    ) -> io::Result<&mut Self> {
+        self.graphics.push((number, address.to_string()));
+        self.register_graphics(address)?;
+        Ok(self)
+    }
+
+    /// What a GPU driver's probe does: registers the function's framebuffers.
+    fn register_graphics(&self, address: &str) -> io::Result<()> {
+        let relative = self.device_dir(address)?;
+        for (number, _) in self.graphics.iter().filter(|(_, a)| a == address) {
+            let dir = self.root.join(format!("class/graphics/fb{number}"));
+            if dir.exists() {
+                continue;
+            }
+            fs::create_dir_all(&dir)?;
+            symlink(Path::new("../../..").join(&relative), dir.join("device"))?;
+        }
+        // A framebuffer registering brings the framebuffer console back, bound, when a
+        // fixture has consoles at all.
+        let has_consoles = self.root.join("class/vtconsole/vtcon0").exists();
+        if has_consoles && self.framebuffer_vtconsole().is_none() {
+            let number = (1..16)
+                .find(|n| !self.root.join(format!("class/vtconsole/vtcon{n}")).exists())
+                .unwrap_or(15);
+            let dir = self.root.join(format!("class/vtconsole/vtcon{number}"));
+            fs::create_dir_all(&dir)?;
+            fs::write(dir.join("name"), "(M) frame buffer device\n")?;
+            fs::write(dir.join("bind"), "1\n")?;
+        }
+        Ok(())
     }
 
     /// Removes a device the way a hot unplug does (its link and its directory).

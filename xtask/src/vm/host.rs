@@ -6,7 +6,9 @@ use std::process::{Command, Stdio};
 
 use crate::util::TaskResult;
 
-/// A program the VM test runs, and the Debian package that ships it.
+/// A program the VM test runs (or a file it reads: a path), and the Debian package that
+/// ships it.
+#[derive(Clone, Copy)]
 struct Tool {
     program: &'static str,
     package: &'static str,
@@ -59,6 +61,10 @@ const TOOLS: &[Tool] = &[
     },
 ];
 
+/// Files the VM test reads, not programs, and the package that ships each: the UEFI
+/// scenarios boot with OVMF.
+const FILES: &[(&str, &str)] = &[(super::qemu::OVMF_PATH, "ovmf")];
+
 /// Used when present: xz unpacks the kernel so that QEMU boots it without the in-guest
 /// decompression (about 2 s per boot under emulation).
 const OPTIONAL_TOOLS: &[Tool] = &[Tool {
@@ -68,7 +74,7 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
 
 /// The packages `.ci/run` and a developer install; printed in every "missing" message.
 pub const APT_PACKAGES: &str =
-    "qemu-system-x86 dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
+    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
 
 /// The full path of `program` on PATH (plus the sbin directories, which a non-root PATH
 /// may lack).
@@ -111,9 +117,16 @@ pub fn ensure_tools() -> TaskResult {
             );
         }
     }
-    let missing: Vec<&Tool> = TOOLS
+    let missing: Vec<Tool> = TOOLS
         .iter()
         .filter(|tool| find_program(tool.program).is_none())
+        .copied()
+        .chain(
+            FILES
+                .iter()
+                .filter(|(path, _)| !Path::new(path).exists())
+                .map(|&(program, package)| Tool { program, package }),
+        )
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -140,7 +153,9 @@ pub fn ensure_tools() -> TaskResult {
             && matches!(install, Ok(status) if status.success());
         let still: Vec<&str> = missing
             .iter()
-            .filter(|tool| find_program(tool.program).is_none())
+            .filter(|tool| {
+                find_program(tool.program).is_none() && !Path::new(tool.program).exists()
+            })
             .map(|tool| tool.program)
             .collect();
         if ok && still.is_empty() {

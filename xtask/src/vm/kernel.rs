@@ -24,6 +24,14 @@ impl Kernel {
     pub fn modules_dir(&self) -> PathBuf {
         self.root.join("lib/modules").join(&self.release)
     }
+
+    /// What QEMU boots under OVMF: the bzImage. OVMF starts `-kernel` through the kernel's EFI
+    /// stub, which the uncompressed vmlinux (an ELF file, not a PE image) does not have.
+    pub fn efi_image(&self) -> PathBuf {
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.release))
+    }
 }
 
 const META_PACKAGE: &str = "linux-image-amd64";

@@ -80,6 +80,10 @@ pub struct VmRunArgs {
     /// boot with intel_iommu=off instead of intel_iommu=on
     #[argh(switch)]
     pub no_iommu: bool,
+    /// boot with UEFI firmware (Debian's OVMF) instead of SeaBIOS: the first display card
+    /// becomes the boot display, with the firmware framebuffer (efifb) in its BAR0
+    #[argh(switch)]
+    pub uefi: bool,
     /// boot this kernel package (.deb) instead of Debian's current linux-image-amd64
     #[argh(option)]
     pub kernel_deb: Option<PathBuf>,
@@ -123,6 +127,14 @@ impl Setup {
             work: vm_dir.join("work"),
             vm_dir,
         })
+    }
+
+    /// The kernel file QEMU boots under `firmware`.
+    fn kernel_for(&self, firmware: qemu::Firmware) -> PathBuf {
+        match firmware {
+            qemu::Firmware::SeaBios => self.kernel.boot_image.clone(),
+            qemu::Firmware::Uefi => self.kernel.efi_image(),
+        }
     }
 
     fn inputs(&self) -> Inputs<'_> {
@@ -183,13 +195,16 @@ impl Outcome {
 }
 
 fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> Outcome {
+    let firmware = run.scenario.cards.firmware();
+    let kernel = setup.kernel_for(firmware);
     let spec = qemu::BootSpec {
-        kernel: &setup.kernel.boot_image,
+        kernel: &kernel,
         initrd: image,
         append: scenario::command_line(run.scenario, run.spec.generator),
         devices: run.scenario.cards.qemu_args(),
         dir: setup.vm_dir.join("runs").join(run.label()),
         timeout,
+        firmware,
     };
     let boot = match qemu::boot(&spec) {
         Ok(boot) => boot,
@@ -202,18 +217,37 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
         }
     };
     let state = report::parse(&boot.result);
-    let problems = match &state {
-        Some(state) => scenario::check(run.scenario, state, &boot.console),
-        None if boot.timed_out => vec![format!(
-            "no report: the guest did not finish within {} s",
-            timeout.as_secs()
-        )],
-        None => vec!["no report: the guest stopped before the reporter ran".into()],
-    };
+    let mut problems = Vec::new();
+    if boot.timed_out {
+        problems.push(format!(
+            "{}: QEMU was killed {}",
+            qemu::timed_out_after(timeout),
+            if state.is_some() {
+                "after the guest reported (it never powered off)"
+            } else {
+                "before the guest reported"
+            }
+        ));
+    }
+    match &state {
+        Some(state) => problems.extend(scenario::check(run.scenario, state, &boot.console)),
+        None if boot.timed_out => {}
+        None => problems.push("no report: the guest stopped before the reporter ran".into()),
+    }
     Outcome {
         problems,
         boot: Some(boot),
         state,
+    }
+}
+
+/// `pass 5.1s`, `FAIL 9.3s`, or `FAIL timed out after 120 s`: a timeout says so plainly.
+fn cell(outcome: &Outcome, timeout: Duration) -> String {
+    let verdict = if outcome.passed() { "pass" } else { "FAIL" };
+    match &outcome.boot {
+        Some(boot) if boot.timed_out => format!("{verdict} {}", qemu::timed_out_after(timeout)),
+        Some(boot) => format!("{verdict} {}", seconds(boot.elapsed)),
+        None => format!("{verdict} -"),
     }
 }
 
@@ -291,21 +325,16 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
         };
         let count = done.fetch_add(1, Ordering::SeqCst) + 1;
         println!(
-            "[{count:>2}/{}] {:<24} on {:<26} {} {}",
+            "[{count:>2}/{}] {:<24} on {:<26} {}",
             runs.len(),
             format!("{} {}", run.scenario.number, run.scenario.name),
             run.spec.to_string(),
-            if outcome.passed() { "pass" } else { "FAIL" },
-            outcome
-                .boot
-                .as_ref()
-                .map(|b| seconds(b.elapsed))
-                .unwrap_or_default()
+            cell(&outcome, timeout)
         );
         outcome
     });
 
-    print_table(&runs, &outcomes);
+    print_table(&runs, &outcomes, timeout);
     print_binder_times(&runs, &outcomes);
     let failures: Vec<(&Run, &Outcome)> = runs
         .iter()
@@ -334,8 +363,8 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     }
 }
 
-/// Scenario rows by generator columns: pass/FAIL, boot time.
-fn print_table(runs: &[Run], outcomes: &[Outcome]) {
+/// Scenario rows by generator columns: pass/FAIL, boot time (or the timeout).
+fn print_table(runs: &[Run], outcomes: &[Outcome], timeout: Duration) {
     let generators: Vec<Generator> = ALL_GENERATORS
         .into_iter()
         .filter(|g| runs.iter().any(|run| run.spec.generator == *g))
@@ -361,17 +390,7 @@ fn print_table(runs: &[Run], outcomes: &[Outcome]) {
                 .find(|(run, _)| {
                     run.scenario.number == scenario.number && run.spec.generator == *generator
                 })
-                .map(|(_, outcome)| {
-                    format!(
-                        "{} {}",
-                        if outcome.passed() { "pass" } else { "FAIL" },
-                        outcome
-                            .boot
-                            .as_ref()
-                            .map(|b| seconds(b.elapsed))
-                            .unwrap_or_else(|| "-".into())
-                    )
-                })
+                .map(|(_, outcome)| cell(outcome, timeout))
                 .unwrap_or_else(|| "·".into());
             line.push_str(&format!(" {cell:<19}"));
         }
@@ -471,23 +490,41 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     if devices.iter().any(|d| d.starts_with("ati-vga")) {
         words.push("drm_kms_helper.fbdev_emulation=0");
     }
+    if args.uefi {
+        words.push(scenario::UEFI_APPEND);
+    }
     words.extend(args.append.split_whitespace());
     let append = words.join(" ");
+    let firmware = if args.uefi {
+        qemu::Firmware::Uefi
+    } else {
+        qemu::Firmware::SeaBios
+    };
     println!(
-        "image: {spec}\ndevices: {}\ncommand line: {append}",
+        "image: {spec}\nfirmware: {}\ndevices: {}\ncommand line: {append}",
+        match firmware {
+            qemu::Firmware::SeaBios => "SeaBIOS".to_string(),
+            qemu::Firmware::Uefi => format!("UEFI ({})", qemu::OVMF_PATH),
+        },
         devices.join(" ")
     );
+    let timeout = Duration::from_secs(args.timeout);
     let boot = qemu::boot(&qemu::BootSpec {
-        kernel: &setup.kernel.boot_image,
+        kernel: &setup.kernel_for(firmware),
         initrd: &image,
         append,
         devices,
         dir: setup.vm_dir.join("runs/vm-run"),
-        timeout: Duration::from_secs(args.timeout),
+        timeout,
+        firmware,
     })?;
     println!(
         "boot: {}; console log: {}",
-        seconds(boot.elapsed),
+        if boot.timed_out {
+            format!("{}, QEMU was killed", qemu::timed_out_after(timeout))
+        } else {
+            seconds(boot.elapsed)
+        },
         boot.console_path.display()
     );
     let Some(state) = report::parse(&boot.result) else {
@@ -497,8 +534,8 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         }
         return Err(if boot.timed_out {
             format!(
-                "no report: the guest did not finish within {} s",
-                args.timeout
+                "{}: no report (the guest never reached the reporter)",
+                qemu::timed_out_after(timeout)
             )
         } else {
             "no report: the guest stopped before the reporter ran".into()

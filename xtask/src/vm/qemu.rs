@@ -1,6 +1,7 @@
 //! One QEMU boot: q35 with an emulated Intel IOMMU (first, before every other device), the
-//! kernel console on the first serial port and the reporter on the second. Every run has a
-//! timeout, and QEMU is killed when the run is dropped or the xtask dies.
+//! kernel console on the first serial port and the reporter on the second, under SeaBIOS
+//! (QEMU's default) or UEFI (Debian's OVMF). Every run has a timeout, and QEMU is killed when
+//! the run is dropped or the xtask dies.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,21 @@ pub struct BootSpec<'a> {
     /// Where the console and result logs go (created, emptied first).
     pub dir: PathBuf,
     pub timeout: Duration,
+    pub firmware: Firmware,
 }
+
+/// The guest's firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default: no firmware framebuffer; the kernel may boot the bare vmlinux.
+    SeaBios,
+    /// OVMF: the first display card it drives is the boot display, and the kernel's efifb
+    /// claims the start of that card's BAR0. The kernel must be the bzImage (EFI stub).
+    Uefi,
+}
+
+/// Debian's `ovmf` package: a single image with code and variables, fine with `-bios`.
+pub const OVMF_PATH: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// What came back.
 pub struct Boot {
@@ -42,6 +57,11 @@ impl Drop for Guard {
     }
 }
 
+/// What a boot that ran out of time says, in the table, the failure and the console log.
+pub fn timed_out_after(timeout: Duration) -> String {
+    format!("timed out after {} s", timeout.as_secs())
+}
+
 pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
     fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
     let console_path = spec.dir.join("console.log");
@@ -57,7 +77,11 @@ pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
         .args(["-m", "512", "-nodefaults", "-display", "none", "-no-reboot"])
         .args(["-audiodev", "none,id=snd0"])
         .args(["-device", "intel-iommu"])
-        .args(&spec.devices)
+        .args(&spec.devices);
+    if spec.firmware == Firmware::Uefi {
+        command.arg("-bios").arg(OVMF_PATH);
+    }
+    command
         .arg("-kernel")
         .arg(spec.kernel)
         .arg("-initrd")
@@ -111,10 +135,7 @@ pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
         }
     }
     if timed_out {
-        console.push_str(&format!(
-            "\n[xtask] QEMU killed after the {} s timeout",
-            spec.timeout.as_secs()
-        ));
+        console.push_str(&format!("\n[xtask] {}", timed_out_after(spec.timeout)));
     }
     drop(guard);
     Ok(Boot {

@@ -42,6 +42,15 @@ pub struct GuestState {
     /// systemd's properties of the units that race the binder, by unit (`unit` lines:
     /// systemd-based images only).
     pub units: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per vfio-pci function (full address): `mapped` when every mappable BAR mapped
+    /// through VFIO as QEMU maps it, else the BARs that failed (`BAR0:EBUSY`).
+    pub bars: BTreeMap<String, String>,
+    /// /proc/iomem's lines under the functions whose BARs did not map (what holds them).
+    pub iomem: Vec<String>,
+    /// Framebuffer devices: (`fb0`, the device under it: a PCI address or a platform device).
+    pub framebuffers: Vec<(String, String)>,
+    /// Console drivers: (`vtcon1`, bound, name such as `(S) frame buffer device`).
+    pub vtconsoles: Vec<(String, bool, String)>,
     /// The reporter's own errors.
     pub errors: Vec<String>,
 }
@@ -50,6 +59,13 @@ impl GuestState {
     pub fn function(&self, address: &str) -> Option<&Function> {
         let full = full_address(address);
         self.functions.iter().find(|f| f.address == full)
+    }
+
+    /// The `bars` cell of a function: its outcome, or `-` when it is not on vfio-pci.
+    pub fn bars_of(&self, address: &str) -> &str {
+        self.bars
+            .get(&full_address(address))
+            .map_or("-", String::as_str)
     }
 
     /// The binder's own log lines, without the `vfio-bind: ` prefix.
@@ -172,6 +188,30 @@ pub fn parse(result: &str) -> Option<GuestState> {
                 }
                 None => state.errors.push(format!("unreadable line: {line}")),
             },
+            "bars" => match rest.split_once(' ') {
+                Some((address, outcome)) if !outcome.contains(' ') => {
+                    state.bars.insert(address.to_string(), outcome.to_string());
+                }
+                _ => state.errors.push(format!("unreadable line: {line}")),
+            },
+            "iomem" => state.iomem.push(rest.to_string()),
+            "fb" => match rest.split_once(' ') {
+                Some((fb, device)) => state
+                    .framebuffers
+                    .push((fb.to_string(), device.to_string())),
+                None => state.errors.push(format!("unreadable line: {line}")),
+            },
+            "vtcon" => {
+                let parts: Vec<&str> = rest.splitn(3, ' ').collect();
+                match parts[..] {
+                    [vtcon, bind, name] => {
+                        state
+                            .vtconsoles
+                            .push((vtcon.to_string(), bind == "1", name.to_string()))
+                    }
+                    _ => state.errors.push(format!("unreadable line: {line}")),
+                }
+            }
             "uptime" => state.uptime = rest.parse().ok(),
             "error" => state.errors.push(rest.to_string()),
             _ => {}
@@ -180,13 +220,14 @@ pub fn parse(result: &str) -> Option<GuestState> {
     Some(state)
 }
 
-/// The per-function table people read: address, IDs, driver, override, group, viability.
+/// The per-function table people read: address, IDs, driver, override, group, viability,
+/// and whether the BARs map through VFIO (`-` for functions not on vfio-pci).
 pub fn function_table(state: &GuestState) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "    {:<14} {:<10} {:<15} {:<10} {:<6} vfio group",
-        "function", "ids", "driver", "override", "group"
+        "    {:<14} {:<10} {:<15} {:<10} {:<6} {:<11} bars",
+        "function", "ids", "driver", "override", "group", "vfio group"
     );
     for function in &state.functions {
         let viability = function
@@ -196,14 +237,18 @@ pub fn function_table(state: &GuestState) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "    {:<14} {:<10} {:<15} {:<10} {:<6} {}",
+            "    {:<14} {:<10} {:<15} {:<10} {:<6} {:<11} {}",
             function.address,
             function.ids,
             function.driver.as_deref().unwrap_or("-"),
             function.driver_override.as_deref().unwrap_or("-"),
             function.group.map_or("-".to_string(), |g| g.to_string()),
-            viability
+            viability,
+            state.bars_of(&function.address)
         );
+    }
+    for line in &state.iomem {
+        let _ = writeln!(out, "    iomem {line}");
     }
     out
 }
@@ -218,6 +263,13 @@ mod tests {
         fn 0000:00:1f.0 8086:2918 - - -\n\
         group 2 viable\n\
         group 3 open-failed EBUSY\n\
+        bars 0000:00:05.0 mapped\n\
+        bars 0000:00:04.0 BAR0:EBUSY,BAR2:EINVAL\n\
+        iomem   c0000000-c0ffffff : 0000:00:04.0\n\
+        iomem     c0000000-c03e7fff : efifb\n\
+        fb fb0 0000:00:04.0\n\
+        vtcon vtcon0 0 (S) dummy device\n\
+        vtcon vtcon1 1 (M) frame buffer device\n\
         kmsg 6 vfio-bind: 1234:1111@00:05: 0000:00:05.0, 0000:00:05.1 on vfio-pci\n\
         kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 812 us\n\
         uptime 4.25\n\
@@ -237,6 +289,31 @@ mod tests {
         assert_eq!(
             state.groups[&3],
             GroupStatus::Failed("open-failed EBUSY".into())
+        );
+        assert_eq!(state.bars_of("00:05.0"), "mapped");
+        assert_eq!(state.bars_of("0000:00:04.0"), "BAR0:EBUSY,BAR2:EINVAL");
+        assert_eq!(state.bars_of("00:1f.0"), "-");
+        assert_eq!(
+            state.iomem,
+            [
+                "  c0000000-c0ffffff : 0000:00:04.0",
+                "    c0000000-c03e7fff : efifb"
+            ]
+        );
+        assert_eq!(
+            state.framebuffers,
+            [("fb0".to_string(), "0000:00:04.0".to_string())]
+        );
+        assert_eq!(
+            state.vtconsoles,
+            [
+                ("vtcon0".to_string(), false, "(S) dummy device".to_string()),
+                (
+                    "vtcon1".to_string(),
+                    true,
+                    "(M) frame buffer device".to_string()
+                )
+            ]
         );
         assert_eq!(state.summary().map(|(_, us)| us), Some(812));
         assert_eq!(state.uptime, Some(4.25));
@@ -266,6 +343,31 @@ mod tests {
             None
         );
         assert_eq!(state.errors, ["unreadable line: unit broken"]);
+    }
+
+    #[test]
+    fn the_table_has_a_bars_column() {
+        let table = function_table(&parse(SAMPLE).unwrap());
+        let mut lines = table.lines();
+        assert!(lines
+            .next()
+            .unwrap()
+            .trim_end()
+            .ends_with("vfio group  bars"));
+        let row = |address: &str| {
+            table
+                .lines()
+                .find(|line| line.trim_start().starts_with(address))
+                .unwrap()
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(row("0000:00:05.0"), "mapped");
+        assert_eq!(row("0000:00:04.0"), "BAR0:EBUSY,BAR2:EINVAL");
+        assert_eq!(row("0000:00:1f.0"), "-");
+        assert!(table.contains("    iomem     c0000000-c03e7fff : efifb\n"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! report afterwards.
 
 use super::image::Generator;
+use super::qemu::Firmware;
 use super::report::{GroupStatus, GuestState};
 
 /// The emulated cards.
@@ -20,6 +21,16 @@ pub enum Cards {
     /// SeaBIOS numbers first: the USB controller takes bus 01 and the twins move to 02 and
     /// 03. The renumbering a card added in an earlier slot causes on real machines.
     RootPortTwinsUsbFirst,
+    /// The twins under UEFI (OVMF): 00:04.0, the first display card, is the boot display
+    /// and efifb holds the start of its BAR0.
+    UefiTwins,
+    /// Single-GPU passthrough's shape under UEFI: one bochs-display + ich9-intel-hda at
+    /// 00:04.0/.1, the boot display.
+    UefiSingle,
+    /// The control under UEFI: a VGA-class card (QEMU's `VGA`, 1234:1111, class 0x0300) +
+    /// ich9-intel-hda at 00:04.0/.1, the boot display. vfio-pci itself removes the firmware
+    /// framebuffer when it probes a VGA-class function.
+    UefiVga,
 }
 
 /// `-device` arguments for a PCIe root port at `slot` on the root bus and one device
@@ -35,9 +46,11 @@ fn behind_root_port(slot: &str, chassis: u8, device: &str) -> Vec<String> {
 
 impl Cards {
     pub fn qemu_args(self) -> Vec<String> {
-        let (display, slots) = match self {
-            Cards::Twins => ("bochs-display", ["04", "05"]),
-            Cards::Seed003 => ("ati-vga,model=rv100", ["03", "07"]),
+        let (display, slots): (&str, &[&str]) = match self {
+            Cards::Twins | Cards::UefiTwins => ("bochs-display", &["04", "05"]),
+            Cards::Seed003 => ("ati-vga,model=rv100", &["03", "07"]),
+            Cards::UefiSingle => ("bochs-display", &["04"]),
+            Cards::UefiVga => ("VGA", &["04"]),
             Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => {
                 let mut args = Vec::new();
                 if self == Cards::RootPortTwinsUsbFirst {
@@ -59,13 +72,32 @@ impl Cards {
     }
 
     /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
+    ///
+    /// The UEFI boots skip the kernel's check of the timer interrupt through the remapped
+    /// IO-APIC (`no_timer_check`): under emulation on a loaded host it times out and panics
+    /// ("timer doesn't work through Interrupt-remapped IO-APIC"), seen on these slower boots.
     pub fn append(self) -> &'static str {
         match self {
-            Cards::Twins | Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => "",
+            Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => "",
             Cards::Seed003 => "drm_kms_helper.fbdev_emulation=0",
+            Cards::Twins => "",
+            Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => UEFI_APPEND,
+        }
+    }
+
+    /// The firmware the cards boot with.
+    pub fn firmware(self) -> Firmware {
+        match self {
+            Cards::Twins | Cards::Seed003 | Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => {
+                Firmware::SeaBios
+            }
+            Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => Firmware::Uefi,
         }
     }
 }
+
+/// Kernel command-line words of every UEFI boot (vm-run --uefi too): see [`Cards::append`].
+pub const UEFI_APPEND: &str = "no_timer_check";
 
 /// Where a function must end up.
 #[derive(Clone, Copy, Debug)]
@@ -320,8 +352,10 @@ pub const SCENARIOS: &[Scenario] = &[
         untouched: &[],
         guest_says: &[
             RUNTIME_BOUND_1,
+            RUNTIME_BARS_1,
             RUNTIME_RELEASED_1,
             RUNTIME_BOUND_2,
+            RUNTIME_BARS_2,
             RUNTIME_RELEASED_2,
         ],
     },
@@ -441,6 +475,90 @@ pub const SCENARIOS: &[Scenario] = &[
         untouched: &[],
         guest_says: &[],
     },
+    // The boot display under UEFI (issue 11): OVMF makes 00:04.0 the boot display and efifb
+    // holds its BAR0; each vfio-pci function's BARs must map through VFIO as QEMU maps them.
+    Scenario {
+        number: 17,
+        name: "UEFI single GPU",
+        cards: Cards::UefiSingle,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[("00:04.0", Want::Vfio), ("00:04.1", Want::Vfio)],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: RELEASED_EFIFB,
+        // The precondition: OVMF made it the boot display and efifb holds its BAR0.
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
+    Scenario {
+        number: 18,
+        name: "UEFI boot display twin",
+        cards: Cards::UefiTwins,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[
+            ("00:04.0", Want::Vfio),
+            ("00:04.1", Want::Vfio),
+            ("00:05.0", Want::Native(BOCHS)),
+            ("00:05.1", Want::Native(HDA)),
+        ],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: RELEASED_EFIFB,
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
+    Scenario {
+        number: 19,
+        name: "UEFI runtime boot GPU",
+        cards: Cards::UefiTwins,
+        append: "vfiotest.runtime=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: ALL_NATIVE,
+        viable: &[],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: false,
+        binder_says: &[],
+        // `vfio-bind bind` (on the console) says it let go of the console on the card.
+        console: RELEASED_CONSOLE,
+        untouched: &[],
+        guest_says: &[
+            UEFI_RUNTIME_BOUND_1,
+            UEFI_RUNTIME_BARS_1,
+            UEFI_RUNTIME_RELEASED_1,
+            UEFI_RUNTIME_BOUND_2,
+            UEFI_RUNTIME_BARS_2,
+            UEFI_RUNTIME_RELEASED_2,
+        ],
+    },
+    Scenario {
+        number: 20,
+        name: "UEFI VGA control",
+        cards: Cards::UefiVga,
+        append: "vfio.bind=1234:1111@00:04",
+        iommu: true,
+        baked: false,
+        functions: &[("00:04.0", Want::Vfio), ("00:04.1", Want::Vfio)],
+        viable: &["00:04.0"],
+        not_viable: &[],
+        binder_errors: &[],
+        binder_speaks: true,
+        binder_says: &[],
+        console: UEFI_BOOT_DISPLAY,
+        untouched: UNTOUCHED_FIRST,
+        guest_says: &[],
+    },
 ];
 
 /// The escape hatch, on every image (each init runs the binder, which alone decides).
@@ -453,13 +571,48 @@ const FORCED_DRIVER: u8 = 11;
 const PATH_RULE: &str = "vfio.bind=1234:1111@00:1c.0/00";
 const BUS_RULE: &str = "vfio.bind=1234:1111@02:00";
 
+/// The precondition of the UEFI scenarios: OVMF made 00:04.0 the boot display and the EFI
+/// framebuffer lies in its BAR0. The kernel says so when it pins the BAR under the
+/// framebuffer (`efifb_fixup_resources`, drivers/firmware/efi/sysfb_efi.c).
+const UEFI_BOOT_DISPLAY: &[&str] = &["pci 0000:00:04.0: BAR 0: assigned to efifb"];
+
+/// The binder's line at boot when it unbinds efifb from the boot display's BAR0.
+const RELEASED_EFIFB: &[&[&str]] = &[&[
+    "released the boot console for 0000:00:04.0",
+    "efi-framebuffer.0",
+]];
+
+/// `vfio-bind bind`'s line when it unbinds the framebuffer console from the boot display.
+const RELEASED_CONSOLE: &[&str] = &["vfio-bind: released the boot console for 0000:00:04.0"];
+
+/// The card OVMF makes the boot display: the first display card.
+const BOOT_DISPLAY: &str = "00:04.0";
+
+/// The first card (the boot display under UEFI), which the binder must reach before its
+/// drivers do.
+const UNTOUCHED_FIRST: &[(&str, &str)] = &[("00:04.0", BOCHS), ("00:04.1", HDA)];
+
 /// What the guest's test hook logs after each `vfio-bind bind` and `release` of the second
 /// twin (xtask/guest/mkinitcpio/hooks/vfio-test): the step, the command's exit status, and
 /// each function's driver as the kernel's `driver` link names it. The first twin never moves.
 const RUNTIME_BOUND_1: &str = "vfio-test: round 1 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
+const RUNTIME_BARS_1: &str =
+    "vfio-test: round 1 bind bars: 0000:00:05.0=mapped 0000:00:05.1=mapped";
+const RUNTIME_BARS_2: &str =
+    "vfio-test: round 2 bind bars: 0000:00:05.0=mapped 0000:00:05.1=mapped";
 const RUNTIME_RELEASED_1: &str = "vfio-test: round 1 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
 const RUNTIME_BOUND_2: &str = "vfio-test: round 2 bind exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=vfio-pci 0000:00:05.1=vfio-pci";
 const RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+
+/// Scenario 13: the same rounds on the first twin, the boot display with the console on it.
+const UEFI_RUNTIME_BOUND_1: &str = "vfio-test: round 1 bind exit 0: 0000:00:04.0=vfio-pci 0000:00:04.1=vfio-pci 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BARS_1: &str =
+    "vfio-test: round 1 bind bars: 0000:00:04.0=mapped 0000:00:04.1=mapped";
+const UEFI_RUNTIME_RELEASED_1: &str = "vfio-test: round 1 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BOUND_2: &str = "vfio-test: round 2 bind exit 0: 0000:00:04.0=vfio-pci 0000:00:04.1=vfio-pci 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
+const UEFI_RUNTIME_BARS_2: &str =
+    "vfio-test: round 2 bind bars: 0000:00:04.0=mapped 0000:00:04.1=mapped";
+const UEFI_RUNTIME_RELEASED_2: &str = "vfio-test: round 2 release exit 0: 0000:00:04.0=bochs-drm 0000:00:04.1=snd_hda_intel 0000:00:05.0=bochs-drm 0000:00:05.1=snd_hda_intel";
 
 /// Which scenarios run on which generator: 1, 3 and 9 on every one (9 checks each hook's
 /// copy of /etc/cmdline.d), all of them on the mkinitcpio (busybox) image, whose HOOKS
@@ -503,6 +656,52 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
         if driver != want_driver || over != want_override {
             problems.push(format!(
                 "{address}: expected driver {want_driver}, override {want_override}; found driver {driver}, override {over}"
+            ));
+        }
+    }
+    // "Viable" is not "usable": every function on vfio-pci must map its BARs through VFIO as
+    // QEMU maps them. (A group expected not viable cannot join a container: nothing maps.)
+    for (address, want) in scenario.functions {
+        if matches!(want, Want::Vfio) && !scenario.not_viable.contains(address) {
+            let bars = state.bars_of(address);
+            if bars != "mapped" {
+                problems.push(format!(
+                    "{address}: expected bars mapped (every BAR mmapped through VFIO, as QEMU does); found {bars}"
+                ));
+            }
+        }
+    }
+    // Under UEFI 00:04.0 is the boot display: when it ends on its own driver (never taken, or
+    // given back by a runtime release), the console must be on it, not left on nothing.
+    let boot_display_native = scenario
+        .functions
+        .iter()
+        .any(|(address, want)| *address == BOOT_DISPLAY && matches!(want, Want::Native(_)));
+    if scenario.cards.firmware() == Firmware::Uefi && boot_display_native {
+        let full = super::report::full_address(BOOT_DISPLAY);
+        let on_card = state.framebuffers.iter().any(|(_, device)| *device == full);
+        let bound = state
+            .vtconsoles
+            .iter()
+            .any(|(_, bound, name)| *bound && name.contains("frame buffer"));
+        if !on_card || !bound {
+            problems.push(format!(
+                "expected the console back on the boot display {BOOT_DISPLAY}: a framebuffer of {full} and a bound frame-buffer console; found framebuffers [{}], consoles [{}]",
+                state
+                    .framebuffers
+                    .iter()
+                    .map(|(fb, device)| format!("{fb} on {device}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                state
+                    .vtconsoles
+                    .iter()
+                    .map(|(vtcon, bound, name)| format!(
+                        "{vtcon} {name} {}",
+                        if *bound { "bound" } else { "unbound" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -738,10 +937,110 @@ mod tests {
             "bochs-drm",
             "vfio-pci",
             "vfio-pci",
-            "group 2 viable\nkmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+            "group 2 viable\nbars 0000:00:05.0 mapped\nbars 0000:00:05.1 mapped\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
         );
         let state = parse(&report).unwrap();
         assert_eq!(check(&SCENARIOS[0], &state, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn viable_is_not_enough_when_a_bar_does_not_map() {
+        // What the guest said on a UEFI boot before the binder released the framebuffer.
+        let report = twins(
+            "bochs-drm",
+            "vfio-pci",
+            "vfio-pci",
+            "group 2 viable\nbars 0000:00:05.0 BAR0:EBUSY\nbars 0000:00:05.1 mapped\n\
+             iomem   c0000000-c0ffffff : 0000:00:05.0\niomem     c0000000-c03e7fff : efifb\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+        );
+        let state = parse(&report).unwrap();
+        assert_eq!(
+            check(&SCENARIOS[0], &state, ""),
+            ["00:05.0: expected bars mapped (every BAR mmapped through VFIO, as QEMU does); found BAR0:EBUSY"]
+        );
+        // No bars line at all (the reporter could not open the device): a failure too.
+        let report = twins(
+            "bochs-drm",
+            "vfio-pci",
+            "vfio-pci",
+            "group 2 viable\nbars 0000:00:05.1 mapped\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n",
+        );
+        let problems = check(&SCENARIOS[0], &parse(&report).unwrap(), "");
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].ends_with("found -"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_group_expected_not_viable_needs_no_mapped_bars() {
+        let ids_only = SCENARIOS.iter().find(|s| s.number == 8).unwrap();
+        let report = "vfio-test: begin\n\
+             fn 0000:00:04.0 1234:1111 bochs-drm - 1\n\
+             fn 0000:00:04.1 8086:293e vfio-pci vfio-pci 1\n\
+             fn 0000:00:05.0 1234:1111 bochs-drm - 2\n\
+             fn 0000:00:05.1 8086:293e vfio-pci vfio-pci 2\n\
+             group 1 not-viable\ngroup 2 not-viable\n\
+             bars 0000:00:04.1 group-not-viable\nbars 0000:00:05.1 group-not-viable\n\
+             kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n\
+             vfio-test: end\n";
+        assert_eq!(
+            check(ids_only, &parse(report).unwrap(), ""),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn uefi_runtime_needs_the_console_back_on_the_boot_display() {
+        let runtime = SCENARIOS.iter().find(|s| s.number == 19).unwrap();
+        let report = |consoles: &str| {
+            let hook: String = runtime
+                .guest_says
+                .iter()
+                .map(|line| format!("kmsg 6 {line}\n"))
+                .collect();
+            format!(
+                "vfio-test: begin\n\
+                 fn 0000:00:04.0 1234:1111 bochs-drm - 1\n\
+                 fn 0000:00:04.1 8086:293e snd_hda_intel - 1\n\
+                 fn 0000:00:05.0 1234:1111 bochs-drm - 2\n\
+                 fn 0000:00:05.1 8086:293e snd_hda_intel - 2\n\
+                 {consoles}{hook}vfio-test: end\n"
+            )
+        };
+        let console = "vfio-bind: released the boot console for 0000:00:04.0: vtcon1\n";
+        let back = "fb fb0 0000:00:04.0\nfb fb1 0000:00:05.0\n\
+                    vtcon vtcon0 0 (S) dummy device\nvtcon vtcon1 1 (M) frame buffer device\n";
+        assert_eq!(
+            check(runtime, &parse(&report(back)).unwrap(), console),
+            Vec::<String>::new()
+        );
+        // A release that gave the card back but not the console.
+        let left = "fb fb0 0000:00:04.0\nfb fb1 0000:00:05.0\n\
+                    vtcon vtcon0 1 (S) dummy device\nvtcon vtcon1 0 (M) frame buffer device\n";
+        let problems = check(runtime, &parse(&report(left)).unwrap(), console);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("expected the console back on the boot display 00:04.0"));
+        assert!(problems[0].contains("vtcon1 (M) frame buffer device unbound"));
+    }
+
+    #[test]
+    fn uefi_cards_boot_with_ovmf_and_the_rest_with_seabios() {
+        for scenario in SCENARIOS {
+            let uefi = scenario.name.starts_with("UEFI");
+            assert_eq!(
+                scenario.cards.firmware() == Firmware::Uefi,
+                uefi,
+                "scenario {}",
+                scenario.number
+            );
+        }
+        let vga = Cards::UefiVga.qemu_args().join(" ");
+        assert_eq!(
+            vga,
+            "-device VGA,addr=04.0,multifunction=on -device ich9-intel-hda,addr=04.1"
+        );
     }
 
     #[test]
@@ -790,8 +1089,8 @@ mod tests {
     const FULL_BEFORE: &str = "systemd-modules-load.service systemd-udevd.service \
         systemd-udev-trigger.service sysinit.target dracut-cmdline.service \
         dracut-pre-udev.service vfio-test-report.service";
-    const SUMMARY: &str =
-        "group 2 viable\nkmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n";
+    const SUMMARY: &str = "group 2 viable\nbars 0000:00:05.0 mapped\nbars 0000:00:05.1 mapped\n\
+        kmsg 6 vfio-bind: 1 of 1 rules applied, 2 functions on vfio-pci in 900 us\n";
 
     #[test]
     fn forced_driver_passes_when_the_binder_was_done_before_dracut_started() {
