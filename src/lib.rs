@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod host;
 pub mod image;
 pub mod iomem;
+pub mod json;
 pub mod kmsg;
 pub mod pciids;
 pub mod plan;

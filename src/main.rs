@@ -83,9 +83,12 @@ struct ApplyArgs {
 #[argh(
     subcommand,
     name = "list",
-    example = "vfio-bind list\nvfio-bind list --cmdline 'vfio.bind=1002:73ff@07:00'"
+    example = "vfio-bind list\nvfio-bind list --cmdline 'vfio.bind=1002:73ff@07:00'\nvfio-bind list --json"
 )]
 struct ListArgs {
+    /// print one JSON document (schema vfio-bind.list/1, see the man page) instead of text
+    #[argh(switch)]
+    json: bool,
     /// sysfs root to read (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
@@ -124,6 +127,9 @@ struct RuleArgs {
     error_code(1, "a problem was found (each is printed with its fix)")
 )]
 struct CheckArgs {
+    /// print one JSON document (schema vfio-bind.check/1, see the man page) instead of text
+    #[argh(switch)]
+    json: bool,
     /// root of /proc, /lib/modules, /boot and /etc for the host checks (default / on the
     /// real /sys; with a fixture --sysfs the host checks run only when this is given)
     #[argh(option)]
@@ -412,7 +418,7 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let cmdline = arguments.cmdline(args.cmdline.as_deref());
             let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
-            let status = report::list(&sysfs, &gathered, out);
+            let status = report::list(&sysfs, &gathered, format(args.json), out);
             Ok(failed_if_lost(status, &gathered))
         }
         Command::Rule(args) => {
@@ -459,8 +465,22 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
                 (None, false) => None,
             };
             let host = host_root.as_deref().map(vfio_bind::host::Host::new);
-            Ok(report::check(&sysfs, &gathered, host.as_ref(), out))
+            Ok(report::check(
+                &sysfs,
+                &gathered,
+                host.as_ref(),
+                format(args.json),
+                out,
+            ))
         }
+    }
+}
+
+fn format(json: bool) -> report::Format {
+    if json {
+        report::Format::Json
+    } else {
+        report::Format::Text
     }
 }
 

@@ -6,8 +6,9 @@ use std::io::Write;
 
 use crate::address::{Address, Location, PciIds, PciPath};
 use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
-use crate::doctor::Severity;
+use crate::doctor::{Finding, Severity};
 use crate::host::Host;
+use crate::json;
 use crate::pciids::PciNames;
 use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
@@ -24,9 +25,9 @@ fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
 }
 
 /// `vfio-bind list`: every function grouped by IOMMU group.
-pub fn list(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
+pub fn list(sysfs: &Sysfs, gathered: &Gathered, format: Format, out: &mut dyn Write) -> u8 {
     let functions = all_functions(sysfs);
-    if functions.is_empty() {
+    if functions.is_empty() && format == Format::Text {
         let _ = writeln!(
             out,
             "no PCI functions under {}/bus/pci/devices",
@@ -44,6 +45,14 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
         plan.as_ref()
             .is_some_and(|plan| plan.is_target(function.address))
     };
+    if format == Format::Json {
+        list_json(sysfs, &functions, &selected, names.as_ref(), out);
+        return if functions.is_empty() {
+            EXIT_FAILED
+        } else {
+            EXIT_OK
+        };
+    }
 
     let mut groups: BTreeMap<Option<u32>, Vec<&Function>> = BTreeMap::new();
     for function in &functions {
@@ -84,6 +93,49 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, out: &mut dyn Write) -> u8 {
         }
     }
     EXIT_OK
+}
+
+/// `list --json`: one object per function, in address order (schema [`LIST_SCHEMA`]).
+fn list_json(
+    sysfs: &Sysfs,
+    functions: &[Function],
+    selected: &dyn Fn(&Function) -> bool,
+    names: Option<&PciNames>,
+    out: &mut dyn Write,
+) {
+    let _ = write!(
+        out,
+        "{{\"schema\":{},\"iommu\":{},\"functions\":[",
+        json::Str(LIST_SCHEMA),
+        sysfs.iommu_enabled()
+    );
+    for (index, function) in functions.iter().enumerate() {
+        let hex4 = |value: Option<u16>| value.map(|value| format!("{value:04x}"));
+        let vendor = hex4(function.ids.map(|ids| ids.vendor));
+        let device = hex4(function.ids.map(|ids| ids.device));
+        let class = function.class.map(|class| format!("{class:06x}"));
+        let path = path_of(sysfs, function.address).map(|path| path.to_string());
+        let name = names.and_then(|names| function.ids.and_then(|ids| names.describe(ids)));
+        let class_name = names.and_then(|names| function.class.and_then(|c| names.class_name(c)));
+        let _ = write!(
+            out,
+            "{}{{\"address\":{},\"vendor\":{},\"device\":{},\"class\":{},\"driver\":{},\"driver_override\":{},\"iommu_group\":{},\"boot_vga\":{},\"path\":{},\"selected\":{},\"name\":{},\"class_name\":{}}}",
+            if index > 0 { "," } else { "" },
+            json::Str(&function.address.to_string()),
+            json::OptStr(vendor.as_deref()),
+            json::OptStr(device.as_deref()),
+            json::OptStr(class.as_deref()),
+            json::OptStr(function.driver.as_deref()),
+            json::OptStr(function.driver_override.as_deref()),
+            json::OptNum(function.iommu_group),
+            function.boot_vga,
+            json::OptStr(path.as_deref()),
+            selected(function),
+            json::OptStr(name.as_deref()),
+            json::OptStr(class_name),
+        );
+    }
+    let _ = writeln!(out, "]}}");
 }
 
 fn describe_line(
@@ -193,17 +245,126 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
     EXIT_OK
 }
 
+/// How `list` and `check` print: lines for people, or one JSON document for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The schema names in the JSON output; a change that breaks a reader gets a new number.
+pub const LIST_SCHEMA: &str = "vfio-bind.list/1";
+pub const CHECK_SCHEMA: &str = "vfio-bind.check/1";
+
+/// `check`'s findings in the order found, printed at the end in the chosen format.
+#[derive(Default)]
+struct Checklist {
+    findings: Vec<Finding>,
+}
+
+impl Checklist {
+    /// Adds a finding given as one message, `TEXT[. Fix: FIX]`, whose subject is what it
+    /// starts with: a rule or address before `: `, or `IOMMU group N`; else none.
+    fn say(&mut self, severity: Severity, message: String) {
+        let (text, fix) = match message.split_once(". Fix: ") {
+            Some((text, fix)) => (text.to_string(), Some(fix.to_string())),
+            None => (message, None),
+        };
+        let subject = if let Some(rest) = text.strip_prefix("IOMMU group ") {
+            let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            format!("IOMMU group {number}")
+        } else {
+            match text.split_once(": ") {
+                Some((first, _)) if !first.contains(' ') => first.to_string(),
+                _ => String::new(),
+            }
+        };
+        self.findings.push(Finding {
+            severity,
+            subject,
+            text,
+            fix,
+        });
+    }
+
+    fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|finding| finding.severity == Severity::Problem)
+            .count()
+    }
+
+    fn print(&self, format: Format, out: &mut dyn Write) {
+        match format {
+            Format::Text => {
+                for finding in &self.findings {
+                    let _ = match &finding.fix {
+                        Some(fix) => writeln!(
+                            out,
+                            "{} {}. Fix: {fix}",
+                            finding.severity.word(),
+                            finding.text
+                        ),
+                        None => writeln!(out, "{} {}", finding.severity.word(), finding.text),
+                    };
+                }
+            }
+            Format::Json => {
+                let _ = write!(
+                    out,
+                    "{{\"schema\":{},\"ok\":{},\"findings\":[",
+                    json::Str(CHECK_SCHEMA),
+                    self.problems() == 0
+                );
+                for (index, finding) in self.findings.iter().enumerate() {
+                    let severity = match finding.severity {
+                        Severity::Ok => "ok",
+                        Severity::Warning => "warning",
+                        Severity::Problem => "problem",
+                    };
+                    let _ = write!(
+                        out,
+                        "{}{{\"severity\":{},\"subject\":{},\"text\":{},\"fix\":{}}}",
+                        if index > 0 { "," } else { "" },
+                        json::Str(severity),
+                        json::Str(&finding.subject),
+                        json::Str(&finding.text),
+                        json::OptStr(finding.fix.as_deref())
+                    );
+                }
+                let _ = writeln!(out, "]}}");
+            }
+        }
+    }
+}
+
 /// `vfio-bind check`: after boot, is every rule applied and every group ready for a VM?
 /// `host`, when given, is where the doctor reads /proc, /lib/modules, /boot and /etc (`/` on
 /// the running system; `None` for a fixture sysfs given no host root).
-pub fn check(sysfs: &Sysfs, gathered: &Gathered, host: Option<&Host>, out: &mut dyn Write) -> u8 {
-    let mut problems = 0;
-    let mut say = |severity: Severity, text: String| {
-        if severity == Severity::Problem {
-            problems += 1;
-        }
-        let _ = writeln!(out, "{} {text}", severity.word());
-    };
+pub fn check(
+    sysfs: &Sysfs,
+    gathered: &Gathered,
+    host: Option<&Host>,
+    format: Format,
+    out: &mut dyn Write,
+) -> u8 {
+    let mut checklist = Checklist::default();
+    let status = examine(sysfs, gathered, host, &mut checklist);
+    checklist.print(format, out);
+    if status == EXIT_OK && checklist.problems() == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn examine(
+    sysfs: &Sysfs,
+    gathered: &Gathered,
+    host: Option<&Host>,
+    checklist: &mut Checklist,
+) -> u8 {
+    let mut say = |severity: Severity, message: String| checklist.say(severity, message);
     let iommu = sysfs.iommu_enabled();
     if iommu {
         say(Severity::Ok, "the IOMMU is on".into());
@@ -251,19 +412,9 @@ pub fn check(sysfs: &Sysfs, gathered: &Gathered, host: Option<&Host>, out: &mut 
             }
         }
         examined.sort_by_key(|function| function.address);
-        for finding in host.findings(sysfs, &examined) {
-            let text = match &finding.fix {
-                Some(fix) => format!("{}. Fix: {fix}", finding.text),
-                None => finding.text,
-            };
-            say(finding.severity, text);
-        }
+        checklist.findings.extend(host.findings(sysfs, &examined));
     }
-    if problems == 0 {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    }
+    EXIT_OK
 }
 
 fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severity, String)) {

@@ -308,7 +308,13 @@ fn check_output(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
     let sysfs = sysfs_of(tree);
     let gathered = gathered(cmdline, tree);
     let mut out = Vec::new();
-    let status = vfio_bind::report::check(&sysfs, &gathered, None, &mut out);
+    let status = vfio_bind::report::check(
+        &sysfs,
+        &gathered,
+        None,
+        vfio_bind::report::Format::Text,
+        &mut out,
+    );
     (status, String::from_utf8(out).unwrap())
 }
 

@@ -26,7 +26,13 @@ fn check(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
         &mut log_problem,
     );
     let mut out = Vec::new();
-    let status = vfio_bind::report::check(&sysfs, &gathered, None, &mut out);
+    let status = vfio_bind::report::check(
+        &sysfs,
+        &gathered,
+        None,
+        vfio_bind::report::Format::Text,
+        &mut out,
+    );
     (status, String::from_utf8(out).unwrap())
 }
 

@@ -1,0 +1,131 @@
+//! `list --json` and `check --json` through the binary: the documented schemas, parsed back
+//! as a script would parse them.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sysfs_fixture::*;
+
+fn run(arguments: &[&str], tree: &SysfsTree, cmdline: &str) -> (Option<i32>, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(arguments)
+        .arg("--sysfs")
+        .arg(tree.root())
+        .args(["--cmdline", cmdline, "--cmdline-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (output.status.code(), value, stdout)
+}
+
+#[test]
+fn list_json_has_one_object_per_function_with_the_documented_fields() {
+    let tree = seed_003_machine().unwrap();
+    let (status, value, stdout) = run(&["list", "--json"], &tree, "vfio.bind=1002:73ff@07:00");
+    assert_eq!(status, Some(0), "{stdout}");
+    assert_eq!(value["schema"], "vfio-bind.list/1");
+    assert_eq!(value["iommu"], true);
+    let functions = value["functions"].as_array().unwrap();
+    let addresses: Vec<&str> = functions
+        .iter()
+        .map(|f| f["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "0000:00:00.0",
+            "0000:00:01.1",
+            "0000:00:01.2",
+            "0000:03:00.0",
+            "0000:03:00.1",
+            "0000:07:00.0",
+            "0000:07:00.1"
+        ]
+    );
+    let guest = &functions[5];
+    assert_eq!(guest["vendor"], "1002");
+    assert_eq!(guest["device"], "73ff");
+    assert_eq!(guest["class"], "030000");
+    assert_eq!(guest["selected"], true);
+    assert_eq!(guest["iommu_group"], 17);
+    assert!(guest["driver_override"].is_null());
+    assert_eq!(
+        functions[4]["selected"], false,
+        "the host's audio is not selected"
+    );
+    assert_eq!(
+        functions[6]["path"], "0000:00:01.2/00.1",
+        "the guest card sits behind a bridge"
+    );
+    for function in functions {
+        let keys: Vec<&String> = function.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys.len(),
+            12,
+            "address vendor device class driver driver_override iommu_group boot_vga path selected name class_name: {keys:?}"
+        );
+    }
+}
+
+#[test]
+fn check_json_has_one_object_per_finding_with_its_fix_and_the_same_exit_status() {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(
+        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+            .group(17)
+            .driver("vfio-pci"),
+    )
+    .unwrap()
+    .add(
+        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+            .group(17)
+            .driver("snd_hda_intel"),
+    )
+    .unwrap();
+    let (status, value, stdout) = run(&["check", "--json"], &tree, "vfio.bind=1002:73ff@07:00.0");
+    assert_eq!(status, Some(1), "{stdout}");
+    assert_eq!(value["schema"], "vfio-bind.check/1");
+    assert_eq!(value["ok"], false);
+    let findings = value["findings"].as_array().unwrap();
+    let summary: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap(),
+                f["subject"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ok", ""),
+            ("ok", "1002:73ff@0000:07:00.0"),
+            ("problem", "IOMMU group 17"),
+        ]
+    );
+    assert_eq!(
+        findings[2]["text"],
+        "IOMMU group 17 is not viable: 0000:07:00.1 (1002:ab28) is on snd_hda_intel"
+    );
+    assert_eq!(findings[2]["fix"], "add vfio.bind=1002:ab28@0000:07:00.1");
+    assert!(findings[0]["fix"].is_null());
+
+    // The text output says the same findings, one line each.
+    let text = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .args([
+            "--cmdline",
+            "vfio.bind=1002:73ff@07:00.0",
+            "--cmdline-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text.status.code(), Some(1));
+    let lines = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(lines.lines().count(), findings.len(), "{lines}");
+    assert!(lines.contains("PROBLEM IOMMU group 17 is not viable: 0000:07:00.1 (1002:ab28) is on snd_hda_intel. Fix: add vfio.bind=1002:ab28@0000:07:00.1"));
+}
