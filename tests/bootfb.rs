@@ -538,3 +538,28 @@ fn binding_a_gpu_that_only_has_a_second_framebuffer_leaves_the_hosts_console_alo
         released.log
     );
 }
+
+#[test]
+fn an_iomem_too_large_for_the_buffer_is_refused_whole_and_nothing_is_unbound() {
+    let mut tree = uefi_twins(None, None);
+    // 160 KiB of iomem: more than the 128 KiB read, efifb still in the boot card's BAR.
+    let mut iomem = tree.iomem();
+    while iomem.len() < 160 * 1024 {
+        iomem.push_str("fee00000-fee00fff : Local APIC\n");
+    }
+    tree.set_iomem(&iomem).unwrap();
+    let mut kernel = SimulatedKernel::new(&mut tree);
+    let run = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:02.0");
+    assert_eq!(run.status, 0, "{:?}", run.log);
+    assert!(
+        run.writes.iter().all(|w| !w.contains("platform")),
+        "{:?}",
+        run.writes
+    );
+    assert!(
+        run.log.iter().any(|l| l.starts_with("warning: cannot read ")
+            && l.contains("(File too large): firmware framebuffers in the cards' BARs were not looked for")),
+        "{:?}",
+        run.log
+    );
+}
