@@ -26,8 +26,8 @@ use crate::sysfs::{
     Attribute, DeviceName, FramebufferDriver, Function, Sysfs, MAX_VTCONSOLES, VFIO_PCI,
 };
 
-/// The largest iomem tree read. A desktop's is 3 to 10 KiB; a big server's a few tens.
-pub const IOMEM_CAPACITY: usize = 64 * 1024;
+/// The largest iomem tree read. A desktop's is 3 to 10 KiB, a big server's a few tens.
+pub const IOMEM_CAPACITY: usize = 128 * 1024;
 
 /// The platform driver whose device makes a claim of this name.
 pub fn driver_of(framebuffer: FirmwareFramebuffer) -> Option<FramebufferDriver> {

@@ -154,14 +154,26 @@ impl Claim<'_> {
     }
 }
 
+/// The deepest indentation the kernel prints: `r_show()` stops counting levels at
+/// MAX_IORES_LEVEL (5), so anything deeper is printed at that depth too.
+pub const MAX_SHOWN_DEPTH: usize = 5;
+
 /// The resources nested directly below each BAR named `address` (e.g. `0000:00:02.0`), in
 /// iomem order. Deeper entries belong to the claim they are nested in (simpledrm's region
-/// inside `BOOTFB`), so the claim that matters is the outermost one.
+/// inside `BOOTFB`), so the claim that matters is the outermost one. A BAR printed at
+/// [`MAX_SHOWN_DEPTH`] (a card behind several switches) has its claims printed at the same
+/// depth: those are told by their range lying inside the BAR's, which needs ranges shown.
 pub fn claims_in<'t>(text: &'t str, address: &'t str) -> impl Iterator<Item = Claim<'t>> + 't {
     let mut bar: Option<(usize, u64, u64)> = None;
     entries(text).filter_map(move |entry| {
         if let Some((depth, start, end)) = bar {
-            if entry.depth == depth + 1 {
+            let capped_child = depth == MAX_SHOWN_DEPTH
+                && entry.depth == depth
+                && end != 0
+                && start <= entry.start
+                && entry.end <= end
+                && entry.name != address;
+            if entry.depth == depth + 1 || capped_child {
                 return Some(Claim {
                     bar: (start, end),
                     start: entry.start,
@@ -301,6 +313,34 @@ c0000000-febfffff : PCI Bus 0000:00
         let audio: Vec<Claim> = claims_in(text, "0000:01:00.1").collect();
         assert_eq!(names(audio.iter().copied()), ["ICH HD audio"]);
         assert_eq!(audio[0].kind, ClaimKind::Other);
+    }
+
+    #[test]
+    fn a_bar_at_the_deepest_printed_level_still_shows_its_claims_by_range() {
+        // A GPU behind a root port and two switch levels: the BAR is at depth 5 and the
+        // kernel prints efifb, one level deeper, at depth 5 too.
+        let text = "\
+80000000-efffffff : PCI Bus 0000:00
+  e0000000-efffffff : PCI Bus 0000:0a
+    e0000000-efffffff : PCI Bus 0000:0b
+      e0000000-efffffff : PCI Bus 0000:0c
+        e0000000-efffffff : PCI Bus 0000:0d
+          e0000000-e0ffffff : 0000:0d:00.0
+          e0000000-e07e8fff : efifb
+          e1000000-e100ffff : 0000:0d:00.1
+";
+        assert_eq!(names(claims_in(text, "0000:0d:00.0")), ["efifb"]);
+        assert!(names(claims_in(text, "0000:0d:00.1")).is_empty());
+        // Hidden ranges at that depth cannot be told apart: nothing is claimed.
+        let hidden = text
+            .lines()
+            .map(|line| {
+                let (indent, rest) = line.split_at(line.len() - line.trim_start().len());
+                let name = rest.split_once(" : ").unwrap().1;
+                format!("{indent}00000000-00000000 : {name}\n")
+            })
+            .collect::<String>();
+        assert!(names(claims_in(&hidden, "0000:0d:00.0")).is_empty());
     }
 
     #[test]

@@ -544,3 +544,70 @@ fn binding_a_gpu_that_only_has_a_second_framebuffer_leaves_the_hosts_console_alo
         released.log
     );
 }
+
+#[test]
+fn an_iomem_too_large_for_the_buffer_is_refused_whole_and_nothing_is_unbound() {
+    let mut tree = uefi_twins(None, None);
+    // 160 KiB of iomem: more than the 128 KiB read, efifb still in the boot card's BAR.
+    let mut iomem = tree.iomem();
+    while iomem.len() < 160 * 1024 {
+        iomem.push_str("fee00000-fee00fff : Local APIC\n");
+    }
+    tree.set_iomem(&iomem).unwrap();
+    let mut kernel = SimulatedKernel::new(&mut tree);
+    let run = apply_with_iomem(&mut kernel, "vfio.bind=1234:1111@00:02.0");
+    assert_eq!(run.status, 0, "{:?}", run.log);
+    assert!(
+        run.writes.iter().all(|w| !w.contains("platform")),
+        "{:?}",
+        run.writes
+    );
+    assert!(
+        run.log.iter().any(|l| l.starts_with("warning: cannot read ")
+            && l.contains("(File too large): firmware framebuffers in the cards' BARs were not looked for")),
+        "{:?}",
+        run.log
+    );
+}
+
+#[test]
+fn the_binary_takes_iomem_on_apply_bind_and_release() {
+    // No kernel reacts on a fixture: apply lets efifb go, vfio-pci never binds, so the
+    // card and its framebuffer are given back; both writes are left in the files.
+    let tree = uefi_twins(None, None);
+    let run = |arguments: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+            .args(arguments)
+            .arg("--sysfs")
+            .arg(tree.root())
+            .arg("--iomem")
+            .arg(tree.iomem_path())
+            .output()
+            .unwrap()
+    };
+    let output = run(&[
+        "apply",
+        "--cmdline-dir",
+        "/nonexistent",
+        "--cmdline",
+        "vfio.bind=1234:1111@00:02.0",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("released the boot console for 0000:00:02.0: efi-framebuffer.0"),
+        "{stderr}"
+    );
+    assert_eq!(
+        tree.read("bus/platform/drivers/efi-framebuffer/unbind"),
+        "efi-framebuffer.0"
+    );
+    assert_eq!(
+        tree.read("bus/platform/drivers/efi-framebuffer/bind"),
+        "efi-framebuffer.0"
+    );
+    for command in ["bind", "release"] {
+        let output = run(&[command, "1234:1111@00:03.0"]);
+        assert_ne!(output.status.code(), Some(2), "{command}: {output:?}");
+    }
+}
