@@ -10,7 +10,6 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use heapless::Vec;
@@ -39,6 +38,8 @@ pub trait Kernel {
 pub enum ModuleError {
     NoModprobe,
     Failed(Option<i32>),
+    /// It did not finish within this limit and was killed.
+    TimedOut(std::time::Duration),
 }
 
 /// The modprobe binaries tried, in order: kmod's and busybox's usual places.
@@ -56,6 +57,7 @@ pub struct RunningKernel {
 
 impl Kernel for RunningKernel {
     fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno> {
+        crate::watchdog::writing(attribute, value);
         sysfs.write(attribute, value)
     }
 
@@ -64,16 +66,9 @@ impl Kernel for RunningKernel {
             .iter()
             .find(|path| Path::new(path).exists())
             .ok_or(ModuleError::NoModprobe)?;
-        // Fixed arguments only: the module name is one of ours, never text from a rule.
-        let status = Command::new(modprobe)
-            .arg(module)
-            .status()
-            .map_err(|_| ModuleError::NoModprobe)?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(ModuleError::Failed(status.code()))
-        }
+        crate::watchdog::step(format_args!("modprobe {module}"));
+        let limit = crate::watchdog::within(crate::modprobe::MODPROBE_LIMIT);
+        crate::modprobe::run(Path::new(modprobe), module, limit)
     }
 
     fn may_load_modules(&self) -> bool {
@@ -321,11 +316,18 @@ fn make_vfio_pci_probe(
             let mut result = Ok(());
             for module in VFIO_MODULES {
                 result = kernel.load_module(module);
+                // A hung modprobe makes the next one likely to hang too: stop, give back.
+                if let Err(ModuleError::TimedOut(limit)) = result {
+                    let limit = crate::watchdog::Seconds(limit);
+                    error!("modprobe {module} did not finish in {limit} s; killed");
+                    break;
+                }
             }
             if let Err(error) = result {
                 match error {
                     ModuleError::NoModprobe => error!("cannot load vfio-pci: no modprobe in /usr/sbin, /sbin, /usr/bin or /bin"),
                     ModuleError::Failed(code) => error!("modprobe vfio-pci failed (exit status {code:?}); is the module in the initramfs?"),
+                    ModuleError::TimedOut(_) => {}
                 }
             }
         } else {

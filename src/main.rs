@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use log::LevelFilter;
@@ -12,9 +12,15 @@ use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
 use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
 use vfio_bind::sysfs::Sysfs;
+use vfio_bind::{lock, watchdog};
 
 /// Exit status for a bad argument.
 const EXIT_USAGE: u8 = 2;
+/// Exit status when another binder held the lock for the whole wait.
+const EXIT_LOCKED: u8 = 1;
+const DEFAULT_TIMEOUT_SECONDS: u64 = vfio_bind::watchdog::DEFAULT_TIMEOUT.as_secs();
+/// The longest `--timeout` taken: an hour is already far past any boot's patience.
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
 /// Hand chosen PCI functions to vfio-pci by address, before any GPU driver loads.
 #[derive(FromArgs)]
@@ -62,6 +68,9 @@ struct ApplyArgs {
     /// print what would be bound on stdout and write nothing
     #[argh(switch)]
     dry_run: bool,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// List every PCI function by IOMMU group, marking those the rules select.
@@ -135,6 +144,9 @@ struct BindArgs {
     /// sysfs root to work on (default /sys); modules are loaded only for /sys
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// Give cards back to their own drivers (for a libvirt release hook).
@@ -156,6 +168,9 @@ struct ReleaseArgs {
     /// sysfs root to work on (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// The rules given as arguments, each problem logged.
@@ -217,6 +232,60 @@ fn gather_logged(cmdline: Option<&str>, fragment_dir: &std::path::Path) -> Gathe
     )
 }
 
+/// `--timeout`, checked.
+fn timeout(seconds: u64) -> Result<Duration, ExitCode> {
+    if (1..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+        Ok(Duration::from_secs(seconds))
+    } else {
+        eprintln!("vfio-bind: --timeout must be 1 to {MAX_TIMEOUT_SECONDS} seconds");
+        Err(ExitCode::from(EXIT_USAGE))
+    }
+}
+
+/// Runs `work`, which changes bindings (when `writes`), under the binders' lock and the
+/// watchdog: it ends within `timeout` of `started` whatever blocks (see `watchdog`).
+fn bounded(
+    sysfs: &Sysfs,
+    writes: bool,
+    started: Instant,
+    timeout: Duration,
+    work: impl FnOnce() -> u8,
+) -> u8 {
+    let held = if writes {
+        let Ok(path) = lock::path_for(sysfs) else {
+            return bounded(sysfs, false, started, timeout, work);
+        };
+        match lock::acquire(&path, lock::LOCK_WAIT.min(timeout)) {
+            Ok(held) => Some(held),
+            Err(lock::NoLock::Busy { waited }) => {
+                kmsg::log_summary(
+                    log::Level::Error,
+                    format_args!(
+                        "another vfio-bind held {path} for {} s; gave up, nothing was touched",
+                        watchdog::Seconds(waited)
+                    ),
+                );
+                return EXIT_LOCKED;
+            }
+            Err(lock::NoLock::Unavailable(errno)) => {
+                log::info!(
+                    "cannot open the lock {path} ({}); working without it",
+                    errno.desc()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    watchdog::supervise(started, timeout, move || {
+        if let Some(held) = held {
+            held.leave_to_supervisor();
+        }
+        work()
+    })
+}
+
 fn run() -> Result<u8, ExitCode> {
     let started = Instant::now();
     let cli = parse_arguments()?;
@@ -229,11 +298,14 @@ fn run() -> Result<u8, ExitCode> {
                 Destination::Stderr
             };
             kmsg::init(destination, LevelFilter::Info);
-            let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
-            let mut kernel = RunningKernel {
-                modules_allowed: sysfs.is_real(),
-            };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, args.dry_run))
+            let timeout = timeout(args.timeout)?;
+            Ok(bounded(&sysfs, !args.dry_run, started, timeout, || {
+                let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
+                let mut kernel = RunningKernel {
+                    modules_allowed: sysfs.is_real(),
+                };
+                apply(&sysfs, &gathered, &mut kernel, started, args.dry_run)
+            }))
         }
         Command::List(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;
@@ -264,20 +336,26 @@ fn run() -> Result<u8, ExitCode> {
         Command::Bind(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            let mut kernel = RunningKernel {
-                modules_allowed: sysfs.is_real(),
-            };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, false))
+            Ok(bounded(&sysfs, true, started, timeout, || {
+                let mut kernel = RunningKernel {
+                    modules_allowed: sysfs.is_real(),
+                };
+                apply(&sysfs, &gathered, &mut kernel, started, false)
+            }))
         }
         Command::Release(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            let mut kernel = RunningKernel {
-                modules_allowed: false,
-            };
-            Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
+            Ok(bounded(&sysfs, true, started, timeout, || {
+                let mut kernel = RunningKernel {
+                    modules_allowed: false,
+                };
+                release_rules(&sysfs, &gathered, &mut kernel, started)
+            }))
         }
         Command::Check(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;

@@ -1,0 +1,541 @@
+//! The watchdog: `apply`, `bind` and `release` end within a bounded time, whatever blocks.
+//!
+//! A write to a sysfs attribute, an unbind or a `modprobe` can block for ever, and a thread
+//! in uninterruptible sleep can be neither killed nor waited out: it keeps its process alive
+//! even after the main thread returns. So the work runs in a forked worker, and this process
+//! only supervises it: the worker reports each step it starts through a pipe (fixed-size
+//! records, written without touching the heap), and the supervisor waits on that pipe until
+//! a deadline. When the worker ends in time, the supervisor exits with its status. When it
+//! does not, the supervisor kills it (SIGKILL), logs one line naming the step that did not
+//! return and the functions it may have left overridden, and exits 1. A worker stuck in the
+//! kernel dies as soon as the call returns, and does nothing after it.
+//!
+//! The worker's stdout and stderr are pipes the supervisor copies to its own: a stuck
+//! worker must not keep the caller's output open either, or a caller that reads it to the
+//! end (libvirt reads a hook's output) would wait as long as the worker does.
+//!
+//! Kernel log budget: the logger (`kmsg`) is set up before the fork, so both processes write
+//! through the same /dev/kmsg open file, whose rate limit they share. The worker writes at
+//! most [`crate::kmsg::KMSG_RECORD_BUDGET`] records plus its summary; the supervisor writes
+//! at most one line after the fork, and only when the worker did not end by itself.
+
+use core::fmt::{self, Write as _};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use log::Level;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::address::PciAddress;
+use crate::kmsg;
+use crate::plan::MAX_TARGETS;
+use crate::sysfs::Attribute;
+
+/// How long `apply`, `bind` and `release` may take in all (the lock wait included) unless
+/// `--timeout` says otherwise: far below the 30 s an init system would wait.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time kept back from a bounded sub-step (a `modprobe`) for giving the cards back after
+/// it failed, so that the give-back itself is never what the watchdog cuts short.
+pub const GIVE_BACK_RESERVE: Duration = Duration::from_secs(1);
+/// Exit status when the worker did not end in time or died of a signal.
+const EXIT_GAVE_UP: u8 = 1;
+
+/// One progress record: fixed size, far below `PIPE_BUF`, so each `write()` is atomic.
+const RECORD_SIZE: usize = 128;
+const HEADER_SIZE: usize = 10;
+const TEXT_CAPACITY: usize = RECORD_SIZE - HEADER_SIZE;
+const KIND_STEP: u8 = 1;
+/// What a step does to a function's `driver_override`.
+const OVERRIDE_UNCHANGED: u8 = 0;
+const OVERRIDE_SET: u8 = 1;
+const OVERRIDE_CLEARED: u8 = 2;
+
+/// The step the supervisor names if the worker never reported one.
+const FIRST_STEP: &str = "reading the rules and the PCI devices";
+
+/// The worker's end of the progress pipe; -1 when unsupervised (then `step` does nothing).
+static REPORTER: AtomicI32 = AtomicI32::new(-1);
+/// When the whole run must be over; set once, before the fork.
+static DEADLINE: OnceLock<Instant> = OnceLock::new();
+
+/// Reports the step the worker starts now (e.g. `format_args!("unbinding {addr}")`), so
+/// that if it never returns the supervisor can say what it gave up on. A few hundred
+/// nanoseconds and no heap when supervised; nothing at all otherwise.
+pub fn step(what: fmt::Arguments<'_>) {
+    report(OVERRIDE_UNCHANGED, None, what);
+}
+
+/// Reports a sysfs write about to be made; overrides are tracked, so that a give-up can
+/// name the functions left overridden.
+pub fn writing(attribute: Attribute, value: &str) {
+    let value = value.trim_end();
+    match attribute {
+        Attribute::DriverOverride(address) if value.is_empty() => report(
+            OVERRIDE_CLEARED,
+            Some(address),
+            format_args!("clearing {attribute}"),
+        ),
+        Attribute::DriverOverride(address) => report(
+            OVERRIDE_SET,
+            Some(address),
+            format_args!("writing {value} to {attribute}"),
+        ),
+        _ => report(
+            OVERRIDE_UNCHANGED,
+            None,
+            format_args!("writing {value} to {attribute}"),
+        ),
+    }
+}
+
+/// `limit`, cut down to what is left of the run's time minus [`GIVE_BACK_RESERVE`] when
+/// running under the watchdog.
+pub fn within(limit: Duration) -> Duration {
+    match DEADLINE.get() {
+        Some(deadline) => limit.min(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(GIVE_BACK_RESERVE),
+        ),
+        None => limit,
+    }
+}
+
+fn report(change: u8, address: Option<PciAddress>, what: fmt::Arguments<'_>) {
+    let fd = REPORTER.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let mut record = [0u8; RECORD_SIZE];
+    record[0] = KIND_STEP;
+    if let Some(address) = address {
+        record[1] = change;
+        record[2..6].copy_from_slice(&address.domain.to_le_bytes());
+        record[6] = address.bus;
+        record[7] = address.slot;
+        record[8] = address.function;
+    }
+    let mut text = Truncating {
+        buffer: &mut record[HEADER_SIZE..],
+        length: 0,
+    };
+    let _ = text.write_fmt(what);
+    record[9] = text.length as u8;
+    // SAFETY: REPORTER holds the write end of the progress pipe, which the worker keeps
+    // open for its whole life (it is only ever set in the worker, and never closed there).
+    let pipe = unsafe { BorrowedFd::borrow_raw(fd) };
+    // Non-blocking: a full pipe loses a step rather than stalling the work.
+    let _ = nix::unistd::write(pipe, &record);
+}
+
+/// Writes what fits of a formatted text into a byte buffer, cutting at a character boundary.
+struct Truncating<'b> {
+    buffer: &'b mut [u8],
+    length: usize,
+}
+
+impl fmt::Write for Truncating<'_> {
+    fn write_str(&mut self, part: &str) -> fmt::Result {
+        for character in part.chars() {
+            let mut encoded = [0u8; 4];
+            let bytes = character.encode_utf8(&mut encoded).as_bytes();
+            if self.length + bytes.len() > self.buffer.len() {
+                break;
+            }
+            self.buffer[self.length..self.length + bytes.len()].copy_from_slice(bytes);
+            self.length += bytes.len();
+        }
+        Ok(())
+    }
+}
+
+/// Runs `work` in a forked worker and returns its exit status, or gives up when `timeout`
+/// has passed since `started` (killing the worker, logging one line) and returns 1.
+///
+/// `work` runs only in the worker. In the supervisor it is dropped only once the worker
+/// has ended or been given up on, so whatever it owns (the binders' lock) is held exactly
+/// as long as the supervision lasts. When the pipes or the fork cannot be had, `work`
+/// runs here, unsupervised: the binder does not refuse to work for want of a watchdog.
+pub fn supervise(started: Instant, timeout: Duration, work: impl FnOnce() -> u8) -> u8 {
+    let deadline = started + timeout;
+    let _ = DEADLINE.set(deadline);
+    let Ok(pipes) = Pipes::new() else {
+        return work();
+    };
+    let supervisor = nix::unistd::getpid();
+    // SAFETY: the process is single-threaded here (the binder starts no thread), so the
+    // child may run any code, allocating included.
+    match unsafe { fork() } {
+        Err(_) => work(),
+        Ok(ForkResult::Child) => {
+            pipes.become_worker(supervisor);
+            work()
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let status = pipes.supervise(child, deadline, timeout);
+            drop(work);
+            status
+        }
+    }
+}
+
+/// The three pipes between supervisor and worker: progress, stdout, stderr; each is
+/// (read end, write end).
+struct Pipes {
+    progress: (OwnedFd, OwnedFd),
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
+}
+
+impl Pipes {
+    fn new() -> Result<Self, Errno> {
+        // Close-on-exec: a modprobe the worker starts must not hold the progress pipe, whose
+        // end of file tells the supervisor the worker is gone. Non-blocking: the worker never
+        // waits to report a step, and the supervisor never waits on a read.
+        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        Ok(Pipes {
+            progress: nix::unistd::pipe2(flags)?,
+            stdout: nix::unistd::pipe2(flags)?,
+            stderr: nix::unistd::pipe2(flags)?,
+        })
+    }
+
+    fn become_worker(self, supervisor: Pid) {
+        // Die with the supervisor, whatever ends it (a signal from the init system).
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
+        unsafe { nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) };
+        if nix::unistd::getppid() != supervisor {
+            // The supervisor ended before the line above took effect.
+            std::process::exit(i32::from(EXIT_GAVE_UP));
+        }
+        let Pipes {
+            progress: (progress_reader, reporter),
+            stdout: (stdout_reader, stdout_writer),
+            stderr: (stderr_reader, stderr_writer),
+        } = self;
+        drop((progress_reader, stdout_reader, stderr_reader));
+        // O_NONBLOCK belongs to the open pipe end, which fds 1 and 2 now share: output
+        // blocks again (the supervisor drains it), so no line is lost to a full pipe.
+        let _ = set_blocking(&stdout_writer);
+        let _ = set_blocking(&stderr_writer);
+        let _ = nix::unistd::dup2_stdout(&stdout_writer);
+        let _ = nix::unistd::dup2_stderr(&stderr_writer);
+        // Kept open (leaked) for the worker's whole life; `step` writes to it.
+        REPORTER.store(into_raw(reporter), Ordering::Relaxed);
+    }
+
+    fn supervise(self, worker: Pid, deadline: Instant, timeout: Duration) -> u8 {
+        let Pipes {
+            progress: (progress, progress_writer),
+            stdout: (stdout, stdout_writer),
+            stderr: (stderr, stderr_writer),
+        } = self;
+        // Only the worker may hold the write ends, or no end of file would ever come.
+        drop((progress_writer, stdout_writer, stderr_writer));
+        let mut watch = Watch::default();
+        let mut output_open = [true, true];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // An output pipe at end of file is left out: poll would report it hung up at
+            // once, every time.
+            let mut fds: heapless::Vec<PollFd<'_>, 3> = heapless::Vec::new();
+            let _ = fds.push(PollFd::new(progress.as_fd(), PollFlags::POLLIN));
+            for (open, pipe) in output_open.iter().zip([&stdout, &stderr]) {
+                if *open {
+                    let _ = fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+            let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+            drop(fds);
+            let progress_open = watch.read_progress(&progress);
+            output_open[0] = output_open[0] && relay(&stdout, &mut std::io::stdout().lock());
+            output_open[1] = output_open[1] && relay(&stderr, &mut std::io::stderr().lock());
+            if !progress_open {
+                // End of file on the progress pipe: the worker has exited (only it held it).
+                // A modprobe it started may still hold the output pipes: not waited for.
+                if let Some(status) = reap(worker, deadline) {
+                    drain(&stdout, &stderr);
+                    return watch.outcome(status);
+                }
+                break;
+            }
+        }
+        let _ = kill(worker, Signal::SIGKILL);
+        drain(&stdout, &stderr);
+        watch.give_up(timeout);
+        EXIT_GAVE_UP
+    }
+}
+
+fn set_blocking(fd: &OwnedFd) -> Result<(), Errno> {
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map(drop)
+}
+
+fn into_raw(fd: OwnedFd) -> RawFd {
+    let raw = fd.as_raw_fd();
+    core::mem::forget(fd);
+    raw
+}
+
+/// Copies what the worker wrote on one of its output pipes to ours. `false` at end of file.
+fn relay(from: &OwnedFd, to: &mut dyn std::io::Write) -> bool {
+    let mut buffer = [0u8; 4096];
+    loop {
+        match nix::unistd::read(from, &mut buffer) {
+            Ok(0) => return false,
+            Ok(length) => {
+                let _ = to.write_all(&buffer[..length]);
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+fn drain(stdout: &OwnedFd, stderr: &OwnedFd) {
+    relay(stdout, &mut std::io::stdout().lock());
+    relay(stderr, &mut std::io::stderr().lock());
+}
+
+/// Waits for the exited worker's status, but never past the deadline.
+fn reap(worker: Pid, deadline: Instant) -> Option<WaitStatus> {
+    loop {
+        match waitpid(worker, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(status) => return Some(status),
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What the supervisor knows of the worker's progress.
+struct Watch {
+    /// The step the worker started last, which it may still be in.
+    current: heapless::String<TEXT_CAPACITY>,
+    /// The function the current step changes the override of, if it does.
+    current_function: Option<PciAddress>,
+    /// Each function whose override a step set or cleared, with whether the last such step
+    /// set it.
+    overrides: heapless::Vec<(PciAddress, bool), MAX_TARGETS>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        let mut current = heapless::String::new();
+        let _ = current.push_str(FIRST_STEP);
+        Watch {
+            current,
+            current_function: None,
+            overrides: heapless::Vec::new(),
+        }
+    }
+}
+
+impl Watch {
+    /// Reads every record waiting; `false` at end of file.
+    fn read_progress(&mut self, progress: &OwnedFd) -> bool {
+        let mut record = [0u8; RECORD_SIZE];
+        loop {
+            match nix::unistd::read(progress, &mut record) {
+                Ok(0) => return false,
+                Ok(RECORD_SIZE) => self.take(&record),
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn take(&mut self, record: &[u8; RECORD_SIZE]) {
+        if record[0] != KIND_STEP {
+            return;
+        }
+        let length = usize::from(record[9]).min(TEXT_CAPACITY);
+        let text = &record[HEADER_SIZE..HEADER_SIZE + length];
+        self.current.clear();
+        let _ = self
+            .current
+            .push_str(core::str::from_utf8(text).unwrap_or("an unnamed step"));
+        self.current_function = None;
+        let change = record[1];
+        if change == OVERRIDE_UNCHANGED {
+            return;
+        }
+        let address = PciAddress {
+            domain: u32::from_le_bytes([record[2], record[3], record[4], record[5]]),
+            bus: record[6],
+            slot: record[7],
+            function: record[8],
+        };
+        self.current_function = Some(address);
+        let set = change == OVERRIDE_SET;
+        match self
+            .overrides
+            .iter_mut()
+            .find(|(known, _)| *known == address)
+        {
+            Some(entry) => entry.1 = set,
+            None => {
+                let _ = self.overrides.push((address, set));
+            }
+        }
+    }
+
+    /// The worker's exit status, with one line if it died of a signal.
+    fn outcome(&self, status: WaitStatus) -> u8 {
+        match status {
+            WaitStatus::Exited(_, code) => u8::try_from(code).unwrap_or(EXIT_GAVE_UP),
+            WaitStatus::Signaled(_, signal, _) => {
+                kmsg::log_summary(
+                    Level::Error,
+                    format_args!(
+                        "the worker died of {} while {}; {}",
+                        signal.as_str(),
+                        self.current,
+                        LeftState(self)
+                    ),
+                );
+                EXIT_GAVE_UP
+            }
+            _ => EXIT_GAVE_UP,
+        }
+    }
+
+    fn give_up(&self, timeout: Duration) {
+        let limit = Seconds(timeout);
+        kmsg::log_summary(
+            Level::Error,
+            format_args!(
+                "gave up after {limit} s: {} did not finish; the worker was killed there; {}",
+                self.current,
+                LeftState(self)
+            ),
+        );
+    }
+}
+
+/// "no function's override was changed", or the functions that may be left overridden.
+struct LeftState<'w>(&'w Watch);
+
+impl fmt::Display for LeftState<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let watch = self.0;
+        let left =
+            |(address, set): &&(PciAddress, bool)| *set || watch.current_function == Some(*address);
+        let mut first = true;
+        for (address, _) in watch.overrides.iter().filter(left) {
+            if first {
+                f.write_str("driver_override may still be set on ")?;
+            } else {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{address}")?;
+        }
+        if first {
+            f.write_str("no driver_override was left set")
+        } else {
+            f.write_str(" (run vfio-bind check; vfio-bind release gives them back)")
+        }
+    }
+}
+
+/// A duration in seconds as people write it: `10`, `2.5`.
+pub struct Seconds(pub Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.0.as_millis() + 50) / 100;
+        if tenths.is_multiple_of(10) {
+            write!(f, "{}", tenths / 10)
+        } else {
+            write!(f, "{}.{}", tenths / 10, tenths % 10)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_as_people_write_them() {
+        assert_eq!(Seconds(Duration::from_secs(10)).to_string(), "10");
+        assert_eq!(Seconds(Duration::from_millis(2500)).to_string(), "2.5");
+        assert_eq!(Seconds(Duration::from_millis(1999)).to_string(), "2");
+    }
+
+    #[test]
+    fn long_step_texts_are_cut_at_a_character_boundary() {
+        let mut buffer = [0u8; 5];
+        let mut text = Truncating {
+            buffer: &mut buffer,
+            length: 0,
+        };
+        let _ = text.write_str("abcdé");
+        let length = text.length;
+        assert_eq!(&buffer[..length], b"abcd");
+    }
+
+    #[test]
+    fn the_last_override_step_of_each_function_decides_what_is_reported_left() {
+        let address = |function| PciAddress {
+            domain: 0,
+            bus: 7,
+            slot: 0,
+            function,
+        };
+        let record = |change, function: u8| {
+            let mut record = [0u8; RECORD_SIZE];
+            record[0] = KIND_STEP;
+            record[1] = change;
+            record[6] = 7;
+            record[8] = function;
+            record[9] = 1;
+            record[HEADER_SIZE] = b'x';
+            record
+        };
+        let mut watch = Watch::default();
+        assert_eq!(
+            LeftState(&watch).to_string(),
+            "no driver_override was left set"
+        );
+        watch.take(&record(OVERRIDE_SET, 0));
+        watch.take(&record(OVERRIDE_SET, 1));
+        watch.take(&record(OVERRIDE_CLEARED, 0));
+        watch.take(&record(OVERRIDE_UNCHANGED, 0));
+        assert_eq!(watch.overrides.len(), 2);
+        assert_eq!(
+            LeftState(&watch).to_string(),
+            format!(
+                "driver_override may still be set on {} (run vfio-bind check; vfio-bind release gives them back)",
+                address(1)
+            )
+        );
+        // A clear that never returned may not have happened.
+        watch.take(&record(OVERRIDE_CLEARED, 1));
+        assert!(LeftState(&watch)
+            .to_string()
+            .contains(&address(1).to_string()));
+    }
+}
