@@ -22,7 +22,7 @@
 use core::fmt::{self, Write as _};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use log::Level;
@@ -62,8 +62,8 @@ const FIRST_STEP: &str = "reading the rules and the PCI devices";
 
 /// The worker's end of the progress pipe; -1 when unsupervised (then `step` does nothing).
 static REPORTER: AtomicI32 = AtomicI32::new(-1);
-/// When the whole run must be over; set once, before the fork.
-static DEADLINE: OnceLock<Instant> = OnceLock::new();
+/// When the whole run must be over; set before the fork, so the worker knows it too.
+static DEADLINE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Reports the step the worker starts now (e.g. `format_args!("unbinding {addr}")`), so
 /// that if it never returns the supervisor can say what it gave up on. A few hundred
@@ -98,7 +98,10 @@ pub fn writing(attribute: Attribute, value: &str) {
 /// `limit`, cut down to what is left of the run's time minus [`GIVE_BACK_RESERVE`] when
 /// running under the watchdog.
 pub fn within(limit: Duration) -> Duration {
-    match DEADLINE.get() {
+    let deadline = *DEADLINE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match deadline {
         Some(deadline) => limit.min(
             deadline
                 .saturating_duration_since(Instant::now())
@@ -165,7 +168,9 @@ impl fmt::Write for Truncating<'_> {
 /// runs here, unsupervised: the binder does not refuse to work for want of a watchdog.
 pub fn supervise(started: Instant, timeout: Duration, work: impl FnOnce() -> u8) -> u8 {
     let deadline = started + timeout;
-    let _ = DEADLINE.set(deadline);
+    *DEADLINE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(deadline);
     let Ok(pipes) = Pipes::new() else {
         return work();
     };
