@@ -249,7 +249,7 @@ fn bounded(
     writes: bool,
     started: Instant,
     timeout: Duration,
-    work: impl FnOnce() -> u8,
+    work: &mut dyn FnMut() -> u8,
 ) -> u8 {
     let held = if writes {
         let Ok(path) = lock::path_for(sysfs) else {
@@ -278,12 +278,19 @@ fn bounded(
     } else {
         None
     };
-    watchdog::supervise(started, timeout, move || {
-        if let Some(held) = held {
-            held.leave_to_supervisor();
+    match watchdog::fork_supervised(started, timeout) {
+        watchdog::Side::Worker => {
+            if let Some(held) = held {
+                held.leave_to_supervisor();
+            }
+            work()
         }
-        work()
-    })
+        // The lock is let go only now, when the worker is over or given up on.
+        watchdog::Side::Ended(status) => {
+            drop(held);
+            status
+        }
+    }
 }
 
 fn run() -> Result<u8, ExitCode> {
@@ -299,13 +306,19 @@ fn run() -> Result<u8, ExitCode> {
             };
             kmsg::init(destination, LevelFilter::Info);
             let timeout = timeout(args.timeout)?;
-            Ok(bounded(&sysfs, !args.dry_run, started, timeout, || {
-                let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
-                let mut kernel = RunningKernel {
-                    modules_allowed: sysfs.is_real(),
-                };
-                apply(&sysfs, &gathered, &mut kernel, started, args.dry_run)
-            }))
+            Ok(bounded(
+                &sysfs,
+                !args.dry_run,
+                started,
+                timeout,
+                &mut || {
+                    let gathered = gather_logged(args.cmdline.as_deref(), &args.cmdline_dir);
+                    let mut kernel = RunningKernel {
+                        modules_allowed: sysfs.is_real(),
+                    };
+                    apply(&sysfs, &gathered, &mut kernel, started, args.dry_run)
+                },
+            ))
         }
         Command::List(args) => {
             let sysfs = open_sysfs(&args.sysfs)?;
@@ -338,7 +351,7 @@ fn run() -> Result<u8, ExitCode> {
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            Ok(bounded(&sysfs, true, started, timeout, || {
+            Ok(bounded(&sysfs, true, started, timeout, &mut || {
                 let mut kernel = RunningKernel {
                     modules_allowed: sysfs.is_real(),
                 };
@@ -350,7 +363,7 @@ fn run() -> Result<u8, ExitCode> {
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            Ok(bounded(&sysfs, true, started, timeout, || {
+            Ok(bounded(&sysfs, true, started, timeout, &mut || {
                 let mut kernel = RunningKernel {
                     modules_allowed: false,
                 };

@@ -159,35 +159,38 @@ impl fmt::Write for Truncating<'_> {
     }
 }
 
-/// Runs `work` in a forked worker and returns its exit status, or gives up when `timeout`
-/// has passed since `started` (killing the worker, logging one line) and returns 1.
-///
-/// `work` runs only in the worker. In the supervisor it is dropped only once the worker
-/// has ended or been given up on, so whatever it owns (the binders' lock) is held exactly
-/// as long as the supervision lasts. When the pipes or the fork cannot be had, `work`
-/// runs here, unsupervised: the binder does not refuse to work for want of a watchdog.
-pub fn supervise(started: Instant, timeout: Duration, work: impl FnOnce() -> u8) -> u8 {
+/// Which side of the fork [`fork_supervised`] returned on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Side {
+    /// This is the worker (or, when no pipe or fork could be had, the one process, working
+    /// unsupervised: the binder does not refuse to work for want of a watchdog). Do the
+    /// work and exit with its status.
+    Worker,
+    /// This is the supervisor, and the worker is over: exit with this status.
+    Ended(u8),
+}
+
+/// Forks a worker and supervises it until it ends or `timeout` has passed since `started`
+/// (then it is killed, one line is logged, and the status is 1). Returns [`Side::Worker`]
+/// in the worker, and [`Side::Ended`] in the supervisor once the worker is over.
+pub fn fork_supervised(started: Instant, timeout: Duration) -> Side {
     let deadline = started + timeout;
     *DEADLINE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(deadline);
     let Ok(pipes) = Pipes::new() else {
-        return work();
+        return Side::Worker;
     };
     let supervisor = nix::unistd::getpid();
     // SAFETY: the process is single-threaded here (the binder starts no thread), so the
     // child may run any code, allocating included.
     match unsafe { fork() } {
-        Err(_) => work(),
+        Err(_) => Side::Worker,
         Ok(ForkResult::Child) => {
             pipes.become_worker(supervisor);
-            work()
+            Side::Worker
         }
-        Ok(ForkResult::Parent { child }) => {
-            let status = pipes.supervise(child, deadline, timeout);
-            drop(work);
-            status
-        }
+        Ok(ForkResult::Parent { child }) => Side::Ended(pipes.supervise(child, deadline, timeout)),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter};
 use vfio_bind::kmsg::{self, KMSG_RECORD_BUDGET};
-use vfio_bind::watchdog;
+use vfio_bind::watchdog::{self, Side};
 
 /// The kernel's default burst for writers of /dev/kmsg (`printk.devkmsg=ratelimit`).
 const KERNEL_BURST: usize = 10;
@@ -53,10 +53,17 @@ fn packets(reader: &OwnedFd) -> Vec<String> {
     }
 }
 
-/// Ends the forked worker at once, as the binary's worker ends: no test harness after it.
-fn worker_exit(status: i32) -> ! {
-    // SAFETY: _exit ends the process; nothing is used after it.
-    unsafe { nix::libc::_exit(status) }
+/// Runs `work` in a supervised worker, which never returns into the test harness; the
+/// supervisor's status.
+fn supervise(timeout: Duration, work: impl FnOnce() -> i32) -> u8 {
+    match watchdog::fork_supervised(Instant::now(), timeout) {
+        Side::Worker => {
+            let status = work();
+            // SAFETY: _exit ends the process; nothing is used after it.
+            unsafe { nix::libc::_exit(status) }
+        }
+        Side::Ended(status) => status,
+    }
 }
 
 #[test]
@@ -67,7 +74,7 @@ fn supervisor_and_worker_together_stay_under_the_kernel_log_burst() {
     // A note before the fork (as the lock's "working without it"), then a worker that logs
     // far more than the budget and hangs: the supervisor adds its one line, no more.
     log::info!("a note before the fork");
-    let status = watchdog::supervise(Instant::now(), Duration::from_secs(1), || {
+    let status = supervise(Duration::from_secs(1), || {
         for n in 0..20 {
             log::error!("flood {n}");
         }
@@ -88,9 +95,9 @@ fn supervisor_and_worker_together_stay_under_the_kernel_log_burst() {
     );
 
     // A worker that ends by itself: its own records and status, nothing from the supervisor.
-    let status = watchdog::supervise(Instant::now(), Duration::from_secs(5), || {
+    let status = supervise(Duration::from_secs(5), || {
         kmsg::log_summary(Level::Info, format_args!("the worker's summary"));
-        worker_exit(3)
+        3
     });
     assert_eq!(status, 3);
     assert_eq!(
@@ -100,7 +107,7 @@ fn supervisor_and_worker_together_stay_under_the_kernel_log_burst() {
     );
 
     // A worker that dies of a signal: one line says so and names its last step.
-    let status = watchdog::supervise(Instant::now(), Duration::from_secs(5), || {
+    let status = supervise(Duration::from_secs(5), || {
         watchdog::step(format_args!("doing something"));
         // No core file in the developer's tree.
         let no_core = nix::libc::rlimit {
