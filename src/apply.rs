@@ -58,7 +58,9 @@ pub struct RunningKernel {
 impl Kernel for RunningKernel {
     fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno> {
         crate::watchdog::writing(attribute, value);
-        sysfs.write(attribute, value)
+        let result = sysfs.write(attribute, value);
+        crate::watchdog::done();
+        result
     }
 
     fn load_module(&mut self, module: &str) -> Result<(), ModuleError> {
@@ -68,7 +70,9 @@ impl Kernel for RunningKernel {
             .ok_or(ModuleError::NoModprobe)?;
         crate::watchdog::step(format_args!("modprobe {module}"));
         let limit = crate::watchdog::within(crate::modprobe::MODPROBE_LIMIT);
-        crate::modprobe::run(Path::new(modprobe), module, limit)
+        let result = crate::modprobe::run(Path::new(modprobe), module, limit);
+        crate::watchdog::done();
+        result
     }
 
     fn may_load_modules(&self) -> bool {

@@ -52,11 +52,15 @@ const RECORD_SIZE: usize = 128;
 const HEADER_SIZE: usize = 10;
 const TEXT_CAPACITY: usize = RECORD_SIZE - HEADER_SIZE;
 const KIND_STEP: u8 = 1;
+/// The step reported last has returned.
+const KIND_DONE: u8 = 2;
 /// What a step does to a function's `driver_override`.
 const OVERRIDE_UNCHANGED: u8 = 0;
 const OVERRIDE_SET: u8 = 1;
 const OVERRIDE_CLEARED: u8 = 2;
 
+/// What the worker is doing once a step has returned and before it reports the next one.
+const AFTER_A_STEP: &str = "reading sysfs after ";
 /// The step the supervisor names if the worker never reported one.
 const FIRST_STEP: &str = "reading the rules and the PCI devices";
 
@@ -95,6 +99,16 @@ pub fn writing(attribute: Attribute, value: &str) {
     }
 }
 
+/// Reports that the step reported last (a write, a modprobe) has returned, so that a hang
+/// in what follows (reading sysfs) is not blamed on it.
+pub fn done() {
+    send(&{
+        let mut record = [0u8; RECORD_SIZE];
+        record[0] = KIND_DONE;
+        record
+    });
+}
+
 /// `limit`, cut down to what is left of the run's time minus [`GIVE_BACK_RESERVE`] when
 /// running under the watchdog.
 pub fn within(limit: Duration) -> Duration {
@@ -112,8 +126,7 @@ pub fn within(limit: Duration) -> Duration {
 }
 
 fn report(change: u8, address: Option<PciAddress>, what: fmt::Arguments<'_>) {
-    let fd = REPORTER.load(Ordering::Relaxed);
-    if fd < 0 {
+    if REPORTER.load(Ordering::Relaxed) < 0 {
         return;
     }
     let mut record = [0u8; RECORD_SIZE];
@@ -131,11 +144,19 @@ fn report(change: u8, address: Option<PciAddress>, what: fmt::Arguments<'_>) {
     };
     let _ = text.write_fmt(what);
     record[9] = text.length as u8;
+    send(&record);
+}
+
+fn send(record: &[u8; RECORD_SIZE]) {
+    let fd = REPORTER.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
     // SAFETY: REPORTER holds the write end of the progress pipe, which the worker keeps
     // open for its whole life (it is only ever set in the worker, and never closed there).
     let pipe = unsafe { BorrowedFd::borrow_raw(fd) };
     // Non-blocking: a full pipe loses a step rather than stalling the work.
-    let _ = nix::unistd::write(pipe, &record);
+    let _ = nix::unistd::write(pipe, record);
 }
 
 /// Writes what fits of a formatted text into a byte buffer, cutting at a character boundary.
@@ -341,7 +362,9 @@ fn reap(worker: Pid, deadline: Instant) -> Option<WaitStatus> {
 struct Watch {
     /// The step the worker started last, which it may still be in.
     current: heapless::String<TEXT_CAPACITY>,
-    /// The function the current step changes the override of, if it does.
+    /// Whether the worker is still in the step `current` names (no "done" came for it).
+    step_running: bool,
+    /// The function the running step changes the override of, if it does.
     current_function: Option<PciAddress>,
     /// Each function whose override a step set or cleared, with whether the last such step
     /// set it.
@@ -354,6 +377,7 @@ impl Default for Watch {
         let _ = current.push_str(FIRST_STEP);
         Watch {
             current,
+            step_running: false,
             current_function: None,
             overrides: heapless::Vec::new(),
         }
@@ -375,9 +399,23 @@ impl Watch {
     }
 
     fn take(&mut self, record: &[u8; RECORD_SIZE]) {
+        if record[0] == KIND_DONE && self.step_running {
+            self.step_running = false;
+            self.current_function = None;
+            let mut after: heapless::String<TEXT_CAPACITY> = heapless::String::new();
+            let _ = after.push_str(AFTER_A_STEP);
+            for character in self.current.chars() {
+                if after.push(character).is_err() {
+                    break;
+                }
+            }
+            self.current = after;
+            return;
+        }
         if record[0] != KIND_STEP {
             return;
         }
+        self.step_running = true;
         let length = usize::from(record[9]).min(TEXT_CAPACITY);
         let text = &record[HEADER_SIZE..HEADER_SIZE + length];
         self.current.clear();
@@ -545,5 +583,31 @@ mod tests {
         assert!(LeftState(&watch)
             .to_string()
             .contains(&address(1).to_string()));
+        // Once it returned, it did.
+        let mut done = [0u8; RECORD_SIZE];
+        done[0] = KIND_DONE;
+        watch.take(&done);
+        assert_eq!(
+            LeftState(&watch).to_string(),
+            "no driver_override was left set"
+        );
+    }
+
+    #[test]
+    fn a_hang_after_a_step_returned_is_not_blamed_on_it() {
+        let mut watch = Watch::default();
+        let mut step = [0u8; RECORD_SIZE];
+        step[0] = KIND_STEP;
+        step[9] = 3;
+        step[HEADER_SIZE..HEADER_SIZE + 3].copy_from_slice(b"foo");
+        let mut done = [0u8; RECORD_SIZE];
+        done[0] = KIND_DONE;
+        watch.take(&step);
+        assert_eq!(watch.current, "foo");
+        watch.take(&done);
+        assert_eq!(watch.current, "reading sysfs after foo");
+        // A second "done" changes nothing.
+        watch.take(&done);
+        assert_eq!(watch.current, "reading sysfs after foo");
     }
 }
