@@ -59,6 +59,11 @@ const OVERRIDE_UNCHANGED: u8 = 0;
 const OVERRIDE_SET: u8 = 1;
 const OVERRIDE_CLEARED: u8 = 2;
 
+/// The progress pipe's size asked for: 8192 records, far more than the longest run writes
+/// (64 functions, a few writes each, two records a write). The unprivileged maximum.
+const PROGRESS_PIPE_SIZE: nix::libc::c_int = 1 << 20;
+/// How often the supervisor empties the progress pipe while the worker runs.
+const PROGRESS_READ_INTERVAL: Duration = Duration::from_millis(100);
 /// What the worker is doing once a step has returned and before it reports the next one.
 const AFTER_A_STEP: &str = "reading sysfs after ";
 /// The step the supervisor names if the worker never reported one.
@@ -229,8 +234,16 @@ impl Pipes {
         // end of file tells the supervisor the worker is gone. Non-blocking: the worker never
         // waits to report a step, and the supervisor never waits on a read.
         let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let progress = nix::unistd::pipe2(flags)?;
+        // Room for every step of the longest run, so the supervisor need not read as the
+        // worker writes (each read would be a wake-up competing with the work for a CPU).
+        // Without it, the default 64 KiB holds 512 records, more than a usual run reports.
+        let _ = nix::fcntl::fcntl(
+            &progress.1,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(PROGRESS_PIPE_SIZE),
+        );
         Ok(Pipes {
-            progress: nix::unistd::pipe2(flags)?,
+            progress,
             stdout: nix::unistd::pipe2(flags)?,
             stderr: nix::unistd::pipe2(flags)?,
         })
@@ -278,13 +291,17 @@ impl Pipes {
             // An output pipe at end of file is left out: poll would report it hung up at
             // once, every time.
             let mut fds: heapless::Vec<PollFd<'_>, 3> = heapless::Vec::new();
-            let _ = fds.push(PollFd::new(progress.as_fd(), PollFlags::POLLIN));
+            // Progress wakes the supervisor only at its end (POLLHUP, reported unasked): the
+            // records wait in the pipe, read at each wake-up and at least every
+            // PROGRESS_READ_INTERVAL.
+            let _ = fds.push(PollFd::new(progress.as_fd(), PollFlags::empty()));
             for (open, pipe) in output_open.iter().zip([&stdout, &stderr]) {
                 if *open {
                     let _ = fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
                 }
             }
-            let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+            let wait = left.min(PROGRESS_READ_INTERVAL);
+            let millis = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
             let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -511,7 +528,8 @@ pub struct Seconds(pub Duration);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenths = (self.0.as_millis() + 50) / 100;
+        // Whole and tenths of seconds, rounded; no u128 arithmetic (as_millis) for this.
+        let tenths = self.0.as_secs() * 10 + (u64::from(self.0.subsec_millis()) + 50) / 100;
         if tenths.is_multiple_of(10) {
             write!(f, "{}", tenths / 10)
         } else {
