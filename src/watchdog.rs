@@ -3,9 +3,9 @@
 //! A write to a sysfs attribute, an unbind or a `modprobe` can block for ever, and a thread
 //! in uninterruptible sleep can be neither killed nor waited out: it keeps its process alive
 //! even after the main thread returns. So the work runs in a forked worker, and this process
-//! only supervises it: the worker reports each step it starts through a pipe (fixed-size
-//! records, written without touching the heap), and the supervisor waits on that pipe until
-//! a deadline. When the worker ends in time, the supervisor exits with its status. When it
+//! only supervises it: the worker reports each step it starts (and each that returns)
+//! through a pipe (fixed-size records, written without touching the heap), and the
+//! supervisor waits for the pipe's end, which comes when the worker exits, until a deadline. When the worker ends in time, the supervisor exits with its status. When it
 //! does not, the supervisor kills it (SIGKILL), logs one line naming the step that did not
 //! return and the functions it may have left overridden, and exits 1. A worker stuck in the
 //! kernel dies as soon as the call returns, and does nothing after it.
@@ -322,6 +322,8 @@ impl Pipes {
             }
         }
         let _ = kill(worker, Signal::SIGKILL);
+        // The records written since the last wake-up name the step it was really in.
+        watch.read_progress(&progress);
         drain(&stdout, &stderr);
         watch.give_up(timeout);
         EXIT_GAVE_UP
