@@ -16,6 +16,7 @@ const SLACK: Duration = Duration::from_secs(3);
 
 struct Run {
     status: Option<i32>,
+    stdout: String,
     stderr: String,
     took: Duration,
 }
@@ -25,11 +26,12 @@ struct Run {
 /// running) closes it, which is the very hang under test.
 fn run_bounded(arguments: &[&str], timeout: Duration) -> Run {
     let log = tempfile_path("stderr");
+    let out = tempfile_path("stdout");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(arguments)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(File::create(&out).unwrap())
         .stderr(File::create(&log).unwrap())
         .spawn()
         .expect("the binary runs");
@@ -50,9 +52,12 @@ fn run_bounded(arguments: &[&str], timeout: Duration) -> Run {
     };
     let took = started.elapsed();
     let stderr = std::fs::read_to_string(&log).unwrap();
+    let stdout = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&out);
     Run {
         status: status.code(),
+        stdout,
         stderr,
         took,
     }
@@ -244,6 +249,43 @@ fn a_worker_that_ends_in_time_gives_its_own_status_and_lines() {
     );
     assert!(last_line(&run.stderr).starts_with("vfio-bind: 0 of 1 rules applied"));
     assert!(run.took < Duration::from_secs(2), "took {:?}", run.took);
+}
+
+#[test]
+fn with_no_rule_apply_says_nothing_and_exits_0_as_before() {
+    // The boot's usual case when the image has no rule: supervisor and lock add nothing.
+    let tree = card_on_amdgpu();
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &[
+            "apply",
+            "--sysfs",
+            root,
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            "quiet",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn dry_run_takes_no_lock_and_its_plan_comes_through_the_supervisor() {
+    let tree = card_on_amdgpu();
+    let _lock = hold_lock(&tree);
+    let mut arguments = apply_arguments(&tree, "2");
+    arguments.push("--dry-run");
+    let run = run_bounded(&arguments, Duration::from_secs(2));
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "1002:73ff@0000:07:00: would hand to vfio-pci: 0000:07:00.0 (1002:73ff, now on amdgpu)\n"
+    );
+    assert!(run.took < Duration::from_secs(1), "took {:?}", run.took);
 }
 
 #[test]
