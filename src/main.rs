@@ -12,13 +12,11 @@ use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
 use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
 use vfio_bind::sysfs::Sysfs;
-use vfio_bind::{lock, watchdog};
+use vfio_bind::watchdog::{self, bounded};
 
 /// Exit status for a bad argument.
 const EXIT_USAGE: u8 = 2;
-/// Exit status when another binder held the lock for the whole wait.
-const EXIT_LOCKED: u8 = 1;
-const DEFAULT_TIMEOUT_SECONDS: u64 = vfio_bind::watchdog::DEFAULT_TIMEOUT.as_secs();
+const DEFAULT_TIMEOUT_SECONDS: u64 = watchdog::DEFAULT_TIMEOUT.as_secs();
 /// The longest `--timeout` taken: an hour is already far past any boot's patience.
 const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
@@ -239,57 +237,6 @@ fn timeout(seconds: u64) -> Result<Duration, ExitCode> {
     } else {
         eprintln!("vfio-bind: --timeout must be 1 to {MAX_TIMEOUT_SECONDS} seconds");
         Err(ExitCode::from(EXIT_USAGE))
-    }
-}
-
-/// Runs `work`, which changes bindings (when `writes`), under the binders' lock and the
-/// watchdog: it ends within `timeout` of `started` whatever blocks (see `watchdog`).
-fn bounded(
-    sysfs: &Sysfs,
-    writes: bool,
-    started: Instant,
-    timeout: Duration,
-    work: &mut dyn FnMut() -> u8,
-) -> u8 {
-    let held = if writes {
-        let Ok(path) = lock::path_for(sysfs) else {
-            return bounded(sysfs, false, started, timeout, work);
-        };
-        match lock::acquire(&path, lock::LOCK_WAIT.min(timeout)) {
-            Ok(held) => Some(held),
-            Err(lock::NoLock::Busy { waited }) => {
-                kmsg::log_summary(
-                    log::Level::Error,
-                    format_args!(
-                        "another vfio-bind held {path} for {} s; gave up, nothing was touched",
-                        watchdog::Seconds(waited)
-                    ),
-                );
-                return EXIT_LOCKED;
-            }
-            Err(lock::NoLock::Unavailable(errno)) => {
-                log::info!(
-                    "cannot open the lock {path} ({}); working without it",
-                    errno.desc()
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-    match watchdog::fork_supervised(started, timeout) {
-        watchdog::Side::Worker => {
-            if let Some(held) = held {
-                held.leave_to_supervisor();
-            }
-            work()
-        }
-        // The lock is let go only now, when the worker is over or given up on.
-        watchdog::Side::Ended(status) => {
-            drop(held);
-            status
-        }
     }
 }
 

@@ -35,8 +35,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::address::PciAddress;
 use crate::kmsg;
+use crate::lock;
 use crate::plan::MAX_TARGETS;
-use crate::sysfs::Attribute;
+use crate::sysfs::{Attribute, Sysfs};
 
 /// How long `apply`, `bind` and `release` may take in all (the lock wait included) unless
 /// `--timeout` says otherwise: far below the 30 s an init system would wait.
@@ -182,6 +183,56 @@ impl fmt::Write for Truncating<'_> {
             self.length += bytes.len();
         }
         Ok(())
+    }
+}
+
+/// Exit status when another binder held the lock for the whole wait.
+const EXIT_LOCKED: u8 = 1;
+
+/// Runs `work` under the binders' lock (when it `writes`) and the watchdog: it ends within
+/// `timeout` of `started` whatever blocks. What `apply`, `bind` and `release` run in.
+pub fn bounded(
+    sysfs: &Sysfs,
+    writes: bool,
+    started: Instant,
+    timeout: Duration,
+    work: &mut dyn FnMut() -> u8,
+) -> u8 {
+    let held = match lock::path_for(sysfs) {
+        Ok(path) if writes => match lock::acquire(&path, lock::LOCK_WAIT.min(timeout)) {
+            Ok(held) => Some(held),
+            Err(lock::NoLock::Busy { waited }) => {
+                kmsg::log_summary(
+                    Level::Error,
+                    format_args!(
+                        "another vfio-bind held {path} for {} s; gave up, nothing was touched",
+                        Seconds(waited)
+                    ),
+                );
+                return EXIT_LOCKED;
+            }
+            Err(lock::NoLock::Unavailable(errno)) => {
+                log::info!(
+                    "cannot open the lock {path} ({}); working without it",
+                    errno.desc()
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    match fork_supervised(started, timeout) {
+        Side::Worker => {
+            if let Some(held) = held {
+                held.leave_to_supervisor();
+            }
+            work()
+        }
+        // The lock is let go only now, when the worker is over or given up on.
+        Side::Ended(status) => {
+            drop(held);
+            status
+        }
     }
 }
 
