@@ -42,6 +42,15 @@ use crate::sysfs::{Attribute, Sysfs};
 /// How long `apply`, `bind` and `release` may take in all (the lock wait included) unless
 /// `--timeout` says otherwise: far below the 30 s an init system would wait.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of `--timeout` kept for giving back, after a kill, what the worker left.
+pub const GIVE_BACK_LIMIT: Duration = Duration::from_secs(2);
+
+/// The part of `timeout` kept for giving back after a kill: a quarter, at most
+/// [`GIVE_BACK_LIMIT`]; the worker has the rest.
+pub fn give_back_share(timeout: Duration) -> Duration {
+    (timeout / 4).min(GIVE_BACK_LIMIT)
+}
+
 /// Time kept back from a bounded sub-step (a `modprobe`) for giving the cards back after
 /// it failed, so that the give-back itself is never what the watchdog cuts short.
 pub const GIVE_BACK_RESERVE: Duration = Duration::from_secs(1);
@@ -59,6 +68,8 @@ const KIND_DONE: u8 = 2;
 const OVERRIDE_UNCHANGED: u8 = 0;
 const OVERRIDE_SET: u8 = 1;
 const OVERRIDE_CLEARED: u8 = 2;
+/// The step works on a function without changing its override (an unbind, a probe).
+const OVERRIDE_UNCHANGED_AT: u8 = 3;
 
 /// The progress pipe's size asked for: 8192 records, far more than the longest run writes
 /// (64 functions, a few writes each, two records a write). The unprivileged maximum.
@@ -97,9 +108,14 @@ pub fn writing(attribute: Attribute, value: &str) {
             Some(address),
             format_args!("writing {value} to {attribute}"),
         ),
-        _ => report(
-            OVERRIDE_UNCHANGED,
-            None,
+        Attribute::Unbind(address) => report(
+            OVERRIDE_UNCHANGED_AT,
+            Some(address),
+            format_args!("writing {value} to {attribute}"),
+        ),
+        Attribute::DriversProbe => report(
+            OVERRIDE_UNCHANGED_AT,
+            value.parse().ok(),
             format_args!("writing {value} to {attribute}"),
         ),
     }
@@ -221,7 +237,14 @@ pub fn bounded(
         },
         _ => None,
     };
-    match fork_supervised(started, timeout) {
+    let mut give_back = |address| {
+        let mut kernel = crate::apply::RunningKernel {
+            modules_allowed: false,
+        };
+        // Its writes report their steps: what it achieved shows in the give-up line.
+        let _ = crate::apply::release(sysfs, &mut kernel, address);
+    };
+    match fork_supervised(started, timeout, &mut give_back) {
         Side::Worker => {
             if let Some(held) = held {
                 held.leave_to_supervisor();
@@ -247,11 +270,18 @@ pub enum Side {
     Ended(u8),
 }
 
-/// Forks a worker and supervises it until it ends or `timeout` has passed since `started`
-/// (then it is killed, one line is logged, and the status is 1). Returns [`Side::Worker`]
-/// in the worker, and [`Side::Ended`] in the supervisor once the worker is over.
-pub fn fork_supervised(started: Instant, timeout: Duration) -> Side {
-    let deadline = started + timeout;
+/// Forks a worker and supervises it until it ends or its part of `timeout` (all but
+/// [`give_back_share`]) has passed since `started`. Then it is killed, the functions it
+/// left overridden are handed to `give_back` in a second worker, bounded by the rest of
+/// `timeout`, one line is logged, and the status is 1. Returns [`Side::Worker`] in the
+/// worker, and [`Side::Ended`] in the supervisor once the worker is over.
+pub fn fork_supervised(
+    started: Instant,
+    timeout: Duration,
+    give_back: &mut dyn FnMut(PciAddress),
+) -> Side {
+    let end = started + timeout;
+    let deadline = end - give_back_share(timeout);
     *DEADLINE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(deadline);
@@ -267,7 +297,16 @@ pub fn fork_supervised(started: Instant, timeout: Duration) -> Side {
             pipes.become_worker(supervisor);
             Side::Worker
         }
-        Ok(ForkResult::Parent { child }) => Side::Ended(pipes.supervise(child, deadline, timeout)),
+        Ok(ForkResult::Parent { child }) => {
+            let mut watch = Watch::default();
+            if let Some(status) = pipes.supervise(child, deadline, &mut watch) {
+                return Side::Ended(status);
+            }
+            let stuck = watch.current.clone();
+            give_back_after_kill(&mut watch, end, give_back);
+            watch.give_up(deadline - started, &stuck);
+            Side::Ended(EXIT_GAVE_UP)
+        }
     }
 }
 
@@ -324,7 +363,9 @@ impl Pipes {
         REPORTER.store(into_raw(reporter), Ordering::Relaxed);
     }
 
-    fn supervise(self, worker: Pid, deadline: Instant, timeout: Duration) -> u8 {
+    /// The worker's status, or `None` when it was given up on and killed; `watch` then
+    /// holds what was seen of it.
+    fn supervise(self, worker: Pid, deadline: Instant, watch: &mut Watch) -> Option<u8> {
         let Pipes {
             progress: (progress, progress_writer),
             stdout: (stdout, stdout_writer),
@@ -332,7 +373,6 @@ impl Pipes {
         } = self;
         // Only the worker may hold the write ends, or no end of file would ever come.
         drop((progress_writer, stdout_writer, stderr_writer));
-        let mut watch = Watch::default();
         let mut output_open = [true, true];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -367,7 +407,7 @@ impl Pipes {
                 // A modprobe it started may still hold the output pipes: not waited for.
                 if let Some(status) = reap(worker, deadline) {
                     drain(&stdout, &stderr);
-                    return watch.outcome(status);
+                    return Some(watch.outcome(status));
                 }
                 break;
             }
@@ -376,8 +416,98 @@ impl Pipes {
         // The records written since the last wake-up name the step it was really in.
         watch.read_progress(&progress);
         drain(&stdout, &stderr);
-        watch.give_up(timeout);
-        EXIT_GAVE_UP
+        None
+    }
+}
+
+/// After a kill: gives back, in a second bounded worker, every function whose override
+/// the killed worker set and did not clear, but the one it was stuck on (a write to that
+/// function would wait for the same device lock). Its writes report steps like the
+/// worker's, so `watch` ends up knowing what was given back.
+fn give_back_after_kill(
+    watch: &mut Watch,
+    deadline: Instant,
+    give_back: &mut dyn FnMut(PciAddress),
+) {
+    let stuck_on = watch
+        .step_running
+        .then_some(watch.current_address)
+        .flatten();
+    // A clear that never returned may not have happened: count that override as set.
+    if let Some(address) = watch
+        .step_running
+        .then_some(watch.current_function)
+        .flatten()
+    {
+        if let Some(entry) = watch
+            .overrides
+            .iter_mut()
+            .find(|(known, _)| *known == address)
+        {
+            entry.1 = true;
+        }
+    }
+    let mut targets: heapless::Vec<PciAddress, MAX_TARGETS> = heapless::Vec::new();
+    for (address, set) in &watch.overrides {
+        if *set && Some(*address) != stuck_on {
+            let _ = targets.push(*address);
+        }
+    }
+    watch.step_running = false;
+    watch.current_function = None;
+    watch.current_address = None;
+    if targets.is_empty() || Instant::now() >= deadline {
+        return;
+    }
+    let Ok((progress, reporter)) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) else {
+        return;
+    };
+    let supervisor = nix::unistd::getpid();
+    // SAFETY: single-threaded, as for the first fork.
+    match unsafe { fork() } {
+        Err(_) => {}
+        Ok(ForkResult::Child) => {
+            // SAFETY: as in `become_worker`.
+            unsafe { nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) };
+            if nix::unistd::getppid() == supervisor {
+                drop(progress);
+                // It writes nothing, and must not hold the caller's output if it gets stuck.
+                if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                    let _ = nix::unistd::dup2_stdout(&null);
+                    let _ = nix::unistd::dup2_stderr(&null);
+                }
+                REPORTER.store(into_raw(reporter), Ordering::Relaxed);
+                for address in &targets {
+                    give_back(*address);
+                }
+            }
+            // SAFETY: ends this forked child at once; nothing of the supervisor's state
+            // (buffered output above all) is run or flushed twice.
+            unsafe { nix::libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(reporter);
+            watch.given_back = targets;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let _ = kill(child, Signal::SIGKILL);
+                    break;
+                }
+                let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+                let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(progress.as_fd(), PollFlags::empty())];
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+                if !watch.read_progress(&progress) {
+                    let _ = reap(child, deadline);
+                    break;
+                }
+            }
+            watch.read_progress(&progress);
+        }
     }
 }
 
@@ -436,6 +566,11 @@ struct Watch {
     step_running: bool,
     /// The function the running step changes the override of, if it does.
     current_function: Option<PciAddress>,
+    /// The function the running step works on, if it names one.
+    current_address: Option<PciAddress>,
+    /// The functions the supervisor had given back after the kill (their overrides set
+    /// then): which of them are no longer set shows in `overrides`.
+    given_back: heapless::Vec<PciAddress, MAX_TARGETS>,
     /// Each function whose override a step set or cleared, with whether the last such step
     /// set it.
     overrides: heapless::Vec<(PciAddress, bool), MAX_TARGETS>,
@@ -449,6 +584,8 @@ impl Default for Watch {
             current,
             step_running: false,
             current_function: None,
+            current_address: None,
+            given_back: heapless::Vec::new(),
             overrides: heapless::Vec::new(),
         }
     }
@@ -472,6 +609,7 @@ impl Watch {
         if record[0] == KIND_DONE && self.step_running {
             self.step_running = false;
             self.current_function = None;
+            self.current_address = None;
             let mut after: heapless::String<TEXT_CAPACITY> = heapless::String::new();
             let _ = after.push_str(AFTER_A_STEP);
             for character in self.current.chars() {
@@ -493,6 +631,7 @@ impl Watch {
             .current
             .push_str(core::str::from_utf8(text).unwrap_or("an unnamed step"));
         self.current_function = None;
+        self.current_address = None;
         let change = record[1];
         if change == OVERRIDE_UNCHANGED {
             return;
@@ -503,6 +642,10 @@ impl Watch {
             slot: record[7],
             function: record[8],
         };
+        self.current_address = Some(address);
+        if change == OVERRIDE_UNCHANGED_AT {
+            return;
+        }
         self.current_function = Some(address);
         let set = change == OVERRIDE_SET;
         match self
@@ -537,13 +680,12 @@ impl Watch {
         }
     }
 
-    fn give_up(&self, timeout: Duration) {
-        let limit = Seconds(timeout);
+    fn give_up(&self, after: Duration, stuck: &str) {
+        let after = Seconds(after);
         kmsg::log_summary(
             Level::Error,
             format_args!(
-                "gave up after {limit} s: {} did not finish; the worker was killed there; {}",
-                self.current,
+                "gave up after {after} s: {stuck} did not finish; the worker was killed there; {}",
                 LeftState(self)
             ),
         );
@@ -556,10 +698,38 @@ struct LeftState<'w>(&'w Watch);
 impl fmt::Display for LeftState<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let watch = self.0;
-        let left =
-            |(address, set): &&(PciAddress, bool)| *set || watch.current_function == Some(*address);
+        // A change of override still running may or may not have happened.
+        let in_flight =
+            |address: PciAddress| watch.step_running && watch.current_function == Some(address);
+        let still_set = |address: PciAddress| {
+            in_flight(address)
+                || watch
+                    .overrides
+                    .iter()
+                    .any(|(known, set)| *known == address && *set)
+        };
+        let mut given_back = watch
+            .given_back
+            .iter()
+            .filter(|address| !still_set(**address))
+            .peekable();
+        let gave_back = given_back.peek().is_some();
+        if gave_back {
+            f.write_str("gave back ")?;
+            for (position, address) in given_back.enumerate() {
+                if position > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{address}")?;
+            }
+            f.write_str(" (override cleared); ")?;
+        }
         let mut first = true;
-        for (address, _) in watch.overrides.iter().filter(left) {
+        for (address, _) in watch
+            .overrides
+            .iter()
+            .filter(|(address, _)| still_set(*address))
+        {
             if first {
                 f.write_str("driver_override may still be set on ")?;
             } else {
@@ -568,10 +738,12 @@ impl fmt::Display for LeftState<'_> {
             first = false;
             write!(f, "{address}")?;
         }
-        if first {
-            f.write_str("no driver_override was left set")
-        } else {
+        if !first {
             f.write_str(" (run vfio-bind check; vfio-bind release gives them back)")
+        } else if gave_back {
+            f.write_str("no other driver_override was left set")
+        } else {
+            f.write_str("no driver_override was left set")
         }
     }
 }

@@ -56,7 +56,7 @@ fn packets(reader: &OwnedFd) -> Vec<String> {
 /// Runs `work` in a supervised worker, which never returns into the test harness; the
 /// supervisor's status.
 fn supervise(timeout: Duration, work: impl FnOnce() -> i32) -> u8 {
-    match watchdog::fork_supervised(Instant::now(), timeout) {
+    match watchdog::fork_supervised(Instant::now(), timeout, &mut |_| {}) {
         Side::Worker => {
             let status = work();
             // SAFETY: _exit ends the process; nothing is used after it.
@@ -74,7 +74,7 @@ fn supervisor_and_worker_together_stay_under_the_kernel_log_burst() {
     // A note before the fork (as the lock's "working without it"), then a worker that logs
     // far more than the budget and hangs: the supervisor adds its one line, no more.
     log::info!("a note before the fork");
-    let status = supervise(Duration::from_secs(1), || {
+    let status = supervise(Duration::from_secs(2), || {
         for n in 0..20 {
             log::error!("flood {n}");
         }
@@ -91,7 +91,7 @@ fn supervisor_and_worker_together_stay_under_the_kernel_log_burst() {
     assert_eq!(records[1], "<3>vfio-bind: flood 0\n");
     assert_eq!(
         records.last().unwrap(),
-        "<3>vfio-bind: gave up after 1 s: waiting for ever did not finish; the worker was killed there; no driver_override was left set\n"
+        "<3>vfio-bind: gave up after 1.5 s: waiting for ever did not finish; the worker was killed there; no driver_override was left set\n"
     );
 
     // A worker that ends by itself: its own records and status, nothing from the supervisor.
