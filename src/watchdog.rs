@@ -5,10 +5,12 @@
 //! even after the main thread returns. So the work runs in a forked worker, and this process
 //! only supervises it: the worker reports each step it starts (and each that returns)
 //! through a pipe (fixed-size records, written without touching the heap), and the
-//! supervisor waits for the pipe's end, which comes when the worker exits, until a deadline. When the worker ends in time, the supervisor exits with its status. When it
-//! does not, the supervisor kills it (SIGKILL), logs one line naming the step that did not
-//! return and the functions it may have left overridden, and exits 1. A worker stuck in the
-//! kernel dies as soon as the call returns, and does nothing after it.
+//! supervisor waits, until a deadline, for the pipe's end, which comes when the worker
+//! exits. When the worker ends in time, the supervisor exits with its status. When it does
+//! not, the supervisor kills it (SIGKILL), has a second bounded worker give back the
+//! functions it left overridden (all but the one it is stuck on), logs one line naming the
+//! step that did not return, what was given back and what may still be set, and exits 1.
+//! A worker stuck in the kernel dies as soon as the call returns, and does nothing after it.
 //!
 //! The worker's stdout and stderr are pipes the supervisor copies to its own: a stuck
 //! worker must not keep the caller's output open either, or a caller that reads it to the
