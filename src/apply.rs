@@ -19,7 +19,6 @@
 //! and each rule's report covers every function it selected.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use heapless::Vec;
@@ -48,6 +47,8 @@ pub trait Kernel {
 pub enum ModuleError {
     NoModprobe,
     Failed(Option<i32>),
+    /// It did not finish within this limit and was killed.
+    TimedOut(std::time::Duration),
 }
 
 /// The modprobe binaries tried, in order: kmod's and busybox's usual places.
@@ -65,7 +66,10 @@ pub struct RunningKernel {
 
 impl Kernel for RunningKernel {
     fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno> {
-        sysfs.write(attribute, value)
+        crate::watchdog::writing(attribute, value);
+        let result = sysfs.write(attribute, value);
+        crate::watchdog::done();
+        result
     }
 
     fn load_module(&mut self, module: &str) -> Result<(), ModuleError> {
@@ -73,16 +77,11 @@ impl Kernel for RunningKernel {
             .iter()
             .find(|path| Path::new(path).exists())
             .ok_or(ModuleError::NoModprobe)?;
-        // Fixed arguments only: the module name is one of ours, never text from a rule.
-        let status = Command::new(modprobe)
-            .arg(module)
-            .status()
-            .map_err(|_| ModuleError::NoModprobe)?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(ModuleError::Failed(status.code()))
-        }
+        crate::watchdog::step(format_args!("modprobe {module}"));
+        let limit = crate::watchdog::within(crate::modprobe::MODPROBE_LIMIT);
+        let result = crate::modprobe::run(Path::new(modprobe), module, limit);
+        crate::watchdog::done();
+        result
     }
 
     fn may_load_modules(&self) -> bool {
@@ -102,6 +101,11 @@ impl core::fmt::Display for ModuleError {
             }
             ModuleError::Failed(Some(code)) => write!(f, "exit status {code}"),
             ModuleError::Failed(None) => f.write_str("killed by a signal"),
+            ModuleError::TimedOut(limit) => write!(
+                f,
+                "did not finish in {} s; killed",
+                crate::watchdog::Seconds(*limit)
+            ),
         }
     }
 }
@@ -443,6 +447,13 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
             for module in VFIO_MODULES {
                 match kernel.load_module(module) {
                     Ok(()) => {}
+                    // A hung modprobe makes the next one likely to hang too: stop, give back.
+                    Err(ModuleError::TimedOut(limit)) => {
+                        let limit = crate::watchdog::Seconds(limit);
+                        error!("modprobe {module} did not finish in {limit} s; killed");
+                        loaded = false;
+                        break;
+                    }
                     Err(error @ ModuleError::NoModprobe) => {
                         error!("cannot load {module}: {error}");
                         loaded = false;
@@ -584,6 +595,12 @@ fn report_release(rule: &Rule, index: usize, plan: &Plan, ends: &[End]) -> bool 
         all_released &= matches!(end, End::GivenBack(_));
     }
     all_released
+}
+
+/// Gives one function back to its own driver (see [`give_back`]), for the watchdog after it
+/// killed a stuck worker. Returns whether it ended with no override and off vfio-pci.
+pub fn release(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> bool {
+    matches!(give_back(sysfs, kernel, address), End::GivenBack(_))
 }
 
 /// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so

@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use log::LevelFilter;
@@ -16,6 +16,7 @@ use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
 use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources, SourceProblem};
 use vfio_bind::sysfs::Sysfs;
+use vfio_bind::watchdog::{self, bounded};
 
 /// Exit status for a rule that did not apply, a problem found, or output not written.
 const EXIT_FAILED: u8 = 1;
@@ -23,6 +24,9 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_OUTPUT: u8 = EXIT_FAILED;
 /// Exit status for a bad argument.
 const EXIT_USAGE: u8 = 2;
+const DEFAULT_TIMEOUT_SECONDS: u64 = watchdog::DEFAULT_TIMEOUT.as_secs();
+/// The longest `--timeout` taken: an hour is already far past any boot's patience.
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
 /// Hand chosen PCI functions to vfio-pci by address, before any GPU driver loads.
 #[derive(FromArgs)]
@@ -76,6 +80,9 @@ struct ApplyArgs {
     /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
     #[argh(option)]
     iomem: Option<PathBuf>,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// List every PCI function by IOMMU group, marking those the rules select.
@@ -167,6 +174,9 @@ struct BindArgs {
     /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
     #[argh(option)]
     iomem: Option<PathBuf>,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// Give cards back to their own drivers (for a libvirt release hook).
@@ -191,6 +201,9 @@ struct ReleaseArgs {
     /// the iomem tree to read (default /proc/iomem; with another --sysfs, none unless given)
     #[argh(option)]
     iomem: Option<PathBuf>,
+    /// give up after this many seconds, lock wait included (default 10)
+    #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
+    timeout: u64,
 }
 
 /// The rules given as arguments, each a comma-separated list as in `vfio.bind=`, each
@@ -327,6 +340,16 @@ fn gather_logged(cmdline: Option<&[u8]>, fragment_dir: &Path) -> Gathered {
     )
 }
 
+/// `--timeout`, checked.
+fn timeout(seconds: u64) -> Result<Duration, ExitCode> {
+    if (1..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+        Ok(Duration::from_secs(seconds))
+    } else {
+        eprintln!("vfio-bind: --timeout must be 1 to {MAX_TIMEOUT_SECONDS} seconds");
+        Err(ExitCode::from(EXIT_USAGE))
+    }
+}
+
 /// Standard output that never panics (`println!` does on EPIPE, and the release binary
 /// aborts on a panic): the first write error is kept, and [`CheckedOutput::finish`] turns
 /// it into one line on stderr and a failing exit status.
@@ -406,12 +429,23 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             };
             kmsg::init(destination, LevelFilter::Info);
             let cmdline = arguments.cmdline(args.cmdline.as_deref());
-            let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
-            let mut kernel = RunningKernel {
-                modules_allowed: sysfs.is_real(),
-            };
-            let plan_out: Option<&mut dyn Write> = if args.dry_run { Some(out) } else { None };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, plan_out))
+            let cmdline_dir = arguments.path(&args.cmdline_dir);
+            let timeout = timeout(args.timeout)?;
+            Ok(bounded(
+                &sysfs,
+                !args.dry_run,
+                started,
+                timeout,
+                &mut || {
+                    let gathered = gather_logged(cmdline.as_deref(), &cmdline_dir);
+                    let mut kernel = RunningKernel {
+                        modules_allowed: sysfs.is_real(),
+                    };
+                    let plan_out: Option<&mut dyn Write> =
+                        if args.dry_run { Some(&mut *out) } else { None };
+                    apply(&sysfs, &gathered, &mut kernel, started, plan_out)
+                },
+            ))
         }
         Command::List(args) => {
             let sysfs = open_sysfs(&arguments.path(&args.sysfs), None)?;
@@ -437,21 +471,27 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
             let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            let mut kernel = RunningKernel {
-                modules_allowed: sysfs.is_real(),
-            };
-            Ok(apply(&sysfs, &gathered, &mut kernel, started, None))
+            Ok(bounded(&sysfs, true, started, timeout, &mut || {
+                let mut kernel = RunningKernel {
+                    modules_allowed: sysfs.is_real(),
+                };
+                apply(&sysfs, &gathered, &mut kernel, started, None)
+            }))
         }
         Command::Release(args) => {
             let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
             let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
+            let timeout = timeout(args.timeout)?;
             let gathered = rules_from_arguments(&args.rules)?;
-            let mut kernel = RunningKernel {
-                modules_allowed: false,
-            };
-            Ok(release_rules(&sysfs, &gathered, &mut kernel, started))
+            Ok(bounded(&sysfs, true, started, timeout, &mut || {
+                let mut kernel = RunningKernel {
+                    modules_allowed: false,
+                };
+                release_rules(&sysfs, &gathered, &mut kernel, started)
+            }))
         }
         Command::Check(args) => {
             let iomem = args.iomem.as_ref().map(|path| arguments.path(path));

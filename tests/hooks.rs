@@ -356,12 +356,26 @@ fn mkinitcpio_install_adds_the_runscript_only_where_the_image_has_a_busybox_init
     let scratch = Scratch::new("mkinitcpio-no-base");
     // A systemd image without `base`: no ash, and the runscript would never run; real
     // mkinitcpio warns "Possibly missing '/usr/bin/ash'" when it is added anyway.
-    let log = mkinitcpio_build(&scratch, &FULL_HOST, "systemd vfio-bind autodetect kms", false);
-    assert!(!log.iter().any(|line| line.starts_with("add_runscript")), "{log:?}");
-    assert!(log.iter().any(|line| line.contains("sysinit.target.wants")), "{log:?}");
+    let log = mkinitcpio_build(
+        &scratch,
+        &FULL_HOST,
+        "systemd vfio-bind autodetect kms",
+        false,
+    );
+    assert!(
+        !log.iter().any(|line| line.starts_with("add_runscript")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|line| line.contains("sysinit.target.wants")),
+        "{log:?}"
+    );
     // `base` after the hook still makes a busybox image: the runscript is added.
     let log = mkinitcpio_build(&scratch, &FULL_HOST, "vfio-bind base udev", false);
-    assert!(log.contains(&"add_runscript vfio-bind".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"add_runscript vfio-bind".to_string()),
+        "{log:?}"
+    );
 }
 
 #[test]

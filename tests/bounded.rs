@@ -1,0 +1,468 @@
+//! Bounded time: whatever blocks (a sysfs write that never returns, a held lock), `apply`,
+//! `bind` and `release` end by their `--timeout`, say in one line what they gave up on and
+//! what they left, and exit non-zero. Run through the real binary; each run has its own
+//! kill deadline, so a binder that does hang fails the test instead of hanging the suite.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sysfs_fixture::*;
+
+/// How long past its own `--timeout` a run may take before the test calls it hung.
+const SLACK: Duration = Duration::from_secs(3);
+
+struct Run {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// Runs the binary and kills it if it is still running `timeout + SLACK` later. stderr
+/// goes to a file, not a pipe: a pipe would be read until every holder (a worker left
+/// running) closes it, which is the very hang under test.
+fn run_bounded(arguments: &[&str], timeout: Duration) -> Run {
+    let log = tempfile_path("stderr");
+    let out = tempfile_path("stdout");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .expect("the binary runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout + SLACK {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "vfio-bind {arguments:?} still ran {:?} after its {timeout:?} timeout; stderr: {}",
+                SLACK,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&out);
+    Run {
+        status: status.code(),
+        stdout,
+        stderr,
+        took,
+    }
+}
+
+fn tempfile_path(what: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "vfio-bind-bounded-{}-{}-{what}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Replaces a fixture file by a FIFO nobody reads: opening it for writing (or one nobody
+/// writes, for reading) blocks until a signal ends the process.
+fn make_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// Whether some process still runs with `needle` among its arguments (a worker left
+/// behind would: it is a fork of the binder, with the same command line).
+fn process_running_with(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // A zombie (state Z) is gone but for its exit status.
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        !zombie
+            && cmdline
+                .split(|byte| *byte == 0)
+                .any(|argument| argument == needle.as_bytes())
+    })
+}
+
+/// A GPU on amdgpu in IOMMU group 5, with vfio-pci registered, as at runtime.
+fn card_on_amdgpu() -> SysfsTree {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add_driver("vfio-pci").unwrap();
+    tree.add(
+        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+            .group(5)
+            .driver("amdgpu"),
+    )
+    .unwrap();
+    tree
+}
+
+fn apply_arguments<'a>(tree: &'a SysfsTree, timeout: &'a str) -> Vec<&'a str> {
+    vec![
+        "apply",
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+        "--cmdline-dir",
+        "/nonexistent",
+        "--cmdline",
+        "vfio.bind=1002:73ff@07:00",
+        "--timeout",
+        timeout,
+    ]
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("")
+}
+
+#[test]
+fn an_unbind_that_never_returns_ends_apply_at_its_timeout_with_one_line() {
+    let tree = card_on_amdgpu();
+    make_fifo(&tree.root().join("bus/pci/drivers/amdgpu/unbind"));
+    let run = run_bounded(&apply_arguments(&tree, "2"), Duration::from_secs(2));
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        // The worker has 1.5 s of the 2: the last quarter is kept for giving cards back.
+        run.took >= Duration::from_millis(1400) && run.took < Duration::from_secs(4),
+        "took {:?}",
+        run.took
+    );
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "only the give-up line: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr,
+        "vfio-bind: gave up after 1.5 s: writing 0000:07:00.0 to bus/pci/devices/0000:07:00.0/driver/unbind \
+         did not finish; the worker was killed there; driver_override may still be set on 0000:07:00.0 \
+         (run vfio-bind check; vfio-bind release gives them back)\n"
+    );
+    // What the line says is what the tree shows: overridden, still on amdgpu.
+    assert_eq!(tree.override_of("0000:07:00.0"), "vfio-pci");
+    assert_eq!(tree.driver_of("0000:07:00.0").as_deref(), Some("amdgpu"));
+    assert!(
+        !process_running_with(tree.root().to_str().unwrap()),
+        "the worker was left running"
+    );
+}
+
+#[test]
+fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck_one() {
+    // 07:00.0 was overridden and unbound; the unbind of 07:00.1 never returns. 07:00.0
+    // must not stay overridden (with no driver, on a real kernel): the supervisor gives it
+    // back. 07:00.1 is left alone: a write to it would wait on the same device lock.
+    let mut tree = card_on_amdgpu();
+    tree.add(
+        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+            .group(5)
+            .driver("snd_hda_intel"),
+    )
+    .unwrap();
+    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    let run = run_bounded(&apply_arguments(&tree, "2"), Duration::from_secs(2));
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "vfio-bind: gave up after 1.5 s: writing 0000:07:00.1 to bus/pci/devices/0000:07:00.1/driver/unbind \
+         did not finish; the worker was killed there; gave back 0000:07:00.0 (override cleared); \
+         driver_override may still be set on 0000:07:00.1 (run vfio-bind check; vfio-bind release gives them back)\n"
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "");
+    assert_eq!(tree.read("bus/pci/drivers_probe"), "0000:07:00.0");
+    assert_eq!(tree.override_of("0000:07:00.1"), "vfio-pci");
+    assert!(run.took < Duration::from_secs(3), "took {:?}", run.took);
+}
+
+#[test]
+fn bind_gives_up_the_same_way() {
+    let tree = card_on_amdgpu();
+    make_fifo(&tree.root().join("bus/pci/drivers/amdgpu/unbind"));
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &["bind", "1002:73ff@07:00", "--sysfs", root, "--timeout", "2"],
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        last_line(&run.stderr).starts_with(
+            "vfio-bind: gave up after 1.5 s: writing 0000:07:00.0 to bus/pci/devices/0000:07:00.0/driver/unbind did not finish"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn release_gives_up_on_an_unbind_from_vfio_pci_that_never_returns() {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(
+        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+            .group(5)
+            .driver("vfio-pci"),
+    )
+    .unwrap();
+    std::fs::write(
+        tree.attribute("0000:07:00.0", "driver_override"),
+        "vfio-pci\n",
+    )
+    .unwrap();
+    make_fifo(&tree.root().join("bus/pci/drivers/vfio-pci/unbind"));
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &[
+            "release",
+            "1002:73ff@07:00",
+            "--sysfs",
+            root,
+            "--timeout",
+            "2",
+        ],
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    // The override was cleared before the unbind hung: the line says none is left set.
+    assert_eq!(
+        run.stderr,
+        "vfio-bind: gave up after 1.5 s: writing 0000:07:00.0 to bus/pci/devices/0000:07:00.0/driver/unbind \
+         did not finish; the worker was killed there; no driver_override was left set\n"
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "");
+}
+
+#[test]
+fn a_read_that_never_returns_is_named_as_reading_and_nothing_was_changed() {
+    let tree = card_on_amdgpu();
+    make_fifo(&tree.attribute("0000:07:00.0", "vendor"));
+    let run = run_bounded(&apply_arguments(&tree, "2"), Duration::from_secs(2));
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "vfio-bind: gave up after 1.5 s: reading the rules and the PCI devices did not finish; \
+         the worker was killed there; no driver_override was left set\n"
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "(null)");
+}
+
+#[test]
+fn a_worker_that_ends_in_time_gives_its_own_status_and_lines() {
+    // The supervisor is invisible when nothing blocks: same lines, same exit status.
+    let tree = card_on_amdgpu();
+    let run = run_bounded(&apply_arguments(&tree, "5"), Duration::from_secs(5));
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("vfio-bind: 1002:73ff@0000:07:00 not applied: 0000:07:00.0 is on amdgpu"),
+        "{}",
+        run.stderr
+    );
+    assert!(last_line(&run.stderr).starts_with("vfio-bind: 0 of 1 rules applied"));
+    assert!(run.took < Duration::from_secs(2), "took {:?}", run.took);
+}
+
+#[test]
+fn with_no_rule_apply_says_nothing_and_exits_0_as_before() {
+    // The boot's usual case when the image has no rule: supervisor and lock add nothing.
+    let tree = card_on_amdgpu();
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &[
+            "apply",
+            "--sysfs",
+            root,
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            "quiet",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn dry_run_takes_no_lock_and_its_plan_comes_through_the_supervisor() {
+    let tree = card_on_amdgpu();
+    let _lock = hold_lock(&tree);
+    let mut arguments = apply_arguments(&tree, "2");
+    arguments.push("--dry-run");
+    let run = run_bounded(&arguments, Duration::from_secs(2));
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "1002:73ff@0000:07:00: would hand to vfio-pci: 0000:07:00.0 (1002:73ff, now on amdgpu)\n"
+    );
+    assert!(run.took < Duration::from_secs(1), "took {:?}", run.took);
+}
+
+#[test]
+fn a_timeout_out_of_range_is_a_bad_argument() {
+    for timeout in ["0", "3601"] {
+        let tree = card_on_amdgpu();
+        let run = run_bounded(&apply_arguments(&tree, timeout), Duration::from_secs(1));
+        assert_eq!(run.status, Some(2), "{}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            "vfio-bind: --timeout must be 1 to 3600 seconds\n"
+        );
+        assert_eq!(tree.override_of("0000:07:00.0"), "(null)");
+    }
+}
+
+/// Holds the binders' lock of `tree` as another binder would, until dropped.
+fn hold_lock(tree: &SysfsTree) -> File {
+    let file = File::create(tree.root().join("vfio-bind.lock")).unwrap();
+    // SAFETY: flock on a descriptor `file` owns.
+    let result = unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX) };
+    assert_eq!(result, 0);
+    file
+}
+
+#[test]
+fn a_held_lock_makes_apply_give_up_in_bounded_time_touching_nothing_then_proceed() {
+    let tree = card_on_amdgpu();
+    let lock = hold_lock(&tree);
+    let run = run_bounded(&apply_arguments(&tree, "1"), Duration::from_secs(1));
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "vfio-bind: another vfio-bind held {}/vfio-bind.lock for 1 s; gave up, nothing was touched\n",
+            tree.root().display()
+        )
+    );
+    assert!(run.took < Duration::from_secs(3), "took {:?}", run.took);
+    assert_eq!(tree.override_of("0000:07:00.0"), "(null)");
+    assert_eq!(tree.read("bus/pci/drivers/amdgpu/unbind"), "");
+    assert_eq!(tree.read("bus/pci/drivers_probe"), "");
+
+    drop(lock);
+    let run = run_bounded(&apply_arguments(&tree, "5"), Duration::from_secs(5));
+    // It worked this time: the unbind was written (no kernel reacts to it in a fixture, so
+    // the card is given back and the rule fails, as in every fixture run).
+    assert_eq!(tree.read("bus/pci/drivers/amdgpu/unbind"), "0000:07:00.0");
+    assert!(
+        !run.stderr.contains("vfio-bind.lock"),
+        "no word of the lock: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn release_waits_for_a_binder_still_working_then_gives_up() {
+    // The first binder hangs in an unbind, holding the lock for its 4 s; the second one,
+    // a libvirt release hook, must not undo its work meanwhile: it waits, then gives up.
+    let tree = card_on_amdgpu();
+    make_fifo(&tree.root().join("bus/pci/drivers/amdgpu/unbind"));
+    let root = tree.root().to_str().unwrap().to_string();
+    let first = {
+        let arguments: Vec<String> = apply_arguments(&tree, "4")
+            .into_iter()
+            .map(String::from)
+            .collect();
+        std::thread::spawn(move || {
+            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+            run_bounded(&arguments, Duration::from_secs(4))
+        })
+    };
+    // Until the first one has overridden the card, it has not got that far yet.
+    let waiting = Instant::now();
+    while tree.override_of("0000:07:00.0") != "vfio-pci" {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(2),
+            "apply never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = run_bounded(
+        &[
+            "release",
+            "1002:73ff@07:00",
+            "--sysfs",
+            &root,
+            "--timeout",
+            "1",
+        ],
+        Duration::from_secs(1),
+    );
+    assert_eq!(second.status, Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another vfio-bind held"),
+        "{}",
+        second.stderr
+    );
+    // Not undone: the override the first binder wrote is still there.
+    assert_eq!(tree.override_of("0000:07:00.0"), "vfio-pci");
+    let first = first.join().unwrap();
+    assert!(
+        first.stderr.contains("gave up after 3 s"),
+        "{}",
+        first.stderr
+    );
+
+    // The first binder gave up and its worker is gone: the lock is free again at once.
+    let third = run_bounded(
+        &[
+            "release",
+            "1002:73ff@07:00",
+            "--sysfs",
+            &root,
+            "--timeout",
+            "5",
+        ],
+        Duration::from_secs(5),
+    );
+    assert!(
+        !third.stderr.contains("another vfio-bind held"),
+        "{}",
+        third.stderr
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "");
+}
+
+#[test]
+fn without_a_writable_place_for_the_lock_the_binder_works_and_says_so() {
+    let root = "/nonexistent-sysfs-root";
+    let run = run_bounded(
+        &[
+            "apply",
+            "--sysfs",
+            root,
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            "vfio.bind=1002:73ff@07:00",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        run.stderr.starts_with(
+            "vfio-bind: cannot open the lock /nonexistent-sysfs-root/vfio-bind.lock (No such file or directory); working without it\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    // It went on to the work itself, which found no IOMMU there.
+    assert!(run.stderr.contains("the IOMMU is off"), "{}", run.stderr);
+}
