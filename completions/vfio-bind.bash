@@ -7,9 +7,11 @@
 # The options of one subcommand (what its --help lists), one word each.
 _vfio_bind_options() {
     case $1 in
-        apply) echo --sysfs --cmdline --cmdline-dir --dry-run --help ;;
-        list | check) echo --sysfs --cmdline --cmdline-dir --json --help ;;
-        rule | bind | release) echo --sysfs --help ;;
+        apply) echo --sysfs --cmdline --cmdline-dir --dry-run --iomem --timeout --help ;;
+        list) echo --sysfs --cmdline --cmdline-dir --json --help ;;
+        check) echo --sysfs --cmdline --cmdline-dir --json --host-root --iomem --help ;;
+        rule) echo --sysfs --help ;;
+        bind | release) echo --sysfs --iomem --timeout --help ;;
     esac
 }
 
@@ -71,11 +73,15 @@ _vfio_bind() {
         return 0
     fi
     case $prev in
-        --sysfs | --cmdline-dir)
+        --sysfs | --cmdline-dir | --host-root)
             mapfile -t COMPREPLY < <(compgen -d -- "$cur")
             return 0
             ;;
-        --cmdline) return 0 ;;
+        --iomem)
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            return 0
+            ;;
+        --cmdline | --timeout) return 0 ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$(_vfio_bind_options "$command")" -- "$cur")

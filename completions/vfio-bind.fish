@@ -69,5 +69,8 @@ complete -c vfio-bind -n '__fish_seen_subcommand_from apply list check' -l cmdli
 complete -c vfio-bind -n '__fish_seen_subcommand_from apply list check' -l cmdline-dir -r -a '(__fish_complete_directories)' -d 'Directory of *.conf fragments'
 complete -c vfio-bind -n '__fish_seen_subcommand_from apply' -l dry-run -d 'Print what would be bound, write nothing'
 complete -c vfio-bind -n '__fish_seen_subcommand_from list check' -l json -d 'Machine-readable output'
+complete -c vfio-bind -n '__fish_seen_subcommand_from apply check bind release' -l iomem -r -F -d 'The iomem tree to read (default /proc/iomem)'
+complete -c vfio-bind -n '__fish_seen_subcommand_from apply bind release' -l timeout -r -d 'Give up after this many seconds (default 10)'
+complete -c vfio-bind -n '__fish_seen_subcommand_from check' -l host-root -r -a '(__fish_complete_directories)' -d 'Root of /proc, /lib/modules, /boot and /etc for the host checks'
 complete -c vfio-bind -n '__fish_seen_subcommand_from rule' -a '(__vfio_bind_addresses)' -d 'PCI address'
 complete -c vfio-bind -n '__fish_seen_subcommand_from bind release' -a '(__vfio_bind_rules)' -d 'Rule'

@@ -383,6 +383,10 @@ impl CheckedOutput<'_> {
     fn finish(&mut self, status: u8) -> u8 {
         let flushed = self.inner.flush();
         let _ = self.keep(flushed);
+        // Under the watchdog the worker wrote into a pipe; the supervisor saw the real error.
+        if let Some(error) = vfio_bind::watchdog::relayed_output_error() {
+            let _ = self.keep(Err::<(), _>(error));
+        }
         match self.error.take() {
             None => status,
             Some(error) if error.kind() == ErrorKind::BrokenPipe => status.max(EXIT_OUTPUT),

@@ -409,8 +409,9 @@ impl Pipes {
             }
             drop(fds);
             let progress_open = watch.read_progress(&progress);
-            output_open[0] = output_open[0] && relay(&stdout, &mut std::io::stdout().lock());
-            output_open[1] = output_open[1] && relay(&stderr, &mut std::io::stderr().lock());
+            output_open[0] = output_open[0] && relay_stdout(&stdout);
+            output_open[1] =
+                output_open[1] && relay(&stderr, &mut std::io::stderr().lock(), &mut None);
             if !progress_open {
                 // End of file on the progress pipe: the worker has exited (only it held it).
                 // A modprobe it started may still hold the output pipes: not waited for.
@@ -532,14 +533,47 @@ fn into_raw(fd: OwnedFd) -> RawFd {
     raw
 }
 
+/// The first error writing the worker's stdout to ours (an errno; 0: none): the worker's
+/// own writes went to a pipe and succeeded, so only the supervisor can see that the output
+/// did not arrive (`apply --dry-run > /dev/full`). See [`relayed_output_error`].
+static RELAYED_OUTPUT_ERROR: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+/// The error the supervisor met copying the worker's stdout to its own, if any.
+pub fn relayed_output_error() -> Option<std::io::Error> {
+    match RELAYED_OUTPUT_ERROR.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        code => Some(std::io::Error::from_raw_os_error(code)),
+    }
+}
+
+/// Copies what the worker wrote on its stdout pipe to ours, keeping the first error.
+fn relay_stdout(from: &OwnedFd) -> bool {
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    let open = relay(from, &mut out, &mut failed);
+    let flushed = std::io::Write::flush(&mut out);
+    if let Some(code) = failed.or_else(|| flushed.err().and_then(|e| e.raw_os_error())) {
+        let _ = RELAYED_OUTPUT_ERROR.compare_exchange(
+            0,
+            code,
+            core::sync::atomic::Ordering::Relaxed,
+            core::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    open
+}
+
 /// Copies what the worker wrote on one of its output pipes to ours. `false` at end of file.
-fn relay(from: &OwnedFd, to: &mut dyn std::io::Write) -> bool {
+/// The first write error's errno goes to `failed`.
+fn relay(from: &OwnedFd, to: &mut dyn std::io::Write, failed: &mut Option<i32>) -> bool {
     let mut buffer = [0u8; 4096];
     loop {
         match nix::unistd::read(from, &mut buffer) {
             Ok(0) => return false,
             Ok(length) => {
-                let _ = to.write_all(&buffer[..length]);
+                if let Err(error) = to.write_all(&buffer[..length]) {
+                    failed.get_or_insert(error.raw_os_error().unwrap_or(libc_eio()));
+                }
             }
             Err(Errno::EINTR) => {}
             Err(_) => return true,
@@ -548,8 +582,12 @@ fn relay(from: &OwnedFd, to: &mut dyn std::io::Write) -> bool {
 }
 
 fn drain(stdout: &OwnedFd, stderr: &OwnedFd) {
-    relay(stdout, &mut std::io::stdout().lock());
-    relay(stderr, &mut std::io::stderr().lock());
+    relay_stdout(stdout);
+    relay(stderr, &mut std::io::stderr().lock(), &mut None);
+}
+
+fn libc_eio() -> i32 {
+    Errno::EIO as i32
 }
 
 /// Waits for the exited worker's status, but never past the deadline.
