@@ -221,3 +221,32 @@ fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
          ok      IOMMU group 17 is viable\n"
     );
 }
+
+#[test]
+fn an_image_that_cannot_be_found_or_read_is_said_not_guessed() {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    // Garbage where the image should be.
+    write(&host.join("boot/initramfs-linux.img"), b"not an initramfs");
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("warning cannot read the booted image /boot/initramfs-linux.img: byte 0 starts neither a cpio archive nor a known compression"), "{stdout}");
+    // /boot without any image the command line or the release names.
+    std::fs::remove_file(host.join("boot/initramfs-linux.img")).unwrap();
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("warning cannot tell which initramfs booted"),
+        "{stdout}"
+    );
+    // No /boot at all (a container, a fixture): nothing about the image.
+    std::fs::remove_dir_all(host.join("boot")).unwrap();
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("initramfs"), "{stdout}");
+    assert!(
+        stdout.contains("vfio-pci is a module of kernel"),
+        "{stdout}"
+    );
+}
