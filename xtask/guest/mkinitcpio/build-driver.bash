@@ -9,8 +9,9 @@
 #
 # Usage: build-driver.bash HOOKFILE HOOKSDIR
 #   HOOKSDIR is where add_runscript looks for the runtime script of the same name.
-# Environment: VFIO_TEST_RECORDS (output), BUILDROOT, KERNELVERSION, VFIO_TEST_NULLGLOB=1 to
-# build with nullglob set, as some systemd builds leave it.
+# Environment: VFIO_TEST_RECORDS (output), BUILDROOT, KERNELVERSION, VFIO_TEST_HOOKS (the
+# image's HOOKS, which mkinitcpio has set from its config when build() runs),
+# VFIO_TEST_NULLGLOB=1 to build with nullglob set, as some systemd builds leave it.
 
 # The stand-ins are called by the sourced hook, which shellcheck cannot see.
 # shellcheck disable=SC2317
@@ -65,6 +66,8 @@ error() {
 }
 
 export BUILDROOT KERNELVERSION
+# shellcheck disable=SC2034 # read by the sourced hook
+read -ra HOOKS <<<"${VFIO_TEST_HOOKS:-}"
 shopt -s extglob
 if [ "${VFIO_TEST_NULLGLOB:-0}" = 1 ]; then
     shopt -s nullglob

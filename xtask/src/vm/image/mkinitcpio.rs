@@ -57,6 +57,7 @@ fn record_build(
     dir: &Path,
     buildroot: &Path,
     nullglob: bool,
+    hooks: &str,
 ) -> TaskResult<Vec<Call>> {
     let hook = stage.join(INSTALL_HOOK);
     if !hook.exists() {
@@ -76,7 +77,8 @@ fn record_build(
             .env("VFIO_BIND_ROOT", stage)
             .env("BUILDROOT", buildroot)
             .env("KERNELVERSION", &inputs.kernel.release)
-            .env("VFIO_TEST_NULLGLOB", if nullglob { "1" } else { "0" }),
+            .env("VFIO_TEST_NULLGLOB", if nullglob { "1" } else { "0" })
+            .env("VFIO_TEST_HOOKS", hooks),
     )
     .map_err(|e| format!("the mkinitcpio install hook's build() failed: {e}"))?;
     let _ = fs::write(dir.join("build.log"), &log);
@@ -341,7 +343,14 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
         &guest_hooks.join("vfio-test-preload"),
         &mut built,
     )?;
-    let calls = record_build(inputs, stage, dir, &root, false)?;
+    let calls = record_build(
+        inputs,
+        stage,
+        dir,
+        &root,
+        false,
+        "base vfio-test-preload vfio-bind udev vfio-test",
+    )?;
     carry_out(&calls, &root, &mut built)?;
     udev(inputs, &root, &mut built)?;
     add_runscript(
@@ -373,7 +382,8 @@ pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     let overlay = dir.join("overlay");
     fs::create_dir_all(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
     let mut built = Built::default();
-    let calls = record_build(inputs, stage, dir, &overlay, true)?;
+    // What archinstall writes: `base` too, so the image also gets the runtime hook.
+    let calls = record_build(inputs, stage, dir, &overlay, true, "base systemd vfio-bind")?;
     carry_out(&calls, &overlay, &mut built)?;
     if !built.runscripts.iter().any(|r| r.name == "vfio-bind") {
         return Err("the mkinitcpio install hook added no runtime script".into());
