@@ -289,26 +289,35 @@ fn efi_string(bytes: &[u8]) -> String {
     String::from_utf16_lossy(&units)
 }
 
-/// Decompresses with the system's own tool (`zstd -dcq`, `xz -dc`, ...).
+/// Decompresses with the system's own tool (`zstd -dcq`, `xz -dc`, ...). The compressed
+/// bytes go in through a file and the output comes back through one, so neither side of a
+/// pipe can fill while the other waits (and no thread is needed to feed it).
 fn decompress(compression: Compression, bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
     let (program, argument) = compression.program();
-    let mut child = Command::new(program)
+    let scratch = |name: &str| -> Option<std::fs::File> {
+        let fd =
+            nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).ok()?;
+        Some(std::fs::File::from(fd))
+    };
+    let mut input = scratch("vfio-bind-image")?;
+    input.write_all(bytes).ok()?;
+    input.rewind().ok()?;
+    let mut output = scratch("vfio-bind-image-out")?;
+    // Its exit status says little: zstd and xz complain about the zero padding after the
+    // archive and still write it whole. What it wrote is judged by the cpio reader.
+    Command::new(program)
         .arg(argument)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::from(output.try_clone().ok()?))
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .ok()?;
-    let mut stdin = child.stdin.take()?;
-    let input = bytes.to_vec();
-    // Fed from a thread: the tool's output would fill the pipe while we still write.
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().ok()?;
-    let _ = feeder.join();
+    output.rewind().ok()?;
+    let mut plain = Vec::new();
+    output.read_to_end(&mut plain).ok()?;
     // A trailing garbage warning still leaves the archive in the output.
-    (!output.stdout.is_empty()).then_some(output.stdout)
+    (!plain.is_empty()).then_some(plain)
 }
 
 #[cfg(test)]
