@@ -476,7 +476,12 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
             let timeout = timeout(args.timeout)?;
-            let gathered = rules_from_arguments(&args.rules)?;
+            let mut gathered = rules_from_arguments(&args.rules)?;
+            // The boot's no-IOMMU switch holds for a runtime bind too: modprobe hands it to
+            // vfio when it loads (once loaded, vfio's own parameter says so; see apply).
+            gathered.noiommu = sysfs.is_real()
+                && std::fs::read("/proc/cmdline")
+                    .is_ok_and(|text| vfio_bind::cmdline::requests_noiommu(&text));
             Ok(bounded(&sysfs, true, started, timeout, &mut || {
                 let mut kernel = RunningKernel {
                     modules_allowed: sysfs.is_real(),
