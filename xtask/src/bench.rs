@@ -14,6 +14,7 @@
 mod measure;
 mod tree;
 
+use anyhow::{bail, Context};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::os::unix::fs::symlink;
@@ -101,10 +102,10 @@ pub fn run(args: BenchArgs) -> TaskResult {
         args.cards
     };
     if sizes.iter().any(|&size| size < 32) || card_counts.contains(&0) {
-        return Err("sizes must be at least 32 functions and card counts at least 1".into());
+        bail!("sizes must be at least 32 functions and card counts at least 1");
     }
     if !(args.seconds > 0.0 && args.seconds <= 60.0) {
-        return Err("--seconds must be between 0 and 60".into());
+        bail!("--seconds must be between 0 and 60");
     }
     let budget = Duration::from_secs_f64(args.seconds);
 
@@ -112,7 +113,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
     let work = root.join("target/bench");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("cmdline.d"))
-        .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
+        .with_context(|| format!("cannot create {}", work.display()))?;
     let trees = TreesDir::create(args.keep)?;
     let trees = trees.path();
 
@@ -124,7 +125,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
         }
     };
     let binary_size = std::fs::metadata(&binary)
-        .map_err(|error| format!("cannot read {}: {error}", binary.display()))?
+        .with_context(|| format!("cannot read {}", binary.display()))?
         .len();
     let shell = find_shell(&work)?;
     let strace = which("strace");
@@ -136,7 +137,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
     for &functions in &sizes {
         eprintln!("bench: building a tree of {functions} PCI functions");
         let machine = tree::build(functions, trees.join(format!("tree-{functions}")))
-            .map_err(|error| format!("cannot build a sysfs tree of {functions}: {error}"))?;
+            .with_context(|| format!("cannot build a sysfs tree of {functions}"))?;
         for &wanted in &card_counts {
             let cards = machine.pick_cards(wanted);
             if cards.len() < wanted {
@@ -277,7 +278,7 @@ impl TreesDir {
         let path = base.join(format!("vfio-bind-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
-            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            .with_context(|| format!("cannot create {}", path.display()))?;
         if keep {
             eprintln!("bench: the trees are kept in {}", path.display());
         }
@@ -309,10 +310,10 @@ fn find_shell(work: &Path) -> TaskResult<Option<Shell>> {
     };
     let bin_dir = work.join("bin");
     std::fs::create_dir_all(&bin_dir)
-        .map_err(|error| format!("cannot create {}: {error}", bin_dir.display()))?;
+        .with_context(|| format!("cannot create {}", bin_dir.display()))?;
     for applet in ["sh", "cat"] {
         symlink(&busybox, bin_dir.join(applet))
-            .map_err(|error| format!("cannot link {applet} to busybox: {error}"))?;
+            .with_context(|| format!("cannot link {applet} to busybox"))?;
     }
     let version = Command::new(&busybox)
         .output()
@@ -336,7 +337,7 @@ fn reset_overrides(machine: &Machine, targets: &BTreeSet<String>) -> TaskResult 
     for address in targets {
         let path = machine.tree.attribute(address, "driver_override");
         std::fs::write(&path, "(null)\n")
-            .map_err(|error| format!("cannot reset {}: {error}", path.display()))?;
+            .with_context(|| format!("cannot reset {}", path.display()))?;
     }
     Ok(())
 }
@@ -363,23 +364,16 @@ fn check_binder_run(
 ) -> TaskResult {
     for run in &sample.runs {
         if !matches!(run.status.code(), Some(0 | 1)) {
-            return Err(format!(
-                "vfio-bind apply ended with {}:\n{}",
-                run.status, run.stderr
-            ));
+            bail!("vfio-bind apply ended with {}:\n{}", run.status, run.stderr);
         }
     }
     let touched = overridden(machine)?;
     if &touched != targets {
-        return Err(format!(
-            "vfio-bind apply changed the overrides of {touched:?}, expected {targets:?}"
-        ));
+        bail!("vfio-bind apply changed the overrides of {touched:?}, expected {targets:?}");
     }
     let stderr = &sample.runs[0].stderr;
     if !stderr.contains(&format!(" of {rules} rules applied")) {
-        return Err(format!(
-            "vfio-bind apply did not print its summary:\n{stderr}"
-        ));
+        bail!("vfio-bind apply did not print its summary:\n{stderr}");
     }
     Ok(())
 }
@@ -388,10 +382,7 @@ fn check_binder_run(
 fn check_shell_run(sample: &Sample, machine: &Machine, targets: &BTreeSet<String>) -> TaskResult {
     let first = &sample.runs[0];
     if !first.status.success() {
-        return Err(format!(
-            "{SCRIPT} ended with {}:\n{}",
-            first.status, first.stderr
-        ));
+        bail!("{SCRIPT} ended with {}:\n{}", first.status, first.stderr);
     }
     let touched = overridden(machine)?;
     let wrong: Vec<&String> = touched
@@ -399,9 +390,7 @@ fn check_shell_run(sample: &Sample, machine: &Machine, targets: &BTreeSet<String
         .filter(|address| machine.tree.override_of(address) != "vfio-pci")
         .collect();
     if &touched != targets || !wrong.is_empty() {
-        return Err(format!(
-            "{SCRIPT} overrode {touched:?}, expected vfio-pci on {targets:?}"
-        ));
+        bail!("{SCRIPT} overrode {touched:?}, expected vfio-pci on {targets:?}");
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! a staging root, for packaging and for the VM test, which builds real images from such a
 //! tree by pointing the hooks' `VFIO_BIND_ROOT` at it (with the default prefix `/usr`).
 
+use anyhow::{bail, Context};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
@@ -141,7 +142,7 @@ pub fn run(args: InstallArgs) -> TaskResult {
 fn staging_prefix(destdir: &Path, prefix: &str) -> TaskResult<PathBuf> {
     let prefix_path = Path::new(prefix);
     if !prefix_path.is_absolute() {
-        return Err(format!("--prefix must be an absolute path, not {prefix:?}"));
+        bail!("--prefix must be an absolute path, not {prefix:?}");
     }
     let mut staged = destdir.to_path_buf();
     for component in prefix_path.components() {
@@ -149,7 +150,7 @@ fn staging_prefix(destdir: &Path, prefix: &str) -> TaskResult<PathBuf> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(name) => staged.push(name),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("--prefix must not contain '..': {prefix:?}"))
+                bail!("--prefix must not contain '..': {prefix:?}")
             }
         }
     }
@@ -180,28 +181,27 @@ pub fn install_tree(destdir: &Path, prefix: &str, binary: &Path) -> TaskResult<V
 fn install_file(source: &Path, destination: &Path, mode: u32) -> TaskResult {
     let parent = destination
         .parent()
-        .ok_or_else(|| format!("{} has no parent directory", destination.display()))?;
+        .with_context(|| format!("{} has no parent directory", destination.display()))?;
     create_dirs(parent)?;
     let name = destination
         .file_name()
-        .ok_or_else(|| format!("{} has no file name", destination.display()))?;
+        .with_context(|| format!("{} has no file name", destination.display()))?;
     let temporary = parent.join(format!(".{}.xtask-install", name.to_string_lossy()));
     let result = fs::copy(source, &temporary)
-        .map_err(|error| {
+        .with_context(|| {
             format!(
-                "cannot copy {} to {}: {error}",
+                "cannot copy {} to {}",
                 source.display(),
                 temporary.display()
             )
         })
         .and_then(|_| {
             fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))
-                .map_err(|error| format!("cannot set the mode of {}: {error}", temporary.display()))
+                .with_context(|| format!("cannot set the mode of {}", temporary.display()))
         })
         .and_then(|()| {
-            fs::rename(&temporary, destination).map_err(|error| {
-                format!("cannot move {} into place: {error}", destination.display())
-            })
+            fs::rename(&temporary, destination)
+                .with_context(|| format!("cannot move {} into place", destination.display()))
         });
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -213,9 +213,11 @@ fn install_file(source: &Path, destination: &Path, mode: u32) -> TaskResult {
 fn create_dirs(dir: &Path) -> TaskResult {
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => return Ok(()),
-        Ok(_) => return Err(format!("{} exists and is not a directory", dir.display())),
+        Ok(_) => bail!("{} exists and is not a directory", dir.display()),
         Err(error) if error.kind() == ErrorKind::NotFound => {}
-        Err(error) => return Err(format!("cannot read {}: {error}", dir.display())),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot read {}", dir.display())))
+        }
     }
     if let Some(parent) = dir.parent() {
         create_dirs(parent)?;
@@ -224,10 +226,14 @@ fn create_dirs(dir: &Path) -> TaskResult {
         Ok(()) => {}
         // Another process made it meanwhile.
         Err(error) if error.kind() == ErrorKind::AlreadyExists => return Ok(()),
-        Err(error) => return Err(format!("cannot create {}: {error}", dir.display())),
+        Err(error) => {
+            return Err(
+                anyhow::Error::new(error).context(format!("cannot create {}", dir.display()))
+            )
+        }
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .map_err(|error| format!("cannot set the mode of {}: {error}", dir.display()))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -431,6 +437,7 @@ mod tests {
             &scratch.0.join("not-built"),
         )
         .unwrap_err();
+        let error = format!("{error:#}");
         assert!(error.contains("not-built"), "{error}");
     }
 }

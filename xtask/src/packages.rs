@@ -9,6 +9,7 @@
 //! Debian package is also installed and removed with dpkg in an empty root, where both must
 //! trigger update-initramfs.
 
+use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -48,8 +49,7 @@ fn files_with_modes(root: &Path) -> TaskResult<BTreeMap<String, String>> {
         Ok(())
     }
     let mut found = BTreeMap::new();
-    walk(root, root, &mut found)
-        .map_err(|error| format!("cannot list {}: {error}", root.display()))?;
+    walk(root, root, &mut found).with_context(|| format!("cannot list {}", root.display()))?;
     Ok(found)
 }
 
@@ -78,7 +78,7 @@ fn compare(
     for path in found.keys().filter(|path| !expected.contains_key(*path)) {
         differences.push(format!("  extra: {path}"));
     }
-    Err(format!(
+    Err(anyhow!(
         "{package} differs from cargo xtask install:\n{}",
         differences.join("\n")
     ))
@@ -86,8 +86,7 @@ fn compare(
 
 fn fresh_dir(path: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(path);
-    fs::create_dir_all(path)
-        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(path.to_path_buf())
 }
 
@@ -111,7 +110,7 @@ fn arch_package(root: &Path, work: &Path) -> TaskResult<PathBuf> {
 /// names: rpmbuild gzips them).
 fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
     if Command::new("rpmbuild").arg("--version").output().is_err() {
-        return Err("rpmbuild is missing: apt-get install rpm".into());
+        bail!("rpmbuild is missing: apt-get install rpm");
     }
     let topdir = fresh_dir(&work.join("rpm"))?;
     run_checked(
@@ -122,12 +121,12 @@ fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
             .current_dir(root),
     )?;
     let rpms: Vec<PathBuf> = fs::read_dir(topdir.join("RPMS/x86_64"))
-        .map_err(|error| format!("rpmbuild made no x86_64 package: {error}"))?
+        .context("rpmbuild made no x86_64 package")?
         .flatten()
         .map(|entry| entry.path())
         .collect();
     let [rpm] = rpms.as_slice() else {
-        return Err(format!("expected one RPM, found {rpms:?}"));
+        bail!("expected one RPM, found {rpms:?}");
     };
     let output = Command::new("rpm")
         .args([
@@ -137,13 +136,14 @@ fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
         ])
         .arg(rpm)
         .output()
-        .map_err(|error| format!("cannot run rpm: {error}"))?;
+        .context("cannot run rpm")?;
     let mut files = BTreeMap::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Some((mode, path)) = line.split_once(' ') else {
             continue;
         };
-        let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("odd rpm line {line:?}"))?;
+        let mode =
+            u32::from_str_radix(mode, 8).with_context(|| format!("odd rpm line {line:?}"))?;
         // Directories owned with %dir are not files of the install tree.
         if mode & 0o170000 == 0o040000 {
             continue;
@@ -206,18 +206,18 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
         // -rwxr-xr-x root/root    235184 2026-12-03 16:30 ./usr/bin/vfio-bind
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [permissions, owner, _size, _date, _time, path] = fields.as_slice() else {
-            return Err(format!("odd dpkg-deb --contents line {line:?}"));
+            bail!("odd dpkg-deb --contents line {line:?}");
         };
         if *owner != "root/root" {
-            return Err(format!("{path} is owned by {owner}, not root/root"));
+            bail!("{path} is owned by {owner}, not root/root");
         }
         if permissions.starts_with('d') {
             continue;
         }
         if !permissions.starts_with('-') {
-            return Err(format!("{path} is not a regular file: {line:?}"));
+            bail!("{path} is not a regular file: {line:?}");
         }
-        let mode = symbolic_mode(permissions).ok_or_else(|| format!("odd mode in {line:?}"))?;
+        let mode = symbolic_mode(permissions).with_context(|| format!("odd mode in {line:?}"))?;
         files.insert(
             path.trim_start_matches("./").to_string(),
             format!("{mode:o}"),
@@ -226,14 +226,14 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
     for (path, mode) in DEBIAN_ONLY {
         match files.remove(*path) {
             Some(found) if found == *mode => {}
-            Some(found) => return Err(format!("mode of {path}: {found}, expected {mode}")),
-            None => return Err(format!("the Debian package has no {path}")),
+            Some(found) => bail!("mode of {path}: {found}, expected {mode}"),
+            None => bail!("the Debian package has no {path}"),
         }
     }
     for (debian, installed) in DEBIAN_MOVED {
         let mode = files
             .remove(*debian)
-            .ok_or_else(|| format!("the Debian package has no {debian}"))?;
+            .with_context(|| format!("the Debian package has no {debian}"))?;
         files.insert(installed.to_string(), mode);
     }
     files
@@ -244,7 +244,7 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
             }
             match path.strip_suffix(".gz") {
                 Some(page) => Ok((page.to_string(), mode)),
-                None => Err(format!("{path} is not gzipped, as Debian policy wants")),
+                None => Err(anyhow!("{path} is not gzipped, as Debian policy wants")),
             }
         })
         .collect()
@@ -259,7 +259,7 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
         .output()
         .is_err()
     {
-        return Err("dpkg-buildpackage is missing: apt-get install dpkg-dev".into());
+        bail!("dpkg-buildpackage is missing: apt-get install dpkg-dev");
     }
     let root = project_root();
     let source = fresh_dir(&work.join("src"))?;
@@ -274,7 +274,7 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
     let version = debian_version()?;
     let deb = work.join(format!("vfio-bind_{version}_amd64.deb"));
     if !deb.is_file() {
-        return Err(format!("dpkg-buildpackage did not write {}", deb.display()));
+        bail!("dpkg-buildpackage did not write {}", deb.display());
     }
     Ok(deb)
 }
@@ -282,27 +282,27 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
 /// The version of the newest entry of packaging/debian/changelog, e.g. `0.1.0-1`.
 fn debian_version() -> TaskResult<String> {
     let path = project_root().join("packaging/debian/changelog");
-    let changelog = fs::read_to_string(&path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let changelog =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     changelog
         .lines()
         .next()
         .and_then(|line| line.split_once('(')?.1.split_once(')'))
         .map(|(version, _)| version.to_string())
-        .ok_or_else(|| format!("no version in the first line of {}", path.display()))
+        .with_context(|| format!("no version in the first line of {}", path.display()))
 }
 
 /// The `version` of the vfio-bind crate (Cargo.toml).
 fn crate_version() -> TaskResult<String> {
     let path = project_root().join("Cargo.toml");
-    let manifest = fs::read_to_string(&path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let manifest =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     manifest
         .lines()
         .find_map(|line| line.strip_prefix("version = \""))
         .and_then(|rest| rest.strip_suffix('"'))
         .map(str::to_string)
-        .ok_or_else(|| format!("no version in {}", path.display()))
+        .with_context(|| format!("no version in {}", path.display()))
 }
 
 /// Builds the Debian package and checks what only dpkg-deb shows: the control fields and
@@ -318,13 +318,13 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
             .arg(&deb)
             .args(member)
             .output()
-            .map_err(|error| format!("cannot run dpkg-deb: {error}"))?;
+            .context("cannot run dpkg-deb")?;
         if !output.status.success() {
-            return Err(format!(
+            bail!(
                 "dpkg-deb {option} {} failed: {}",
                 deb.display(),
                 String::from_utf8_lossy(&output.stderr)
-            ));
+            );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
@@ -336,9 +336,9 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
         format!("Version: {upstream}-"),
     ] {
         if !fields.lines().any(|line| line.starts_with(&expected)) {
-            return Err(format!(
+            bail!(
                 "the Debian package's control has no {expected:?} (Cargo.toml says version {upstream}):\n{fields}"
-            ));
+            );
         }
     }
     let triggers = query("--info", Some("triggers"))?;
@@ -346,9 +346,7 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
         .lines()
         .any(|line| line.trim() == "activate-noawait update-initramfs")
     {
-        return Err(format!(
-            "the Debian package does not activate update-initramfs (its triggers: {triggers:?})"
-        ));
+        bail!("the Debian package does not activate update-initramfs (its triggers: {triggers:?})");
     }
     installs_and_triggers_the_initramfs(work, &deb)?;
     debian_view(&query("--contents", None)?)
@@ -368,15 +366,14 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
     let write = |path: PathBuf, text: String, mode: u32| -> TaskResult {
         fs::write(&path, text)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+            .with_context(|| format!("cannot write {}", path.display()))
     };
     for sub in [
         control.clone(),
         root.join("var/lib/dpkg/info"),
         root.join("var/lib/dpkg/updates"),
     ] {
-        fs::create_dir_all(&sub)
-            .map_err(|error| format!("cannot create {}: {error}", sub.display()))?;
+        fs::create_dir_all(&sub).with_context(|| format!("cannot create {}", sub.display()))?;
     }
     write(root.join("var/lib/dpkg/status"), String::new(), 0o644)?;
     write(
@@ -425,23 +422,23 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
     dpkg(&["-i".as_ref(), stand_in_deb.as_os_str()])?;
     dpkg(&["-i".as_ref(), deb.as_os_str()])?;
     if triggered() != "update-initramfs\n" {
-        return Err(format!(
+        bail!(
             "installing the Debian package did not trigger update-initramfs once (the stand-in saw {:?})",
             triggered()
-        ));
+        );
     }
     if !root.join("usr/bin/vfio-bind").is_file() {
-        return Err("dpkg -i did not install usr/bin/vfio-bind".into());
+        bail!("dpkg -i did not install usr/bin/vfio-bind");
     }
     dpkg(&["-r".as_ref(), "vfio-bind".as_ref()])?;
     if triggered() != "update-initramfs\nupdate-initramfs\n" {
-        return Err(format!(
+        bail!(
             "removing the Debian package did not trigger update-initramfs (the stand-in saw {:?})",
             triggered()
-        ));
+        );
     }
     if root.join("usr/bin/vfio-bind").exists() {
-        return Err("dpkg -r left usr/bin/vfio-bind behind".into());
+        bail!("dpkg -r left usr/bin/vfio-bind behind");
     }
     println!(
         "Debian package: installs and removes with dpkg, each time triggering update-initramfs"
@@ -526,7 +523,7 @@ drwxr-xr-x root/root         0 2026-12-03 16:30 ./usr/bin/
             ),
         ];
         for (contents, reason) in cases {
-            let error = debian_view(&contents).unwrap_err();
+            let error = format!("{:#}", debian_view(&contents).unwrap_err());
             assert!(error.contains(reason), "{reason}: {error}");
         }
     }

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The error type of every task: a sentence for the user.
-pub type TaskResult<T = ()> = Result<T, String>;
+use anyhow::{anyhow, Context};
+
+/// The result of every task and helper: an error says what was being done, with the cause
+/// chain below it (`main` prints it as `what: why: root cause`).
+pub type TaskResult<T = ()> = anyhow::Result<T>;
 
 /// The workspace root (the parent of `xtask/`).
 pub fn project_root() -> PathBuf {
@@ -19,10 +22,10 @@ pub fn project_root() -> PathBuf {
 pub fn run_checked(command: &mut Command) -> TaskResult {
     let status = command
         .status()
-        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+        .with_context(|| format!("cannot start {command:?}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{command:?} failed: {status}"))
+        Err(anyhow!("{command:?} failed: {status}"))
     }
 }

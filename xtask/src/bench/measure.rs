@@ -1,5 +1,6 @@
 //! Running a command and measuring it: wall time, exit status, peak RSS, system calls.
 
+use anyhow::{bail, Context};
 use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -26,7 +27,7 @@ pub fn run_once(command: &mut Command) -> TaskResult<Run> {
     let started = Instant::now();
     let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+        .with_context(|| format!("cannot start {command:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut raw_status = 0;
     let reaped = loop {
@@ -41,10 +42,10 @@ pub fn run_once(command: &mut Command) -> TaskResult<Run> {
     };
     let wall = started.elapsed();
     if reaped != pid {
-        return Err(format!(
+        bail!(
             "wait4 for {command:?} failed: {}",
             std::io::Error::last_os_error()
-        ));
+        );
     }
     // The child has exited, so the pipe holds everything it wrote (far below a pipe's
     // capacity: it would have blocked otherwise, which a run this small never comes near).
@@ -124,7 +125,7 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
     use std::os::unix::ffi::OsStrExt as _;
 
     let c_string = |text: &OsStr| {
-        CString::new(text.as_bytes()).map_err(|_| format!("{text:?} holds a NUL byte"))
+        CString::new(text.as_bytes()).with_context(|| format!("{text:?} holds a NUL byte"))
     };
     let program = c_string(command.get_program())?;
     let mut argv = vec![program.clone()];
@@ -152,7 +153,7 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|error| format!("cannot open /dev/null: {error}"))?;
+        .context("cannot open /dev/null")?;
     let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
 
     // SAFETY: between fork and execve the child calls only async-signal-safe functions
@@ -174,7 +175,7 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
         }
     }
     if pid < 0 {
-        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
+        bail!("fork failed: {}", std::io::Error::last_os_error());
     }
     let wait = || -> TaskResult<libc::c_int> {
         let mut status = 0;
@@ -185,14 +186,14 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
             }
             let error = std::io::Error::last_os_error();
             if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("waitpid failed: {error}"));
+                return Err(anyhow::Error::new(error).context("waitpid failed"));
             }
         }
     };
     // The first stop is the SIGTRAP after a successful execve.
     let status = wait()?;
     if !libc::WIFSTOPPED(status) {
-        return Err(format!("{command:?} did not start (status {status:#x})"));
+        bail!("{command:?} did not start (status {status:#x})");
     }
     // SAFETY: ptrace requests on our own stopped tracee, with integer arguments.
     unsafe {
@@ -224,7 +225,7 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
         // SAFETY: as above; `signal` is delivered on (0 for our own stops).
         unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
     }
-    peak.ok_or_else(|| format!("no VmHWM was read for {command:?}"))
+    peak.with_context(|| format!("no VmHWM was read for {command:?}"))
 }
 
 /// What `strace -c` counted for one run.
@@ -276,11 +277,11 @@ pub fn count_syscalls(strace: &Path, command: &Command, out: &Path) -> TaskResul
     }
     let run = run_once(&mut traced)?;
     if run.status.signal().is_some() {
-        return Err(format!("strace was killed: {}", run.stderr.trim()));
+        bail!("strace was killed: {}", run.stderr.trim());
     }
     let table = std::fs::read_to_string(out)
-        .map_err(|error| format!("cannot read strace's summary {}: {error}", out.display()))?;
-    parse_strace_summary(&table).ok_or_else(|| format!("cannot read strace's summary:\n{table}"))
+        .with_context(|| format!("cannot read strace's summary {}", out.display()))?;
+    parse_strace_summary(&table).with_context(|| format!("cannot read strace's summary:\n{table}"))
 }
 
 /// Reads `strace -c` output: rows of `% time, seconds, usecs/call, calls, [errors,] syscall`

@@ -1,6 +1,7 @@
 //! The host side: tools the VM test needs, named with the command that installs them, and
 //! small process helpers (death signal, captured runs).
 
+use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -161,12 +162,12 @@ pub fn ensure_tools() -> TaskResult {
         if ok && still.is_empty() {
             return Ok(());
         }
-        return Err(format!(
+        bail!(
             "could not install {} (tried: {command}); the VM test needs: {APT_PACKAGES}",
             still.join(", ")
-        ));
+        );
     }
-    Err(format!(
+    Err(anyhow!(
         "missing host tools: {}. Install them with:\n    sudo {command}\n(the VM test needs: {APT_PACKAGES})",
         names.join(", ")
     ))
@@ -177,13 +178,13 @@ pub fn run_captured(command: &mut Command) -> TaskResult<String> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+        .with_context(|| format!("cannot start {command:?}"))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     if output.status.success() {
         Ok(text)
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{command:?} failed ({}):\n{}",
             output.status,
             tail(&text, 40)

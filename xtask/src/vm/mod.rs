@@ -28,6 +28,7 @@ mod stage;
 #[path = "../../guest/vfio-test-report.rs"]
 mod guest_reporter;
 
+use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,7 +106,8 @@ impl Setup {
     fn new(kernel_deb: Option<&Path>, baked_rules: &str) -> TaskResult<Setup> {
         host::ensure_tools()?;
         let vm_dir = project_root().join("target/vm");
-        std::fs::create_dir_all(&vm_dir).map_err(|e| format!("{}: {e}", vm_dir.display()))?;
+        std::fs::create_dir_all(&vm_dir)
+            .with_context(|| format!("cannot create {}", vm_dir.display()))?;
         let binary = crate::build::build_static_binary()?;
         println!("binary: {}", binary.display());
         let kernel = kernel::obtain(&vm_dir.join("kernel"), kernel_deb)?;
@@ -210,7 +212,7 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
         Ok(boot) => boot,
         Err(error) => {
             return Outcome {
-                problems: vec![error],
+                problems: vec![format!("{error:#}")],
                 boot: None,
                 state: None,
             }
@@ -285,7 +287,7 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
         })
         .collect();
     if runs.is_empty() {
-        return Err("--only matched no boot".into());
+        bail!("--only matched no boot");
     }
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
@@ -304,7 +306,7 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
                 seconds(took),
                 std::fs::metadata(path).map(|m| m.len() / 1024).unwrap_or(0)
             ),
-            Err(error) => println!("image {spec}: FAILED to build: {error}"),
+            Err(error) => println!("image {spec}: FAILED to build: {error:#}"),
         }
         (result, took)
     });
@@ -318,7 +320,7 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
         let outcome = match &images[&run.spec].0 {
             Ok(path) => boot_and_check(&setup, path, run, timeout),
             Err(error) => Outcome {
-                problems: vec![format!("the image could not be built: {error}")],
+                problems: vec![format!("the image could not be built: {error:#}")],
                 boot: None,
                 state: None,
             },
@@ -355,7 +357,7 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{} of {} VM boots failed",
             failures.len(),
             runs.len()
@@ -457,7 +459,7 @@ fn print_failure(run: &Run, outcome: &Outcome) {
 }
 
 pub fn run_one(args: VmRunArgs) -> TaskResult {
-    let generator = Generator::from_name(&args.image).ok_or_else(|| {
+    let generator = Generator::from_name(&args.image).with_context(|| {
         format!(
             "--image {}: expected one of {}",
             args.image,
@@ -533,12 +535,12 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
             println!("  | {line}");
         }
         return Err(if boot.timed_out {
-            format!(
+            anyhow!(
                 "{}: no report (the guest never reached the reporter)",
                 qemu::timed_out_after(timeout)
             )
         } else {
-            "no report: the guest stopped before the reporter ran".into()
+            anyhow!("no report: the guest stopped before the reporter ran")
         });
     };
     print!("{}", report::function_table(&state));

@@ -3,6 +3,7 @@
 //! (QEMU's default) or UEFI (Debian's OVMF). Every run has a timeout, and QEMU is killed when
 //! the run is dropped or the xtask dies.
 
+use anyhow::Context;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,11 +64,12 @@ pub fn timed_out_after(timeout: Duration) -> String {
 }
 
 pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
-    fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+    fs::create_dir_all(&spec.dir)
+        .with_context(|| format!("cannot create {}", spec.dir.display()))?;
     let console_path = spec.dir.join("console.log");
     let result_path = spec.dir.join("result.log");
     for path in [&console_path, &result_path] {
-        fs::write(path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::write(path, b"").with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut command = Command::new("qemu-system-x86_64");
     command
@@ -97,16 +99,12 @@ pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
         .stderr(Stdio::piped());
     die_with_parent(&mut command);
     let started = Instant::now();
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let child = command.spawn().context("cannot start qemu-system-x86_64")?;
     let mut guard = Guard(child);
     let mut timed_out = false;
     let status = loop {
-        match guard.0.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(error) => return Err(format!("waiting for QEMU: {error}")),
+        if let Some(status) = guard.0.try_wait().context("waiting for QEMU")? {
+            break Some(status);
         }
         if started.elapsed() >= spec.timeout {
             timed_out = true;

@@ -7,6 +7,7 @@
 //! --confdir; the dracut-systemd image gets a --confdir of its own that forces the GPU
 //! driver the way users do (`force_drivers+=`), which the binder's unit must come before.
 
+use anyhow::{bail, Context};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -26,24 +27,25 @@ fn base_dir(inputs: &Inputs) -> std::path::PathBuf {
 pub fn prepare_base(inputs: &Inputs) -> TaskResult {
     let base = base_dir(inputs);
     let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(inputs.work).map_err(|e| format!("{}: {e}", inputs.work.display()))?;
+    fs::create_dir_all(inputs.work)
+        .with_context(|| format!("cannot create {}", inputs.work.display()))?;
     copy_tree(Path::new(HOST_DRACUT), &base)?;
     let modules = base.join("modules.d");
     let project = inputs.stage.join(PROJECT_MODULE);
     if !project.join("module-setup.sh").exists() {
-        return Err(format!(
+        bail!(
             "the project's dracut module is not in the staging root ({} is missing)",
             project.join("module-setup.sh").display()
-        ));
+        );
     }
     copy_tree(&project, &modules.join("90vfio-bind"))?;
     let test = modules.join("99vfio-test");
     copy_tree(&inputs.guest.join("dracut/99vfio-test"), &test)?;
     super::install_file(&test, inputs.reporter, "vfio-test-report", 0o755)?;
     fs::create_dir_all(inputs.work.join("dracut.conf.d"))
-        .map_err(|e| format!("{}: {e}", inputs.work.display()))?;
+        .with_context(|| format!("cannot create {}", inputs.work.display()))?;
     fs::write(inputs.work.join("dracut.conf"), "")
-        .map_err(|e| format!("{}: {e}", inputs.work.display()))
+        .with_context(|| format!("cannot write {}", inputs.work.display()))
 }
 
 /// Builds an image. `project_module`: include the project's dracut module (false for the
@@ -66,15 +68,16 @@ pub fn build(
     }
     modules.push("vfio-test");
     let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     // dracut writes force_drivers into the image's /etc/cmdline.d as rd.driver.pre=, which
     // in systemd mode dracut-pre-udev.service loads (dracut.sh, dracut-pre-udev.sh).
     let confdir = if systemd && overlay.is_none() {
         let confdir = dir.join("dracut.conf.d");
-        fs::create_dir_all(&confdir).map_err(|e| format!("{}: {e}", confdir.display()))?;
+        fs::create_dir_all(&confdir)
+            .with_context(|| format!("cannot create {}", confdir.display()))?;
         let conf = confdir.join("50-force-gpu-driver.conf");
         fs::write(&conf, format!("force_drivers+=\" {EARLY_DRIVER} \"\n"))
-            .map_err(|e| format!("{}: {e}", conf.display()))?;
+            .with_context(|| format!("cannot create {}", conf.display()))?;
         confdir
     } else {
         inputs.work.join("dracut.conf.d")

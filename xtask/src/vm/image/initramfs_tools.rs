@@ -8,6 +8,7 @@
 //! unpacked kernel package is laid over /usr/lib and /boot (read-only overlays): the host's
 //! own directories are never written, and the view ends with the process. This needs root.
 
+use anyhow::{bail, Context};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -24,14 +25,14 @@ const PROJECT_DIR: &str = "usr/share/initramfs-tools";
 pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let debian = crate::vm::stage::debian_root(stage);
     if !debian.join("usr/bin/vfio-bind").is_file() {
-        return Err(format!(
+        bail!(
             "the Debian package is not unpacked in {} (the staging step does that)",
             debian.display()
-        ));
+        );
     }
     let stage = debian.as_path();
     if !is_root() {
-        return Err("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)".into());
+        bail!("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)");
     }
     let conf = dir.join("conf");
     for sub in [
@@ -40,7 +41,8 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
         "scripts/init-top",
         "scripts/init-premount",
     ] {
-        fs::create_dir_all(conf.join(sub)).map_err(|e| format!("{}: {e}", conf.display()))?;
+        fs::create_dir_all(conf.join(sub))
+            .with_context(|| format!("cannot create {}", conf.display()))?;
     }
     // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
     // modules file is also what /init loads right after init-top: the early GPU driver.
@@ -49,20 +51,20 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
         conf.join("initramfs.conf"),
         "MODULES=list\nBUSYBOX=auto\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\nFSTYPE=auto\nRUNSIZE=10%\n",
     )
-    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    .with_context(|| format!("cannot write {}", conf.display()))?;
     fs::write(conf.join("modules"), format!("{EARLY_DRIVER}\n"))
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
+        .with_context(|| format!("cannot write {}", conf.display()))?;
     // Whatever the install step put where initramfs-tools looks (hooks/, scripts/*/), under
     // the names it chose: mkinitramfs reads CONFDIR/hooks and CONFDIR/scripts the same way.
     let project = stage.join(PROJECT_DIR);
     let hooks = list_files(&project.join("hooks"));
     let init_top = list_files(&project.join("scripts/init-top"));
     if hooks.is_empty() || init_top.is_empty() {
-        return Err(format!(
+        bail!(
             "the project's initramfs-tools files are not in the staging root (expected a build hook in {}/hooks and an init-top script in {}/scripts/init-top)",
             project.display(),
             project.display()
-        ));
+        );
     }
     copy_tree(&project.join("hooks"), &conf.join("hooks"))?;
     copy_tree(&project.join("scripts"), &conf.join("scripts"))?;
@@ -81,7 +83,7 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     )?;
 
     let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut command = Command::new("mkinitramfs");
     command
         .env("VFIO_BIND_ROOT", stage)
@@ -102,7 +104,7 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
 }
 
 fn cstring(text: &[u8]) -> TaskResult<CString> {
-    CString::new(text).map_err(|_| "a path contains a NUL byte".to_string())
+    CString::new(text).context("a path contains a NUL byte")
 }
 
 /// Runs `command` in a private mount namespace with `kernel_root/lib` over /usr/lib and
@@ -126,7 +128,7 @@ fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult 
     const MS_PRIVATE: u64 = 1 << 18;
 
     if !Path::new("/boot").is_dir() {
-        fs::create_dir("/boot").map_err(|e| format!("/boot: {e}"))?;
+        fs::create_dir("/boot").context("/boot")?;
     }
     let lib = kernel_root.join("lib");
     let boot = kernel_root.join("boot");
@@ -134,10 +136,10 @@ fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult 
         if path.as_os_str().as_bytes().contains(&b':')
             || path.as_os_str().as_bytes().contains(&b',')
         {
-            return Err(format!(
+            bail!(
                 "{}: overlayfs cannot take ':' or ',' in a path",
                 path.display()
-            ));
+            );
         }
     }
     let none = cstring(b"none")?;
