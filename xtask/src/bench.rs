@@ -25,8 +25,8 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::build::build_static_binary;
-use crate::util::{project_root, TaskResult};
-use measure::{count_syscalls, peak_rss_kib, sample, which, Sample, SyscallCount};
+use crate::util::{find_program, project_root, TaskResult};
+use measure::{count_syscalls, peak_rss_kib, sample, Sample, SyscallCount};
 use tree::Machine;
 
 /// time vfio-bind apply on synthetic sysfs trees beside a shell implementation
@@ -128,7 +128,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
         .with_context(|| format!("cannot read {}", binary.display()))?
         .len();
     let shell = find_shell(&work)?;
-    let strace = which("strace");
+    let strace = find_program("strace");
     let script = root.join(SCRIPT);
 
     let mut cases = Vec::new();
@@ -261,10 +261,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
 /// keeps everything in memory (a disk file system journals every truncating write, which
 /// costs more than the rest of a run). One directory per bench process, removed at the end
 /// unless it is to be kept.
-struct TreesDir {
-    path: PathBuf,
-    keep: bool,
-}
+struct TreesDir(tempfile::TempDir);
 
 impl TreesDir {
     fn create(keep: bool) -> TaskResult<Self> {
@@ -275,33 +272,26 @@ impl TreesDir {
             eprintln!("bench: no /dev/shm; building the trees in the temporary directory");
             std::env::temp_dir()
         };
-        let path = base.join(format!("vfio-bind-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("vfio-bind-bench-")
+            .disable_cleanup(keep)
+            .tempdir_in(&base)
+            .with_context(|| format!("cannot create a directory in {}", base.display()))?;
         if keep {
-            eprintln!("bench: the trees are kept in {}", path.display());
+            eprintln!("bench: the trees are kept in {}", dir.path().display());
         }
-        Ok(TreesDir { path, keep })
+        Ok(TreesDir(dir))
     }
 
     fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TreesDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
+        self.0.path()
     }
 }
 
 /// Finds busybox and makes `bin/` with `sh` and `cat` pointing to it. `None`, said loudly,
 /// when busybox is missing.
 fn find_shell(work: &Path) -> TaskResult<Option<Shell>> {
-    let Some(busybox) = which("busybox") else {
+    let Some(busybox) = find_program("busybox") else {
         eprintln!(
             "bench: BUSYBOX IS MISSING: the shell side is not run and the 10x target cannot be checked. \
              Install it (apt-get install busybox-static) and run the bench again."

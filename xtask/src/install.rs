@@ -240,28 +240,21 @@ fn create_dirs(dir: &Path) -> TaskResult {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A directory of its own for one test, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(tempfile::TempDir);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            static COUNT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "vfio-bind-xtask-install-{}-{}-{name}",
-                std::process::id(),
-                COUNT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            Scratch(path)
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("vfio-bind-xtask-install-{name}-"))
+                .tempdir()
+                .unwrap();
+            Scratch(dir)
         }
-    }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+        fn path(&self) -> &Path {
+            self.0.path()
         }
     }
 
@@ -288,7 +281,7 @@ mod tests {
     }
 
     fn fake_binary(scratch: &Scratch) -> PathBuf {
-        let binary = scratch.0.join("built/vfio-bind");
+        let binary = scratch.path().join("built/vfio-bind");
         fs::create_dir_all(binary.parent().unwrap()).unwrap();
         fs::write(&binary, b"\x7fELF fake").unwrap();
         fs::set_permissions(&binary, fs::Permissions::from_mode(0o700)).unwrap();
@@ -350,7 +343,7 @@ mod tests {
     fn installs_exactly_the_listed_files_with_their_modes() {
         let scratch = Scratch::new("exact");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         let installed = install_tree(&destdir, "/usr", &binary).unwrap();
 
         assert_eq!(tree(&destdir), expected());
@@ -377,7 +370,7 @@ mod tests {
     fn reinstalling_replaces_files_and_fixes_their_modes() {
         let scratch = Scratch::new("again");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         install_tree(&destdir, "/usr", &binary).unwrap();
         let hook = destdir.join("usr/lib/initcpio/hooks/vfio-bind");
         fs::write(&hook, "stale").unwrap();
@@ -403,7 +396,7 @@ mod tests {
     fn other_prefixes_move_the_whole_tree() {
         let scratch = Scratch::new("prefix");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         install_tree(&destdir, "/opt/vb", &binary).unwrap();
         let found = tree(&destdir);
         assert!(found.contains_key("opt/vb/bin/vfio-bind"));
@@ -418,7 +411,7 @@ mod tests {
     fn bad_prefixes_are_refused_before_anything_is_written() {
         let scratch = Scratch::new("bad");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         for prefix in ["usr", "/usr/../etc", ""] {
             assert!(
                 install_tree(&destdir, prefix, &binary).is_err(),
@@ -432,9 +425,9 @@ mod tests {
     fn a_missing_binary_is_an_error_naming_it() {
         let scratch = Scratch::new("nobinary");
         let error = install_tree(
-            &scratch.0.join("dest"),
+            &scratch.path().join("dest"),
             "/usr",
-            &scratch.0.join("not-built"),
+            &scratch.path().join("not-built"),
         )
         .unwrap_err();
         let error = format!("{error:#}");

@@ -1,6 +1,6 @@
 //! Small helpers shared by the tasks: where the project is, and running commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, Context};
@@ -28,4 +28,15 @@ pub fn run_checked(command: &mut Command) -> TaskResult {
     } else {
         Err(anyhow!("{command:?} failed: {status}"))
     }
+}
+
+/// Directories searched after PATH: a non-root PATH often lacks the sbin ones, where
+/// depmod, mkinitramfs and friends live.
+const SBIN_DIRS: &str = "/usr/sbin:/sbin:/usr/bin:/bin";
+
+/// The full path of the executable `program`, looked up on PATH, then in [`SBIN_DIRS`].
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    which::which(program)
+        .or_else(|_| which::which_in(program, Some(SBIN_DIRS), Path::new("/")))
+        .ok()
 }

@@ -309,14 +309,6 @@ fn parse_strace_summary(table: &str) -> Option<SyscallCount> {
     })
 }
 
-/// Finds a program in `PATH`.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

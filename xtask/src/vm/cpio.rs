@@ -258,8 +258,8 @@ mod tests {
 
     #[test]
     fn a_tree_with_a_fifo_is_archived_as_a_fifo() {
-        let dir = std::env::temp_dir().join(format!("xtask-cpio-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         fs::create_dir_all(dir.join("etc")).unwrap();
         fs::write(dir.join("etc/hostname"), "guest\n").unwrap();
         let status = Command::new("mkfifo")
@@ -268,9 +268,8 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let mut writer = Writer::new(Vec::new());
-        writer.tree(&dir).unwrap();
+        writer.tree(dir).unwrap();
         let listing = listed_by_cpio(&writer.finish().unwrap());
-        fs::remove_dir_all(&dir).unwrap();
         let kinds: Vec<(String, String)> = entries(&listing)
             .into_iter()
             .map(|(mode, _, name)| (mode[..1].to_string(), name))

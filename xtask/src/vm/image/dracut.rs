@@ -67,8 +67,11 @@ pub fn build(
         modules.push("vfio-bind");
     }
     modules.push("vfio-test");
-    let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // The generator's scratch space, removed when the build ends, however it ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
     // dracut writes force_drivers into the image's /etc/cmdline.d as rd.driver.pre=, which
     // in systemd mode dracut-pre-udev.service loads (dracut.sh, dracut-pre-udev.sh).
     let confdir = if systemd && overlay.is_none() {
@@ -91,7 +94,7 @@ pub fn build(
         .arg("--confdir")
         .arg(&confdir)
         .arg("--tmpdir")
-        .arg(&tmp)
+        .arg(tmp.path())
         .args([
             "--no-hostonly",
             "--no-hostonly-cmdline",
@@ -118,6 +121,5 @@ pub fn build(
     die_with_parent(&mut command);
     let log = run_captured(&mut command)?;
     let _ = fs::write(dir.join("build.log"), &log);
-    let _ = fs::remove_dir_all(&tmp);
     Ok(())
 }

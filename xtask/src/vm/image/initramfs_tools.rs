@@ -82,14 +82,17 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
         0o755,
     )?;
 
-    let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // The generator's scratch space, removed when the build ends, however it ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
     let mut command = Command::new("mkinitramfs");
     command
         .env("VFIO_BIND_ROOT", stage)
         .env("VFIO_TEST_REPORTER", inputs.reporter)
         .env("VFIO_TEST_DRIVERS", DISPLAY_DRIVERS.join(" "))
-        .env("TMPDIR", &tmp)
+        .env("TMPDIR", tmp.path())
         .arg("-d")
         .arg(&conf)
         .arg("-o")
@@ -99,36 +102,18 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     die_with_parent(&mut command);
     let log = run_captured(&mut command)?;
     let _ = fs::write(dir.join("build.log"), &log);
-    let _ = fs::remove_dir_all(&tmp);
     Ok(())
-}
-
-fn cstring(text: &[u8]) -> TaskResult<CString> {
-    CString::new(text).context("a path contains a NUL byte")
 }
 
 /// Runs `command` in a private mount namespace with `kernel_root/lib` over /usr/lib and
 /// `kernel_root/boot` over /boot.
 fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult {
-    extern "C" {
-        fn unshare(flags: i32) -> i32;
-        fn mount(
-            source: *const libc_char,
-            target: *const libc_char,
-            fstype: *const libc_char,
-            flags: u64,
-            data: *const libc_char,
-        ) -> i32;
-    }
-    #[allow(non_camel_case_types)]
-    type libc_char = std::os::raw::c_char;
-    const CLONE_NEWNS: i32 = 0x0002_0000;
-    const MS_RDONLY: u64 = 1;
-    const MS_REC: u64 = 16384;
-    const MS_PRIVATE: u64 = 1 << 18;
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    use std::ffi::CStr;
 
     if !Path::new("/boot").is_dir() {
-        fs::create_dir("/boot").context("/boot")?;
+        fs::create_dir("/boot").context("cannot create /boot")?;
     }
     let lib = kernel_root.join("lib");
     let boot = kernel_root.join("boot");
@@ -142,46 +127,37 @@ fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult 
             );
         }
     }
-    let none = cstring(b"none")?;
-    let root = cstring(b"/")?;
-    let overlay = cstring(b"overlay")?;
-    let usr_lib = cstring(b"/usr/lib")?;
-    let boot_target = cstring(b"/boot")?;
-    let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()).as_bytes())?;
-    let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()).as_bytes())?;
+    // Every string is made before the fork: between fork and exec nothing may allocate.
+    let cstring = |text: String| CString::new(text).context("a path contains a NUL byte");
+    let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()))?;
+    let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()))?;
+    const NONE: Option<&CStr> = None;
     // SAFETY of the closure: between fork and exec it only makes system calls with
-    // pointers to strings allocated before the fork.
+    // strings allocated before the fork.
     unsafe {
         command.pre_exec(move || {
-            let check = |result: i32| {
-                if result == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            check(unshare(CLONE_NEWNS))?;
-            check(mount(
-                none.as_ptr(),
-                root.as_ptr(),
-                std::ptr::null(),
-                MS_REC | MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(mount(
-                overlay.as_ptr(),
-                usr_lib.as_ptr(),
-                overlay.as_ptr(),
-                MS_RDONLY,
-                lib_options.as_ptr(),
-            ))?;
-            check(mount(
-                overlay.as_ptr(),
-                boot_target.as_ptr(),
-                overlay.as_ptr(),
-                MS_RDONLY,
-                boot_options.as_ptr(),
-            ))?;
+            unshare(CloneFlags::CLONE_NEWNS)?;
+            mount(
+                Some(c"none"),
+                c"/",
+                NONE,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                NONE,
+            )?;
+            mount(
+                Some(c"overlay"),
+                c"/usr/lib",
+                Some(c"overlay"),
+                MsFlags::MS_RDONLY,
+                Some(lib_options.as_c_str()),
+            )?;
+            mount(
+                Some(c"overlay"),
+                c"/boot",
+                Some(c"overlay"),
+                MsFlags::MS_RDONLY,
+                Some(boot_options.as_c_str()),
+            )?;
             Ok(())
         });
     }
