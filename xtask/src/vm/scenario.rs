@@ -436,6 +436,21 @@ pub fn kernel_command_line(iommu: bool, generator: Generator, extra: &[&str]) ->
 /// Checks the guest's report against the scenario; returns the mismatches (empty: pass).
 pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<String> {
     let mut problems = Vec::new();
+    check_drivers(scenario, state, &mut problems);
+    check_bars(scenario, state, &mut problems);
+    check_boot_display_console(scenario, state, &mut problems);
+    check_groups(scenario, state, &mut problems);
+    check_binder_log(scenario, state, &mut problems);
+    check_guest_lines(scenario, state, &mut problems);
+    check_untouched(scenario, console, &mut problems);
+    check_console_words(scenario, console, &mut problems);
+    check_kernel_log(state, &mut problems);
+    check_units(scenario, state, &mut problems);
+    problems
+}
+
+/// Each function ends on the driver (and driver_override) the scenario wants.
+fn check_drivers(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     for (address, want) in scenario.functions {
         let Some(found) = state.function(address) else {
             problems.push(format!("{address}: not in the guest's PCI device list"));
@@ -453,6 +468,9 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             ));
         }
     }
+}
+
+fn check_bars(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     // "Viable" is not "usable": every function on vfio-pci must map its BARs through VFIO as
     // QEMU maps them. (A group expected not viable cannot join a container: nothing maps.)
     for (address, want) in scenario.functions {
@@ -465,6 +483,9 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             }
         }
     }
+}
+
+fn check_boot_display_console(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     // Under UEFI 00:04.0 is the boot display: when it ends on its own driver (never taken, or
     // given back by a runtime release), the console must be on it, not left on nothing.
     let boot_display_native = scenario
@@ -499,6 +520,11 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             ));
         }
     }
+}
+
+/// The VFIO groups: viable where expected, not viable where expected, and none at all when
+/// no function is to be on vfio-pci.
+fn check_groups(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     let group_of = |address: &str| state.function(address).and_then(|f| f.group);
     for address in scenario.viable {
         match group_of(address) {
@@ -544,6 +570,11 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
                 .join(", /dev/vfio/")
         ));
     }
+}
+
+/// The binder's own lines: the errors, summary, silence and words the scenario expects, and
+/// no unexpected error.
+fn check_binder_log(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     let binder: Vec<&(u8, String)> = state.binder_lines().collect();
     for words in scenario.binder_errors {
         let found = binder
@@ -583,6 +614,10 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             problems.push(format!("expected a binder line containing {words:?}"));
         }
     }
+}
+
+/// The test hook's records, exactly and in order.
+fn check_guest_lines(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     let guest_lines: Vec<&str> = state
         .kmsg
         .iter()
@@ -595,6 +630,11 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             scenario.guest_says
         ));
     }
+}
+
+/// The console: the functions the binder had to reach first were never probed by their
+/// native driver.
+fn check_untouched(scenario: &Scenario, console: &str, problems: &mut Vec<String>) {
     for (address, driver) in scenario.untouched {
         let full = super::report::full_address(address);
         if let Some(line) = console
@@ -610,6 +650,10 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             ));
         }
     }
+}
+
+/// The console line that proves the scenario's precondition.
+fn check_console_words(scenario: &Scenario, console: &str, problems: &mut Vec<String>) {
     if !scenario.console.is_empty()
         && !console
             .lines()
@@ -620,6 +664,10 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             scenario.console
         ));
     }
+}
+
+/// No kernel BUG or Oops, no binder line dropped by the rate limit, no reporter error.
+fn check_kernel_log(state: &GuestState, problems: &mut Vec<String>) {
     for (_, text) in &state.kmsg {
         if text.contains("BUG:") || text.contains("Oops") {
             problems.push(format!("kernel: {text}"));
@@ -633,6 +681,11 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
     for error in &state.errors {
         problems.push(format!("reporter: {error}"));
     }
+}
+
+/// On a systemd image, the binder's unit order; where the driver is forced early, that
+/// dracut-pre-udev.service ran.
+fn check_units(scenario: &Scenario, state: &GuestState, problems: &mut Vec<String>) {
     problems.extend(unit_order(state));
     if scenario.forced_driver {
         if state.units.is_empty() {
@@ -646,7 +699,6 @@ pub fn check(scenario: &Scenario, state: &GuestState, console: &str) -> Vec<Stri
             ));
         }
     }
-    problems
 }
 
 const BINDER_UNIT: &str = "vfio-bind.service";
