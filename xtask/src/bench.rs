@@ -90,50 +90,18 @@ struct Case {
     shell_rss_kib: Option<u64>,
 }
 
-pub fn run(args: BenchArgs) -> TaskResult {
-    let sizes = if args.size.is_empty() {
-        vec![64, 256, 1024]
-    } else {
-        args.size
-    };
-    let card_counts = if args.cards.is_empty() {
-        vec![1, 8]
-    } else {
-        args.cards
-    };
-    if sizes.iter().any(|&size| size < 32) || card_counts.contains(&0) {
-        bail!("sizes must be at least 32 functions and card counts at least 1");
-    }
-    if !(args.seconds > 0.0 && args.seconds <= 60.0) {
-        bail!("--seconds must be between 0 and 60");
-    }
-    let budget = Duration::from_secs_f64(args.seconds);
+/// One system-call count: the functions and cards it was made on, the binder's, the shell's.
+type SyscallCounts = (usize, usize, SyscallCount, Option<SyscallCount>);
 
-    let root = project_root();
-    let work = root.join("target/bench");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("cmdline.d"))
-        .with_context(|| format!("cannot create {}", work.display()))?;
+pub fn run(args: BenchArgs) -> TaskResult {
+    let (sizes, card_counts, budget) = plan(args.size, args.cards, args.seconds)?;
     let trees = TreesDir::create(args.keep)?;
     let trees = trees.path();
-
-    let binary = match args.binary {
-        Some(binary) => binary,
-        None => {
-            eprintln!("bench: building the static release binary");
-            build_static_binary()?
-        }
-    };
-    let binary_size = std::fs::metadata(&binary)
-        .with_context(|| format!("cannot read {}", binary.display()))?
-        .len();
-    let shell = find_shell(&work)?;
-    let strace = find_program("strace");
-    let script = root.join(SCRIPT);
+    let (bench, binary_size) = Bench::set_up(args.binary, budget)?;
 
     let mut cases = Vec::new();
     let mut notes = Vec::new();
-    let mut syscalls: Option<(usize, usize, SyscallCount, Option<SyscallCount>)> = None;
+    let mut syscalls: Option<SyscallCounts> = None;
     for &functions in &sizes {
         eprintln!("bench: building a tree of {functions} PCI functions");
         let machine = tree::build(functions, trees.join(format!("tree-{functions}")))
@@ -147,94 +115,19 @@ pub fn run(args: BenchArgs) -> TaskResult {
                     cards.len()
                 ));
             }
-            let rules: Vec<String> = cards.iter().map(|card| card.rule()).collect();
-            let cmdline = format!("{CMDLINE_AROUND} vfio.bind={}", rules.join(","));
-            let targets: BTreeSet<String> = cards
-                .iter()
-                .flat_map(|card| card.functions.iter().cloned())
-                .collect();
-            let binder_command = || {
-                let mut command = Command::new(&binary);
-                command
-                    .env_clear()
-                    .arg("apply")
-                    .arg("--sysfs")
-                    .arg(machine.tree.root())
-                    .arg("--cmdline")
-                    .arg(&cmdline)
-                    .arg("--cmdline-dir")
-                    .arg(work.join("cmdline.d"));
-                command
-            };
-            let shell_command = |shell: &Shell| {
-                let mut command = Command::new(&shell.busybox);
-                command
-                    .env_clear()
-                    .env("PATH", &shell.bin_dir)
-                    .env("SYSFS", machine.tree.root())
-                    .env("CMDLINE", &cmdline)
-                    .arg("sh")
-                    .arg(&script);
-                command
-            };
-            let mut reset = || reset_overrides(&machine, &targets);
+            let selection = Selection::new(&machine, &cards);
             if args.keep {
-                eprintln!("bench: {:?}", binder_command());
-                if let Some(shell) = &shell {
-                    eprintln!("bench: {:?}", shell_command(shell));
-                }
+                bench.print_commands(&selection);
             }
-
             eprintln!("bench: {functions} functions, {wanted} cards: vfio-bind apply");
-            let binder = sample(&binder_command, &mut reset, budget, 21, 501)?;
-            check_binder_run(&binder, &machine, &targets, rules.len())?;
-            let shell_sample = match &shell {
-                Some(shell) => {
-                    eprintln!("bench: {functions} functions, {wanted} cards: busybox sh {SCRIPT}");
-                    let sample = sample(&|| shell_command(shell), &mut reset, budget, 7, 101)?;
-                    check_shell_run(&sample, &machine, &targets)?;
-                    Some(sample)
-                }
-                None => None,
-            };
-            reset()?;
-            let binder_rss_kib = peak_rss_kib(&binder_command())?;
-            reset()?;
-            let shell_rss_kib = match &shell {
-                Some(shell) => Some(peak_rss_kib(&shell_command(shell))?),
-                None => None,
-            };
-            reset()?;
-
+            cases.push(bench.measure(&selection, functions, wanted)?);
             let largest = functions == *sizes.iter().max().unwrap_or(&0);
             let most_cards = wanted == *card_counts.iter().max().unwrap_or(&0);
             if largest && most_cards {
-                if let Some(strace) = &strace {
-                    eprintln!("bench: counting system calls with strace -f -c");
-                    let binder_calls =
-                        count_syscalls(strace, &binder_command(), &work.join("strace-binder"))?;
-                    reset()?;
-                    let shell_calls = match &shell {
-                        Some(shell) => Some(count_syscalls(
-                            strace,
-                            &shell_command(shell),
-                            &work.join("strace-shell"),
-                        )?),
-                        None => None,
-                    };
-                    reset()?;
-                    syscalls = Some((functions, cards.len(), binder_calls, shell_calls));
+                if let Some((binder, shell)) = bench.count_syscalls(&selection)? {
+                    syscalls = Some((functions, cards.len(), binder, shell));
                 }
             }
-            cases.push(Case {
-                functions,
-                cards: cards.len(),
-                binder_self_us: self_reported_median(&binder),
-                binder,
-                binder_rss_kib,
-                shell: shell_sample,
-                shell_rss_kib,
-            });
         }
         if args.keep {
             // Leave the tree on disk for a rerun by hand.
@@ -245,16 +138,224 @@ pub fn run(args: BenchArgs) -> TaskResult {
     print!(
         "{}",
         report(&Report {
-            binary: &binary,
+            binary: &bench.binary,
             binary_size,
-            shell: shell.as_ref(),
-            strace: strace.as_deref(),
+            shell: bench.shell.as_ref(),
+            strace: bench.strace.as_deref(),
             cases: &cases,
             syscalls: syscalls.as_ref(),
             notes: &notes,
         })
     );
     Ok(())
+}
+
+/// The sizes, card counts and time per case asked for (the defaults where none), checked.
+fn plan(
+    sizes: Vec<usize>,
+    card_counts: Vec<usize>,
+    seconds: f64,
+) -> TaskResult<(Vec<usize>, Vec<usize>, Duration)> {
+    let sizes = if sizes.is_empty() {
+        vec![64, 256, 1024]
+    } else {
+        sizes
+    };
+    let card_counts = if card_counts.is_empty() {
+        vec![1, 8]
+    } else {
+        card_counts
+    };
+    if sizes.iter().any(|&size| size < 32) || card_counts.contains(&0) {
+        bail!("sizes must be at least 32 functions and card counts at least 1");
+    }
+    if !(seconds > 0.0 && seconds <= 60.0) {
+        bail!("--seconds must be between 0 and 60");
+    }
+    Ok((sizes, card_counts, Duration::from_secs_f64(seconds)))
+}
+
+/// What every case runs: the binder, the shell side when busybox is there, strace when it
+/// is there, and the time each side is given per case.
+struct Bench {
+    binary: PathBuf,
+    /// `target/bench`: the empty `cmdline.d`, the shell's `bin`, strace's output.
+    work: PathBuf,
+    script: PathBuf,
+    shell: Option<Shell>,
+    strace: Option<PathBuf>,
+    budget: Duration,
+}
+
+/// One case's input: a tree, the kernel command line selecting some of its cards, and the
+/// functions that selects.
+struct Selection<'a> {
+    machine: &'a Machine,
+    cmdline: String,
+    rules: usize,
+    targets: BTreeSet<String>,
+}
+
+impl<'a> Selection<'a> {
+    fn new(machine: &'a Machine, cards: &[&tree::Card]) -> Self {
+        let rules: Vec<String> = cards.iter().map(|card| card.rule()).collect();
+        Selection {
+            machine,
+            cmdline: format!("{CMDLINE_AROUND} vfio.bind={}", rules.join(",")),
+            rules: rules.len(),
+            targets: cards
+                .iter()
+                .flat_map(|card| card.functions.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// Gives the targets their unset `driver_override` back, for the next run.
+    fn reset(&self) -> TaskResult {
+        reset_overrides(self.machine, &self.targets)
+    }
+}
+
+impl Bench {
+    /// A fresh `target/bench`, the binary (built unless given) and its size, and the tools.
+    fn set_up(binary: Option<PathBuf>, budget: Duration) -> TaskResult<(Bench, u64)> {
+        let root = project_root();
+        let work = root.join("target/bench");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join("cmdline.d"))
+            .with_context(|| format!("cannot create {}", work.display()))?;
+        let binary = match binary {
+            Some(binary) => binary,
+            None => {
+                eprintln!("bench: building the static release binary");
+                build_static_binary()?
+            }
+        };
+        let binary_size = std::fs::metadata(&binary)
+            .with_context(|| format!("cannot read {}", binary.display()))?
+            .len();
+        let bench = Bench {
+            shell: find_shell(&work)?,
+            strace: find_program("strace"),
+            script: root.join(SCRIPT),
+            binary,
+            work,
+            budget,
+        };
+        Ok((bench, binary_size))
+    }
+
+    fn binder_command(&self, selection: &Selection) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .env_clear()
+            .arg("apply")
+            .arg("--sysfs")
+            .arg(selection.machine.tree.root())
+            .arg("--cmdline")
+            .arg(&selection.cmdline)
+            .arg("--cmdline-dir")
+            .arg(self.work.join("cmdline.d"));
+        command
+    }
+
+    fn shell_command(&self, shell: &Shell, selection: &Selection) -> Command {
+        let mut command = Command::new(&shell.busybox);
+        command
+            .env_clear()
+            .env("PATH", &shell.bin_dir)
+            .env("SYSFS", selection.machine.tree.root())
+            .env("CMDLINE", &selection.cmdline)
+            .arg("sh")
+            .arg(&self.script);
+        command
+    }
+
+    /// `--keep`: the commands, to rerun by hand on the kept tree.
+    fn print_commands(&self, selection: &Selection) {
+        eprintln!("bench: {:?}", self.binder_command(selection));
+        if let Some(shell) = &self.shell {
+            eprintln!("bench: {:?}", self.shell_command(shell, selection));
+        }
+    }
+
+    /// Times both sides on one selection, checks that each did the work, and reads each
+    /// side's peak RSS from one more run.
+    fn measure(&self, selection: &Selection, functions: usize, wanted: usize) -> TaskResult<Case> {
+        let mut reset = || selection.reset();
+        let binder = sample(
+            &|| self.binder_command(selection),
+            &mut reset,
+            self.budget,
+            21,
+            501,
+        )?;
+        check_binder_run(
+            &binder,
+            selection.machine,
+            &selection.targets,
+            selection.rules,
+        )?;
+        let shell_sample = match &self.shell {
+            Some(shell) => {
+                eprintln!("bench: {functions} functions, {wanted} cards: busybox sh {SCRIPT}");
+                let sample = sample(
+                    &|| self.shell_command(shell, selection),
+                    &mut reset,
+                    self.budget,
+                    7,
+                    101,
+                )?;
+                check_shell_run(&sample, selection.machine, &selection.targets)?;
+                Some(sample)
+            }
+            None => None,
+        };
+        selection.reset()?;
+        let binder_rss_kib = peak_rss_kib(&self.binder_command(selection))?;
+        selection.reset()?;
+        let shell_rss_kib = match &self.shell {
+            Some(shell) => Some(peak_rss_kib(&self.shell_command(shell, selection))?),
+            None => None,
+        };
+        selection.reset()?;
+        Ok(Case {
+            functions,
+            cards: selection.rules,
+            binder_self_us: self_reported_median(&binder),
+            binder,
+            binder_rss_kib,
+            shell: shell_sample,
+            shell_rss_kib,
+        })
+    }
+
+    /// One run of each side under `strace -f -c`; nothing when strace is missing.
+    fn count_syscalls(
+        &self,
+        selection: &Selection,
+    ) -> TaskResult<Option<(SyscallCount, Option<SyscallCount>)>> {
+        let Some(strace) = &self.strace else {
+            return Ok(None);
+        };
+        eprintln!("bench: counting system calls with strace -f -c");
+        let binder = count_syscalls(
+            strace,
+            &self.binder_command(selection),
+            &self.work.join("strace-binder"),
+        )?;
+        selection.reset()?;
+        let shell = match &self.shell {
+            Some(shell) => Some(count_syscalls(
+                strace,
+                &self.shell_command(shell, selection),
+                &self.work.join("strace-shell"),
+            )?),
+            None => None,
+        };
+        selection.reset()?;
+        Ok(Some((binder, shell)))
+    }
 }
 
 /// Where the trees are built: in `/dev/shm` when it is there, since tmpfs, like sysfs,
@@ -409,8 +510,19 @@ struct Report<'a> {
     shell: Option<&'a Shell>,
     strace: Option<&'a Path>,
     cases: &'a [Case],
-    syscalls: Option<&'a (usize, usize, SyscallCount, Option<SyscallCount>)>,
+    syscalls: Option<&'a SyscallCounts>,
     notes: &'a [String],
+}
+
+impl Report<'_> {
+    /// The binder's peak RSS, the largest over the cases, KiB.
+    fn binder_rss_kib(&self) -> u64 {
+        self.cases
+            .iter()
+            .map(|case| case.binder_rss_kib)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 fn ms(duration: Duration) -> String {
@@ -431,6 +543,16 @@ fn verdict(holds: Option<bool>) -> &'static str {
 
 fn report(report: &Report<'_>) -> String {
     let mut out = String::new();
+    write_header(&mut out, report);
+    write_cases(&mut out, report);
+    write_syscalls(&mut out, report);
+    write_rss_and_notes(&mut out, report);
+    write_targets(&mut out, report);
+    out
+}
+
+/// The binary, the shell side, the machine, and what the times mean.
+fn write_header(out: &mut String, report: &Report<'_>) {
     let root = project_root();
     let shown = |path: &Path| {
         path.strip_prefix(&root)
@@ -476,6 +598,10 @@ fn report(report: &Report<'_>) -> String {
         out,
         "wall time = fork to reap, median of the runs (after one warm-up run); spread = interquartile range / median\n"
     );
+}
+
+/// One row per case: each side's median, per function, spread and runs, and the ratio.
+fn write_cases(out: &mut String, report: &Report<'_>) {
     let _ = writeln!(
         out,
         "{:>9} {:>5} | {:>10} {:>10} {:>11} {:>6} {:>5} | {:>11} {:>10} {:>6} {:>5} | {:>11}",
@@ -528,7 +654,10 @@ fn report(report: &Report<'_>) -> String {
         );
     }
     let _ = writeln!(out);
+}
 
+/// The system-call counts of one run of each side, or why there are none.
+fn write_syscalls(out: &mut String, report: &Report<'_>) {
     match (report.strace, report.syscalls) {
         (None, _) => {
             let _ = writeln!(
@@ -561,12 +690,11 @@ fn report(report: &Report<'_>) -> String {
             }
         }
     }
-    let binder_rss = report
-        .cases
-        .iter()
-        .map(|case| case.binder_rss_kib)
-        .max()
-        .unwrap_or(0);
+}
+
+/// The largest peak RSS of each side, and the notes.
+fn write_rss_and_notes(out: &mut String, report: &Report<'_>) {
+    let binder_rss = report.binder_rss_kib();
     let shell_rss = report
         .cases
         .iter()
@@ -582,7 +710,11 @@ fn report(report: &Report<'_>) -> String {
     for note in report.notes {
         let _ = writeln!(out, "note: {note}");
     }
+}
 
+/// Issue 5's targets, each met, missed, or not measured.
+fn write_targets(out: &mut String, report: &Report<'_>) {
+    let binder_rss = report.binder_rss_kib();
     let _ = writeln!(out, "\ntargets:");
     let largest = report.cases.iter().map(|case| case.functions).max();
     let at_1024: Vec<&Case> = report
@@ -643,7 +775,6 @@ fn report(report: &Report<'_>) -> String {
         verdict(Some(report.binary_size < TARGET_SIZE_BYTES)),
         report.binary_size as f64 / 1024.0
     );
-    out
 }
 
 /// Whether time grows at most linearly with the number of functions, per card count: the

@@ -1,7 +1,9 @@
 //! Running a command and measuring it: wall time, exit status, peak RSS, system calls.
 
 use anyhow::{bail, Context};
+use std::ffi::{CString, OsStr};
 use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -121,9 +123,52 @@ pub fn sample(
 /// which after a fork or vfork from this process is this process's own, several MiB.
 /// Children of the process are not counted.
 pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
-    use std::ffi::{CString, OsStr};
-    use std::os::unix::ffi::OsStrExt as _;
+    let pid = spawn_traced(command)?;
+    // The first stop is the SIGTRAP after a successful execve.
+    let status = wait_for(pid)?;
+    if !libc::WIFSTOPPED(status) {
+        bail!("{command:?} did not start (status {status:#x})");
+    }
+    // SAFETY: ptrace requests on our own stopped tracee, with integer arguments.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETOPTIONS,
+            pid,
+            0,
+            libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL,
+        );
+        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+    }
+    let mut peak = None;
+    loop {
+        let status = wait_for(pid)?;
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            break;
+        }
+        let mut signal = 0;
+        if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
+            peak = vm_hwm_kib(pid);
+        } else if libc::WIFSTOPPED(status) {
+            signal = libc::WSTOPSIG(status);
+        }
+        // SAFETY: as above; `signal` is delivered on (0 for our own stops).
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
+    }
+    peak.with_context(|| format!("no VmHWM was read for {command:?}"))
+}
 
+/// The `VmHWM` of process `pid` from `/proc/PID/status`, KiB.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The program, arguments and environment of `command` as `execve` takes them: the
+/// environment is only what the command sets (it was built with env_clear).
+fn exec_strings(command: &Command) -> TaskResult<(CString, Vec<CString>, Vec<CString>)> {
     let c_string = |text: &OsStr| {
         CString::new(text.as_bytes()).with_context(|| format!("{text:?} holds a NUL byte"))
     };
@@ -141,6 +186,13 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
             envp.push(c_string(&pair)?);
         }
     }
+    Ok((program, argv, envp))
+}
+
+/// Forks and execs `command` under ptrace (`PTRACE_TRACEME`), its standard streams on
+/// /dev/null; the child stops at the execve, for the caller to set options on.
+fn spawn_traced(command: &Command) -> TaskResult<libc::pid_t> {
+    let (program, argv, envp) = exec_strings(command)?;
     let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
         strings
             .iter()
@@ -157,8 +209,7 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
     let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
 
     // SAFETY: between fork and execve the child calls only async-signal-safe functions
-    // (dup2, ptrace, execve, _exit) on memory prepared before the fork; the environment
-    // given is the command's own (it was built with env_clear).
+    // (dup2, ptrace, execve, _exit) on memory prepared before the fork.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         unsafe {
@@ -177,55 +228,22 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
     if pid < 0 {
         bail!("fork failed: {}", std::io::Error::last_os_error());
     }
-    let wait = || -> TaskResult<libc::c_int> {
-        let mut status = 0;
-        loop {
-            // SAFETY: `pid` is our child; `status` is a live local.
-            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-                return Ok(status);
-            }
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(anyhow::Error::new(error).context("waitpid failed"));
-            }
-        }
-    };
-    // The first stop is the SIGTRAP after a successful execve.
-    let status = wait()?;
-    if !libc::WIFSTOPPED(status) {
-        bail!("{command:?} did not start (status {status:#x})");
-    }
-    // SAFETY: ptrace requests on our own stopped tracee, with integer arguments.
-    unsafe {
-        libc::ptrace(
-            libc::PTRACE_SETOPTIONS,
-            pid,
-            0,
-            libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL,
-        );
-        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
-    }
-    let mut peak = None;
+    Ok(pid)
+}
+
+/// The next wait status of the child `pid` (a stop or its end), retried on EINTR.
+fn wait_for(pid: libc::pid_t) -> TaskResult<libc::c_int> {
+    let mut status = 0;
     loop {
-        let status = wait()?;
-        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            break;
+        // SAFETY: `pid` is our child; `status` is a live local.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(status);
         }
-        let mut signal = 0;
-        if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            peak = text
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().strip_suffix("kB"))
-                .and_then(|value| value.trim().parse().ok());
-        } else if libc::WIFSTOPPED(status) {
-            signal = libc::WSTOPSIG(status);
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(anyhow::Error::new(error).context("waitpid failed"));
         }
-        // SAFETY: as above; `signal` is delivered on (0 for our own stops).
-        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
     }
-    peak.with_context(|| format!("no VmHWM was read for {command:?}"))
 }
 
 /// What `strace -c` counted for one run.
