@@ -482,10 +482,7 @@ fn print_failure(run: &Run, outcome: &Outcome) {
         }
     }
     if let Some(boot) = &outcome.boot {
-        println!("console (last 40 lines):");
-        for line in host::tail(&boot.console, 40).lines() {
-            println!("  | {line}");
-        }
+        print_console_tail(&boot.console);
     }
 }
 
@@ -513,15 +510,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         Some(text) => text.split_whitespace().map(str::to_string).collect(),
         None => scenario::Cards::Twins.qemu_args(),
     };
-    let mut extra = Vec::new();
-    if devices.iter().any(|d| d.starts_with("ati-vga")) {
-        extra.push(scenario::ATI_VGA_APPEND);
-    }
-    if args.uefi {
-        extra.push(scenario::UEFI_APPEND);
-    }
-    extra.push(&args.append);
-    let append = scenario::kernel_command_line(!args.no_iommu, generator, &extra);
+    let append = vm_run_command_line(&args, generator, &devices);
     let firmware = if args.uefi {
         qemu::Firmware::Uefi
     } else {
@@ -555,10 +544,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         boot.console_path.display()
     );
     let Some(state) = report::parse(&boot.result) else {
-        println!("console (last 40 lines):");
-        for line in host::tail(&boot.console, 40).lines() {
-            println!("  | {line}");
-        }
+        print_console_tail(&boot.console);
         return Err(if boot.timed_out {
             anyhow!(
                 "{}: no report (the guest never reached the reporter)",
@@ -568,9 +554,35 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
             anyhow!("no report: the guest stopped before the reporter ran")
         });
     };
-    print!("{}", report::function_table(&state));
-    let binder: Vec<&(u8, String)> = state.binder_lines().collect();
-    if binder.is_empty() {
+    print_guest_state(&state);
+    Ok(())
+}
+
+/// vm-run's kernel command line: the cards' words for ati-vga and UEFI, then the user's.
+fn vm_run_command_line(args: &VmRunArgs, generator: Generator, devices: &[String]) -> String {
+    let mut extra = Vec::new();
+    if devices.iter().any(|d| d.starts_with("ati-vga")) {
+        extra.push(scenario::ATI_VGA_APPEND);
+    }
+    if args.uefi {
+        extra.push(scenario::UEFI_APPEND);
+    }
+    extra.push(&args.append);
+    scenario::kernel_command_line(!args.no_iommu, generator, &extra)
+}
+
+fn print_console_tail(console: &str) {
+    println!("console (last 40 lines):");
+    for line in host::tail(console, 40).lines() {
+        println!("  | {line}");
+    }
+}
+
+/// vm-run's account of the guest: where each function ended, the kernel log, the
+/// binder's time, the reporter's errors.
+fn print_guest_state(state: &report::GuestState) {
+    print!("{}", report::function_table(state));
+    if state.binder_lines().next().is_none() {
         println!("binder: no log lines");
     }
     for (level, text) in &state.kmsg {
@@ -585,7 +597,6 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     for error in &state.errors {
         println!("reporter error: {error}");
     }
-    Ok(())
 }
 
 #[cfg(test)]
