@@ -25,7 +25,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::build::build_static_binary;
-use crate::util::{find_program, project_root, TaskResult};
+use crate::util::{create_dir_all, find_program, project_root, TaskResult};
 use measure::{count_syscalls, peak_rss_kib, sample, Sample, SyscallCount};
 use tree::Machine;
 
@@ -222,8 +222,7 @@ impl Bench {
         let root = project_root();
         let work = root.join("target/bench");
         let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(work.join("cmdline.d"))
-            .with_context(|| format!("cannot create {}", work.display()))?;
+        create_dir_all(&work.join("cmdline.d"))?;
         let binary = match binary {
             Some(binary) => binary,
             None => {
@@ -400,8 +399,7 @@ fn find_shell(work: &Path) -> TaskResult<Option<Shell>> {
         return Ok(None);
     };
     let bin_dir = work.join("bin");
-    std::fs::create_dir_all(&bin_dir)
-        .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    create_dir_all(&bin_dir)?;
     for applet in ["sh", "cat"] {
         symlink(&busybox, bin_dir.join(applet))
             .with_context(|| format!("cannot link {applet} to busybox"))?;

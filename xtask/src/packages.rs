@@ -19,7 +19,7 @@ use std::process::Command;
 use argh::FromArgs;
 
 use crate::install::install_tree;
-use crate::util::{project_root, run_checked, TaskResult};
+use crate::util::{create_dir_all, project_root, run_checked, TaskResult};
 
 /// build the Arch, RPM and Debian packages and check they ship exactly the install tree
 #[derive(FromArgs)]
@@ -86,7 +86,7 @@ fn compare(
 
 fn fresh_dir(path: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(path);
-    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    create_dir_all(path)?;
     Ok(path.to_path_buf())
 }
 
@@ -373,7 +373,7 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
         root.join("var/lib/dpkg/info"),
         root.join("var/lib/dpkg/updates"),
     ] {
-        fs::create_dir_all(&sub).with_context(|| format!("cannot create {}", sub.display()))?;
+        create_dir_all(&sub)?;
     }
     write(root.join("var/lib/dpkg/status"), String::new(), 0o644)?;
     write(

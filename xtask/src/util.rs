@@ -40,3 +40,8 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .or_else(|_| which::which_in(program, Some(SBIN_DIRS), Path::new("/")))
         .ok()
 }
+
+/// Creates `dir` and its missing parents, failing with its path.
+pub fn create_dir_all(dir: &Path) -> TaskResult {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}

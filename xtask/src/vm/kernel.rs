@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::host::{find_program, is_root, run_captured};
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 
 /// An unpacked kernel package.
 pub struct Kernel {
@@ -40,7 +40,7 @@ const META_PACKAGE: &str = "linux-image-amd64";
 /// The kernel to boot: `deb` if given, else the package `linux-image-amd64` points at now.
 pub fn obtain(cache: &Path, deb: Option<&Path>) -> TaskResult<Kernel> {
     let debs = cache.join("debs");
-    fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
+    create_dir_all(&debs)?;
     let deb = match deb {
         Some(path) => path
             .canonicalize()
@@ -168,8 +168,7 @@ fn unpack(cache: &Path, deb: &Path) -> TaskResult<Kernel> {
         let partial = cache.join(format!(".partial-{package}"));
         let _ = fs::remove_dir_all(&partial);
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
+        create_dir_all(&partial)?;
         run_captured(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&partial))?;
         let release = release_of(&partial)?;
         run_captured(Command::new("depmod").arg("-b").arg(&partial).arg(&release))?;

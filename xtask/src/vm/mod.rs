@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use crate::util::{project_root, TaskResult};
+use crate::util::{create_dir_all, project_root, TaskResult};
 use image::{Generator, ImageSpec, Inputs, ALL_GENERATORS};
 use scenario::{Scenario, SCENARIOS};
 
@@ -106,8 +106,7 @@ impl Setup {
     fn new(kernel_deb: Option<&Path>, baked_rules: &str) -> TaskResult<Setup> {
         host::ensure_tools()?;
         let vm_dir = project_root().join("target/vm");
-        std::fs::create_dir_all(&vm_dir)
-            .with_context(|| format!("cannot create {}", vm_dir.display()))?;
+        create_dir_all(&vm_dir)?;
         let binary = crate::build::build_static_binary()?;
         println!("binary: {}", binary.display());
         let kernel = kernel::obtain(&vm_dir.join("kernel"), kernel_deb)?;

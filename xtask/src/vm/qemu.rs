@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::host::die_with_parent;
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 
 /// What to boot.
 pub struct BootSpec<'a> {
@@ -64,8 +64,7 @@ pub fn timed_out_after(timeout: Duration) -> String {
 }
 
 pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
-    fs::create_dir_all(&spec.dir)
-        .with_context(|| format!("cannot create {}", spec.dir.display()))?;
+    create_dir_all(&spec.dir)?;
     let console_path = spec.dir.join("console.log");
     let result_path = spec.dir.join("result.log");
     for path in [&console_path, &result_path] {

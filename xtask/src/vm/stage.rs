@@ -11,7 +11,7 @@ use std::process::Command;
 
 use super::host::run_captured;
 use super::scenario::BAKED_RULE;
-use crate::util::{project_root, TaskResult};
+use crate::util::{create_dir_all, project_root, TaskResult};
 
 pub struct Staged {
     /// The install task's staging root (VFIO_BIND_ROOT for the generators' build hooks).
@@ -39,7 +39,7 @@ pub fn stage(vm_dir: &Path, baked_rules: &str) -> TaskResult<Staged> {
     }
     for root in [stage_baked.clone(), debian_root(&stage_baked)] {
         let conf = root.join("etc/cmdline.d");
-        fs::create_dir_all(&conf).with_context(|| format!("cannot create {}", conf.display()))?;
+        create_dir_all(&conf)?;
         fs::write(conf.join("vfio-bind.conf"), format!("{baked_rules}\n"))
             .with_context(|| format!("cannot write {}", conf.display()))?;
     }
@@ -62,7 +62,7 @@ pub fn debian_root(stage: &Path) -> PathBuf {
 /// `dir`, emptied (created if missing).
 fn fresh(dir: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir_all(dir)?;
     Ok(dir.to_path_buf())
 }
 
@@ -74,7 +74,7 @@ pub fn default_baked_rules() -> &'static str {
 /// `cargo xtask install --destdir ROOT` (this very program), into a fresh directory.
 fn install_into(root: &Path) -> TaskResult {
     let _ = fs::remove_dir_all(root);
-    fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    create_dir_all(root)?;
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     run_captured(
         Command::new(xtask)

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{copy_tree, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 use crate::vm::host::{die_with_parent, run_captured};
 
 const HOST_DRACUT: &str = "/usr/lib/dracut";
@@ -27,8 +27,7 @@ fn base_dir(inputs: &Inputs) -> std::path::PathBuf {
 pub fn prepare_base(inputs: &Inputs) -> TaskResult {
     let base = base_dir(inputs);
     let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(inputs.work)
-        .with_context(|| format!("cannot create {}", inputs.work.display()))?;
+    create_dir_all(inputs.work)?;
     copy_tree(Path::new(HOST_DRACUT), &base)?;
     let modules = base.join("modules.d");
     let project = inputs.stage.join(PROJECT_MODULE);
@@ -42,8 +41,7 @@ pub fn prepare_base(inputs: &Inputs) -> TaskResult {
     let test = modules.join("99vfio-test");
     copy_tree(&inputs.guest.join("dracut/99vfio-test"), &test)?;
     super::install_file(&test, inputs.reporter, "vfio-test-report", 0o755)?;
-    fs::create_dir_all(inputs.work.join("dracut.conf.d"))
-        .with_context(|| format!("cannot create {}", inputs.work.display()))?;
+    create_dir_all(&inputs.work.join("dracut.conf.d"))?;
     fs::write(inputs.work.join("dracut.conf"), "")
         .with_context(|| format!("cannot write {}", inputs.work.display()))
 }
@@ -76,8 +74,7 @@ pub fn build(
     // in systemd mode dracut-pre-udev.service loads (dracut.sh, dracut-pre-udev.sh).
     let confdir = if systemd && overlay.is_none() {
         let confdir = dir.join("dracut.conf.d");
-        fs::create_dir_all(&confdir)
-            .with_context(|| format!("cannot create {}", confdir.display()))?;
+        create_dir_all(&confdir)?;
         let conf = confdir.join("50-force-gpu-driver.conf");
         fs::write(&conf, format!("force_drivers+=\" {EARLY_DRIVER} \"\n"))
             .with_context(|| format!("cannot create {}", conf.display()))?;

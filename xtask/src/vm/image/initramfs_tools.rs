@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{copy_tree, install_file, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 use crate::vm::host::{die_with_parent, is_root, run_captured};
 
 const PROJECT_DIR: &str = "usr/share/initramfs-tools";
@@ -41,8 +41,7 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
         "scripts/init-top",
         "scripts/init-premount",
     ] {
-        fs::create_dir_all(conf.join(sub))
-            .with_context(|| format!("cannot create {}", conf.display()))?;
+        create_dir_all(&conf.join(sub))?;
     }
     // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
     // modules file is also what /init loads right after init-top: the early GPU driver.

@@ -24,7 +24,7 @@ use super::{
     install_binary, install_file, install_modules, install_symlink, module_files, Inputs,
     DISPLAY_DRIVERS, EARLY_DRIVER,
 };
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 use crate::vm::cpio;
 use crate::vm::host::{find_program, run_captured};
 
@@ -168,8 +168,7 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
             }
             "dir" => {
                 let path = super::in_root(root, arg(0).ok_or_else(missing)?);
-                fs::create_dir_all(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
+                create_dir_all(&path)?;
             }
             "symlink" => {
                 let link = arg(0).ok_or_else(missing)?;
@@ -213,8 +212,7 @@ fn layout(root: &Path) -> TaskResult {
         "usr/local/bin",
         "hooks",
     ] {
-        fs::create_dir_all(root.join(dir))
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        create_dir_all(&root.join(dir))?;
     }
     for (link, target) in [
         ("bin", "usr/bin"),
@@ -391,7 +389,7 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
 
 pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let overlay = dir.join("overlay");
-    fs::create_dir_all(&overlay).with_context(|| format!("cannot create {}", overlay.display()))?;
+    create_dir_all(&overlay)?;
     let mut built = Built::default();
     // What archinstall writes: `base` too, so the image also gets the runtime hook.
     let calls = record_build(inputs, stage, dir, &overlay, true, "base systemd vfio-bind")?;
@@ -401,8 +399,7 @@ pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     }
     // mkinitcpio's systemd hook turns MODULES=(...) into this file.
     let modules_load = overlay.join("etc/modules-load.d");
-    fs::create_dir_all(&modules_load)
-        .with_context(|| format!("cannot create {}", modules_load.display()))?;
+    create_dir_all(&modules_load)?;
     fs::write(
         modules_load.join("MODULES.conf"),
         format!("{EARLY_DRIVER}\n"),

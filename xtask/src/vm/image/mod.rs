@@ -13,7 +13,7 @@ use std::process::Command;
 
 use super::host::run_captured;
 use super::kernel::Kernel;
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 
 /// Which generator builds the image, in which init flavour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,7 +149,7 @@ pub fn prepare(inputs: &Inputs, specs: &[ImageSpec]) -> TaskResult {
 pub fn build(inputs: &Inputs, spec: ImageSpec) -> TaskResult<PathBuf> {
     let dir = inputs.work.join(spec.to_string());
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir_all(&dir)?;
     let out = dir.join("initrd.img");
     let stage = inputs.stage_for(spec);
     match spec.generator {
@@ -180,8 +180,7 @@ pub fn install_file(root: &Path, source: &Path, dest: &str, mode: u32) -> TaskRe
     use std::os::unix::fs::PermissionsExt;
     let target = in_root(root, dest);
     if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        create_dir_all(parent)?;
     }
     let _ = fs::remove_file(&target);
     fs::copy(source, &target)
@@ -194,8 +193,7 @@ pub fn install_file(root: &Path, source: &Path, dest: &str, mode: u32) -> TaskRe
 pub fn install_symlink(root: &Path, link: &str, target: &str) -> TaskResult {
     let path = in_root(root, link);
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        create_dir_all(parent)?;
     }
     let _ = fs::remove_file(&path);
     std::os::unix::fs::symlink(target, &path)
@@ -279,8 +277,7 @@ pub fn module_files(kernel: &Kernel, name: &str) -> TaskResult<Option<Vec<PathBu
 /// there. `names` ending in `?` are optional, as in mkinitcpio's add_module.
 pub fn install_modules(kernel: &Kernel, root: &Path, names: &[String]) -> TaskResult {
     let dest_dir = root.join("usr/lib/modules").join(&kernel.release);
-    fs::create_dir_all(&dest_dir)
-        .with_context(|| format!("cannot create {}", dest_dir.display()))?;
+    create_dir_all(&dest_dir)?;
     let source_dir = kernel.modules_dir();
     for name in names {
         let (name, optional) = match name.strip_suffix('?') {
@@ -292,8 +289,7 @@ pub fn install_modules(kernel: &Kernel, root: &Path, names: &[String]) -> TaskRe
                 for file in files {
                     let target = dest_dir.join(&file);
                     if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent)
-                            .with_context(|| format!("cannot create {}", parent.display()))?;
+                        create_dir_all(parent)?;
                     }
                     fs::copy(source_dir.join(&file), &target)
                         .with_context(|| format!("cannot copy {}", target.display()))?;
