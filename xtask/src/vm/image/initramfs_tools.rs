@@ -35,6 +35,34 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
         bail!("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)");
     }
     let conf = dir.join("conf");
+    write_conf(inputs, stage, &conf)?;
+
+    // The generator's scratch space, removed when the build ends, however it ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
+    let mut command = Command::new("mkinitramfs");
+    command
+        .env("VFIO_BIND_ROOT", stage)
+        .env("VFIO_TEST_REPORTER", inputs.reporter)
+        .env("VFIO_TEST_DRIVERS", DISPLAY_DRIVERS.join(" "))
+        .env("TMPDIR", tmp.path())
+        .arg("-d")
+        .arg(&conf)
+        .arg("-o")
+        .arg(out)
+        .arg(&inputs.kernel.release);
+    with_kernel_mounted(&mut command, &inputs.kernel.root)?;
+    die_with_parent(&mut command);
+    let log = run_captured(&mut command)?;
+    let _ = fs::write(dir.join("build.log"), &log);
+    Ok(())
+}
+
+/// mkinitramfs's configuration directory: initramfs.conf and modules, the project's
+/// hooks and scripts as the install step laid them out, and the test's hook and script.
+fn write_conf(inputs: &Inputs, stage: &Path, conf: &Path) -> TaskResult {
     for sub in [
         "conf.d",
         "hooks",
@@ -69,38 +97,17 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     copy_tree(&project.join("scripts"), &conf.join("scripts"))?;
     let guest = inputs.guest.join("initramfs-tools");
     install_file(
-        &conf,
+        conf,
         &guest.join("hooks/vfio-test"),
         "hooks/vfio-test",
         0o755,
     )?;
     install_file(
-        &conf,
+        conf,
         &guest.join("scripts/init-premount/vfio-test"),
         "scripts/init-premount/vfio-test",
         0o755,
     )?;
-
-    // The generator's scratch space, removed when the build ends, however it ends.
-    let tmp = tempfile::Builder::new()
-        .prefix("tmp-")
-        .tempdir_in(dir)
-        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
-    let mut command = Command::new("mkinitramfs");
-    command
-        .env("VFIO_BIND_ROOT", stage)
-        .env("VFIO_TEST_REPORTER", inputs.reporter)
-        .env("VFIO_TEST_DRIVERS", DISPLAY_DRIVERS.join(" "))
-        .env("TMPDIR", tmp.path())
-        .arg("-d")
-        .arg(&conf)
-        .arg("-o")
-        .arg(out)
-        .arg(&inputs.kernel.release);
-    with_kernel_mounted(&mut command, &inputs.kernel.root)?;
-    die_with_parent(&mut command);
-    let log = run_captured(&mut command)?;
-    let _ = fs::write(dir.join("build.log"), &log);
     Ok(())
 }
 
