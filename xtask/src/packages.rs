@@ -352,46 +352,34 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
     debian_view(&query("--contents", None)?)
 }
 
-/// Installs and removes the package with dpkg in an empty root, beside a stand-in for
-/// initramfs-tools that declares interest in `update-initramfs` as the real one does, and
-/// checks that both steps had it rebuild the image (its postinst called `triggered`).
-/// Maintainer scripts run outside the root (`--force-script-chrootless`), so the root needs
-/// no shell.
-fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
-    let dir = fresh_dir(&work.join("debian-install"))?;
+/// Writes `text` to `path` with `mode`.
+fn write_file(path: &Path, text: &str, mode: u32) -> TaskResult {
+    fs::write(path, text)
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Builds, in `dir`, a package that declares interest in `update-initramfs` as
+/// initramfs-tools does, and whose postinst appends each trigger it gets to `marker`.
+fn initramfs_tools_stand_in(dir: &Path, marker: &Path) -> TaskResult<PathBuf> {
     let stand_in = dir.join("initramfs-tools-stand-in");
     let control = stand_in.join("DEBIAN");
-    let root = dir.join("root");
-    let marker = dir.join("triggered");
-    let write = |path: PathBuf, text: String, mode: u32| -> TaskResult {
-        fs::write(&path, text)
-            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
-            .with_context(|| format!("cannot write {}", path.display()))
-    };
-    for sub in [
-        control.clone(),
-        root.join("var/lib/dpkg/info"),
-        root.join("var/lib/dpkg/updates"),
-    ] {
-        create_dir_all(&sub)?;
-    }
-    write(root.join("var/lib/dpkg/status"), String::new(), 0o644)?;
-    write(
-        control.join("control"),
+    create_dir_all(&control)?;
+    write_file(
+        &control.join("control"),
         "Package: initramfs-tools-stand-in\nVersion: 1\nArchitecture: all\n\
          Maintainer: vfio-bind check-packages <check@invalid>\n\
-         Description: is interested in update-initramfs, as initramfs-tools is\n"
-            .into(),
+         Description: is interested in update-initramfs, as initramfs-tools is\n",
         0o644,
     )?;
-    write(
-        control.join("triggers"),
-        "interest-await update-initramfs\n".into(),
+    write_file(
+        &control.join("triggers"),
+        "interest-await update-initramfs\n",
         0o644,
     )?;
-    write(
-        control.join("postinst"),
-        format!(
+    write_file(
+        &control.join("postinst"),
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = triggered ]; then echo \"$2\" >>'{}'; fi\nexit 0\n",
             marker.display()
         ),
@@ -405,6 +393,22 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
             .arg(&stand_in_deb)
             .stdout(std::process::Stdio::null()),
     )?;
+    Ok(stand_in_deb)
+}
+
+/// Installs and removes the package with dpkg in an empty root, beside a stand-in for
+/// initramfs-tools that declares interest in `update-initramfs` as the real one does, and
+/// checks that both steps had it rebuild the image (its postinst called `triggered`).
+/// Maintainer scripts run outside the root (`--force-script-chrootless`), so the root needs
+/// no shell.
+fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
+    let dir = fresh_dir(&work.join("debian-install"))?;
+    let root = dir.join("root");
+    let marker = dir.join("triggered");
+    create_dir_all(&root.join("var/lib/dpkg/info"))?;
+    create_dir_all(&root.join("var/lib/dpkg/updates"))?;
+    write_file(&root.join("var/lib/dpkg/status"), "", 0o644)?;
+    let stand_in_deb = initramfs_tools_stand_in(&dir, &marker)?;
     let dpkg = |arguments: &[&std::ffi::OsStr]| {
         run_checked(
             Command::new("dpkg")
