@@ -3,9 +3,10 @@
 //! For each size (64, 256, 1024 PCI functions) a tree is built in the kernel's layout
 //! (`bench/tree.rs`), and with rules selecting 1 and 8 identical cards by address, the static
 //! release binary's `apply` and `xtask/bench/wiki-way.sh` under `busybox sh` are each run
-//! repeatedly; medians of wall time (fork to reap) are compared. Then one binder run is
-//! counted under `strace -f -c`, peak RSS is read from `wait4`, and the targets of issue 5
-//! are checked. Timings are printed, never asserted: they depend on the machine.
+//! repeatedly; medians of wall time (fork to reap) are compared. Each side's peak RSS is
+//! read from one more run (its VmHWM at exit, see `measure::peak_rss_kib`), one run of each
+//! side on the largest case is counted under `strace -f -c`, and the targets of issue 5 are
+//! checked. Timings are printed, never asserted: they depend on the machine.
 //!
 //! On a fixture, `apply` never loads modules and no kernel binds anything, so each run ends
 //! by giving its cards back (exit status 1). The run therefore does all of the real work
@@ -49,7 +50,7 @@ pub struct BenchArgs {
     /// bench this vfio-bind binary instead of building the static release one
     #[argh(option)]
     binary: Option<PathBuf>,
-    /// keep the trees (/dev/shm/vfio-bind-bench-PID/tree-N) and print the commands
+    /// keep the trees (/dev/shm/vfio-bind-bench-XXXXXX/tree-N) and print the commands
     #[argh(switch)]
     keep: bool,
 }
