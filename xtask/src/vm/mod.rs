@@ -628,6 +628,38 @@ mod tests {
         assert!(selected("no such boot").is_empty());
     }
 
+    /// vm-run builds its line with the same words, in the same order, as before the two
+    /// builders became one: the cards' words (ati-vga, UEFI), then the user's.
+    #[test]
+    fn vm_run_adds_the_cards_words_then_the_users() {
+        let args = |uefi: bool, no_iommu: bool| VmRunArgs {
+            append: "vfio.bind=1002:5159@00:07 quiet".into(),
+            qemu: None,
+            image: "dracut".into(),
+            baked: None,
+            no_iommu,
+            uefi,
+            kernel_deb: None,
+            timeout: 120,
+        };
+        let ati = [
+            "-device".to_string(),
+            "ati-vga,model=rv100,addr=07.0".to_string(),
+        ];
+        assert_eq!(
+            vm_run_command_line(&args(true, false), Generator::Mkinitcpio, &ati),
+            "console=ttyS0 panic=-1 intel_iommu=on drm_kms_helper.fbdev_emulation=0 no_timer_check vfio.bind=1002:5159@00:07 quiet"
+        );
+        let line = vm_run_command_line(&args(false, true), Generator::Dracut, &[]);
+        assert_eq!(
+            line,
+            format!(
+                "console=ttyS0 panic=-1 intel_iommu=off {} vfio.bind=1002:5159@00:07 quiet",
+                Generator::Dracut.append()
+            )
+        );
+    }
+
     #[test]
     fn each_run_boots_its_scenarios_command_line() {
         let run = matrix()
