@@ -15,7 +15,6 @@
 mod measure;
 mod tree;
 
-use anyhow::{bail, Context};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::os::unix::fs::symlink;
@@ -23,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::{bail, Context};
 use argh::FromArgs;
 
 use crate::build::build_static_binary;

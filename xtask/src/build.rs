@@ -9,10 +9,10 @@
 //! binary (rust-toolchain.toml lists it, so rustup adds it on a fresh machine); without it,
 //! glibc with `crt-static` does too (vfio-bind uses no NSS or dlopen), at 1.25 MiB.
 
-use anyhow::Context;
 use std::path::PathBuf;
 use std::process::Command;
 
+use anyhow::Context;
 use argh::FromArgs;
 
 use crate::util::{project_root, run_checked, TaskResult};

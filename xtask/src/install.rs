@@ -5,12 +5,12 @@
 //! a staging root, for packaging and for the VM test, which builds real images from such a
 //! tree by pointing the hooks' `VFIO_BIND_ROOT` at it (with the default prefix `/usr`).
 
-use anyhow::{bail, Context};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use anyhow::{bail, Context};
 use argh::FromArgs;
 
 use crate::util::{project_root, TaskResult};

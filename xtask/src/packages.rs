@@ -9,13 +9,13 @@
 //! Debian package is also installed and removed with dpkg in an empty root, where both must
 //! trigger update-initramfs.
 
-use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
 use crate::install::install_tree;

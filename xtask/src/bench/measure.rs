@@ -1,6 +1,5 @@
 //! Running a command and measuring it: wall time, exit status, peak RSS, system calls.
 
-use anyhow::{bail, Context};
 use std::ffi::{CString, OsStr};
 use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
@@ -8,6 +7,8 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
 
 use crate::util::TaskResult;
 

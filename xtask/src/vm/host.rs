@@ -1,11 +1,12 @@
 //! The host side: tools the VM test needs, named with the command that installs them, and
 //! small process helpers (death signal, captured runs).
 
-use anyhow::{anyhow, bail, Context};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::TaskResult;
+use anyhow::{anyhow, bail, Context};
+
+use crate::util::{find_program, TaskResult};
 
 /// A program the VM test runs (or a file it reads: a path), and the Debian package that
 /// ships it.
@@ -76,8 +77,6 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
 /// The packages `.ci/run` and a developer install; printed in every "missing" message.
 pub const APT_PACKAGES: &str =
     "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
-
-pub use crate::util::find_program;
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

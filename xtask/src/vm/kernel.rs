@@ -1,13 +1,14 @@
 //! The guest kernel: Debian's current `linux-image-*-amd64`, fetched with `apt-get download`,
 //! unpacked, `depmod`-ed and cached under `target/vm/kernel/` by package version.
 
-use anyhow::{anyhow, bail, Context};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::host::{find_program, is_root, run_captured};
-use crate::util::{create_dir_all, TaskResult};
+use anyhow::{anyhow, bail, Context};
+
+use super::host::{is_root, run_captured};
+use crate::util::{create_dir_all, find_program, TaskResult};
 
 /// An unpacked kernel package.
 pub struct Kernel {

@@ -28,13 +28,13 @@ mod stage;
 #[path = "../../guest/vfio-test-report.rs"]
 mod guest_reporter;
 
-use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
 use crate::util::{create_dir_all, project_root, TaskResult};

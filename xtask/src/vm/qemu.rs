@@ -3,11 +3,12 @@
 //! (QEMU's default) or UEFI (Debian's OVMF). Every run has a timeout, and QEMU is killed when
 //! the run is dropped or the xtask dies.
 
-use anyhow::Context;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use super::host::die_with_parent;
 use crate::util::{create_dir_all, TaskResult};

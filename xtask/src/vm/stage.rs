@@ -4,10 +4,11 @@
 //! package `packaging/debian` builds, unpacked with `dpkg-deb -x` into roots of their own
 //! ([`debian_root`]), so that scenario boots what a Debian user would install.
 
-use anyhow::{bail, Context};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use anyhow::{bail, Context};
 
 use super::host::run_captured;
 use super::scenario::BAKED_RULE;

@@ -7,10 +7,11 @@
 //! --confdir; the dracut-systemd image gets a --confdir of its own that forces the GPU
 //! driver the way users do (`force_drivers+=`), which the binder's unit must come before.
 
-use anyhow::{bail, Context};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+
+use anyhow::{bail, Context};
 
 use super::{copy_tree, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
 use crate::util::{create_dir_all, TaskResult};

@@ -8,13 +8,14 @@
 //! unpacked kernel package is laid over /usr/lib and /boot (read-only overlays): the host's
 //! own directories are never written, and the view ends with the process. This needs root.
 
-use anyhow::{bail, Context};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+
+use anyhow::{bail, Context};
 
 use super::{copy_tree, install_file, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
 use crate::util::{create_dir_all, TaskResult};

@@ -14,19 +14,20 @@
 //!   with nullglob set, and MODULES=(bochs) as /etc/modules-load.d/MODULES.conf, which is how
 //!   mkinitcpio's systemd hook hands MODULES to systemd-modules-load.
 
-use anyhow::{anyhow, bail, Context};
 use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{anyhow, bail, Context};
+
 use super::{
     install_binary, install_file, install_modules, install_symlink, module_files, Inputs,
     DISPLAY_DRIVERS, EARLY_DRIVER,
 };
-use crate::util::{create_dir_all, TaskResult};
+use crate::util::{create_dir_all, find_program, TaskResult};
 use crate::vm::cpio;
-use crate::vm::host::{find_program, run_captured};
+use crate::vm::host::run_captured;
 
 const INSTALL_HOOK: &str = "usr/lib/initcpio/install/vfio-bind";
 const HOOKS_DIR: &str = "usr/lib/initcpio/hooks";

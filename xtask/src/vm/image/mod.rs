@@ -5,11 +5,12 @@ mod dracut;
 mod initramfs_tools;
 mod mkinitcpio;
 
-use anyhow::{bail, Context};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use anyhow::{bail, Context};
 
 use super::host::run_captured;
 use super::kernel::Kernel;
