@@ -45,3 +45,29 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 pub fn create_dir_all(dir: &Path) -> TaskResult {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `main` prints (`{:#}`): what was being done, then why.
+    #[test]
+    fn a_failure_says_what_was_done_then_the_cause() {
+        let error = run_checked(&mut Command::new("/nonexistent/program")).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot start \"/nonexistent/program\": No such file or directory (os error 2)"
+        );
+        let error = run_checked(Command::new("sh").args(["-c", "exit 3"])).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "\"sh\" \"-c\" \"exit 3\" failed: exit status: 3"
+        );
+    }
+
+    #[test]
+    fn programs_are_found_with_their_full_path() {
+        assert!(find_program("sh").is_some_and(|path| path.is_absolute()));
+        assert_eq!(find_program("no-such-program-anywhere"), None);
+    }
+}
