@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use anyhow::Context;
 use argh::FromArgs;
 
 use crate::util::{project_root, run_checked, TaskResult};
@@ -35,7 +36,7 @@ pub struct BuildArgs {
 pub fn run(args: BuildArgs) -> TaskResult {
     let binary = build(!args.stable)?;
     let size = std::fs::metadata(&binary)
-        .map_err(|error| format!("cannot read {}: {error}", binary.display()))?
+        .with_context(|| format!("cannot read {}", binary.display()))?
         .len();
     println!("{}", binary.display());
     println!("size: {size} bytes ({:.1} KiB)", size as f64 / 1024.0);
@@ -130,7 +131,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
             ) {
                 Ok(binary) => return Ok(binary),
                 Err(error) => eprintln!(
-                    "xtask: the small nightly build failed ({error}); building with stable"
+                    "xtask: the small nightly build failed ({error:#}); building with stable"
                 ),
             }
         } else {

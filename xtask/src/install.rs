@@ -10,6 +10,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use anyhow::{bail, Context};
 use argh::FromArgs;
 
 use crate::util::{project_root, TaskResult};
@@ -141,7 +142,7 @@ pub fn run(args: InstallArgs) -> TaskResult {
 fn staging_prefix(destdir: &Path, prefix: &str) -> TaskResult<PathBuf> {
     let prefix_path = Path::new(prefix);
     if !prefix_path.is_absolute() {
-        return Err(format!("--prefix must be an absolute path, not {prefix:?}"));
+        bail!("--prefix must be an absolute path, not {prefix:?}");
     }
     let mut staged = destdir.to_path_buf();
     for component in prefix_path.components() {
@@ -149,7 +150,7 @@ fn staging_prefix(destdir: &Path, prefix: &str) -> TaskResult<PathBuf> {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(name) => staged.push(name),
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("--prefix must not contain '..': {prefix:?}"))
+                bail!("--prefix must not contain '..': {prefix:?}")
             }
         }
     }
@@ -180,28 +181,27 @@ pub fn install_tree(destdir: &Path, prefix: &str, binary: &Path) -> TaskResult<V
 fn install_file(source: &Path, destination: &Path, mode: u32) -> TaskResult {
     let parent = destination
         .parent()
-        .ok_or_else(|| format!("{} has no parent directory", destination.display()))?;
+        .with_context(|| format!("{} has no parent directory", destination.display()))?;
     create_dirs(parent)?;
     let name = destination
         .file_name()
-        .ok_or_else(|| format!("{} has no file name", destination.display()))?;
+        .with_context(|| format!("{} has no file name", destination.display()))?;
     let temporary = parent.join(format!(".{}.xtask-install", name.to_string_lossy()));
     let result = fs::copy(source, &temporary)
-        .map_err(|error| {
+        .with_context(|| {
             format!(
-                "cannot copy {} to {}: {error}",
+                "cannot copy {} to {}",
                 source.display(),
                 temporary.display()
             )
         })
         .and_then(|_| {
             fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))
-                .map_err(|error| format!("cannot set the mode of {}: {error}", temporary.display()))
+                .with_context(|| format!("cannot set the mode of {}", temporary.display()))
         })
         .and_then(|()| {
-            fs::rename(&temporary, destination).map_err(|error| {
-                format!("cannot move {} into place: {error}", destination.display())
-            })
+            fs::rename(&temporary, destination)
+                .with_context(|| format!("cannot move {} into place", destination.display()))
         });
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -213,9 +213,11 @@ fn install_file(source: &Path, destination: &Path, mode: u32) -> TaskResult {
 fn create_dirs(dir: &Path) -> TaskResult {
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => return Ok(()),
-        Ok(_) => return Err(format!("{} exists and is not a directory", dir.display())),
+        Ok(_) => bail!("{} exists and is not a directory", dir.display()),
         Err(error) if error.kind() == ErrorKind::NotFound => {}
-        Err(error) => return Err(format!("cannot read {}: {error}", dir.display())),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot read {}", dir.display())))
+        }
     }
     if let Some(parent) = dir.parent() {
         create_dirs(parent)?;
@@ -224,38 +226,35 @@ fn create_dirs(dir: &Path) -> TaskResult {
         Ok(()) => {}
         // Another process made it meanwhile.
         Err(error) if error.kind() == ErrorKind::AlreadyExists => return Ok(()),
-        Err(error) => return Err(format!("cannot create {}: {error}", dir.display())),
+        Err(error) => {
+            return Err(
+                anyhow::Error::new(error).context(format!("cannot create {}", dir.display()))
+            )
+        }
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .map_err(|error| format!("cannot set the mode of {}: {error}", dir.display()))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A directory of its own for one test, removed when dropped.
-    struct Scratch(PathBuf);
+    struct Scratch(tempfile::TempDir);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            static COUNT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "vfio-bind-xtask-install-{}-{}-{name}",
-                std::process::id(),
-                COUNT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            Scratch(path)
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("vfio-bind-xtask-install-{name}-"))
+                .tempdir()
+                .unwrap();
+            Scratch(dir)
         }
-    }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+        fn path(&self) -> &Path {
+            self.0.path()
         }
     }
 
@@ -282,7 +281,7 @@ mod tests {
     }
 
     fn fake_binary(scratch: &Scratch) -> PathBuf {
-        let binary = scratch.0.join("built/vfio-bind");
+        let binary = scratch.path().join("built/vfio-bind");
         fs::create_dir_all(binary.parent().unwrap()).unwrap();
         fs::write(&binary, b"\x7fELF fake").unwrap();
         fs::set_permissions(&binary, fs::Permissions::from_mode(0o700)).unwrap();
@@ -344,7 +343,7 @@ mod tests {
     fn installs_exactly_the_listed_files_with_their_modes() {
         let scratch = Scratch::new("exact");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         let installed = install_tree(&destdir, "/usr", &binary).unwrap();
 
         assert_eq!(tree(&destdir), expected());
@@ -371,7 +370,7 @@ mod tests {
     fn reinstalling_replaces_files_and_fixes_their_modes() {
         let scratch = Scratch::new("again");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         install_tree(&destdir, "/usr", &binary).unwrap();
         let hook = destdir.join("usr/lib/initcpio/hooks/vfio-bind");
         fs::write(&hook, "stale").unwrap();
@@ -397,7 +396,7 @@ mod tests {
     fn other_prefixes_move_the_whole_tree() {
         let scratch = Scratch::new("prefix");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         install_tree(&destdir, "/opt/vb", &binary).unwrap();
         let found = tree(&destdir);
         assert!(found.contains_key("opt/vb/bin/vfio-bind"));
@@ -412,7 +411,7 @@ mod tests {
     fn bad_prefixes_are_refused_before_anything_is_written() {
         let scratch = Scratch::new("bad");
         let binary = fake_binary(&scratch);
-        let destdir = scratch.0.join("dest");
+        let destdir = scratch.path().join("dest");
         for prefix in ["usr", "/usr/../etc", ""] {
             assert!(
                 install_tree(&destdir, prefix, &binary).is_err(),
@@ -426,11 +425,12 @@ mod tests {
     fn a_missing_binary_is_an_error_naming_it() {
         let scratch = Scratch::new("nobinary");
         let error = install_tree(
-            &scratch.0.join("dest"),
+            &scratch.path().join("dest"),
             "/usr",
-            &scratch.0.join("not-built"),
+            &scratch.path().join("not-built"),
         )
         .unwrap_err();
+        let error = format!("{error:#}");
         assert!(error.contains("not-built"), "{error}");
     }
 }

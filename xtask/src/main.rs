@@ -40,7 +40,7 @@ fn main() {
         Task::CheckPackages(args) => packages::run(args),
     };
     if let Err(error) = result {
-        eprintln!("xtask: {error}");
+        eprintln!("xtask: {error:#}");
         std::process::exit(1);
     }
 }

@@ -15,10 +15,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
 use crate::install::install_tree;
-use crate::util::{project_root, run_checked, TaskResult};
+use crate::util::{create_dir_all, project_root, run_checked, TaskResult};
 
 /// build the Arch, RPM and Debian packages and check they ship exactly the install tree
 #[derive(FromArgs)]
@@ -48,8 +49,7 @@ fn files_with_modes(root: &Path) -> TaskResult<BTreeMap<String, String>> {
         Ok(())
     }
     let mut found = BTreeMap::new();
-    walk(root, root, &mut found)
-        .map_err(|error| format!("cannot list {}: {error}", root.display()))?;
+    walk(root, root, &mut found).with_context(|| format!("cannot list {}", root.display()))?;
     Ok(found)
 }
 
@@ -78,7 +78,7 @@ fn compare(
     for path in found.keys().filter(|path| !expected.contains_key(*path)) {
         differences.push(format!("  extra: {path}"));
     }
-    Err(format!(
+    Err(anyhow!(
         "{package} differs from cargo xtask install:\n{}",
         differences.join("\n")
     ))
@@ -86,8 +86,7 @@ fn compare(
 
 fn fresh_dir(path: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(path);
-    fs::create_dir_all(path)
-        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    create_dir_all(path)?;
     Ok(path.to_path_buf())
 }
 
@@ -111,7 +110,7 @@ fn arch_package(root: &Path, work: &Path) -> TaskResult<PathBuf> {
 /// names: rpmbuild gzips them).
 fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
     if Command::new("rpmbuild").arg("--version").output().is_err() {
-        return Err("rpmbuild is missing: apt-get install rpm".into());
+        bail!("rpmbuild is missing: apt-get install rpm");
     }
     let topdir = fresh_dir(&work.join("rpm"))?;
     run_checked(
@@ -122,12 +121,12 @@ fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
             .current_dir(root),
     )?;
     let rpms: Vec<PathBuf> = fs::read_dir(topdir.join("RPMS/x86_64"))
-        .map_err(|error| format!("rpmbuild made no x86_64 package: {error}"))?
+        .context("rpmbuild made no x86_64 package")?
         .flatten()
         .map(|entry| entry.path())
         .collect();
     let [rpm] = rpms.as_slice() else {
-        return Err(format!("expected one RPM, found {rpms:?}"));
+        bail!("expected one RPM, found {rpms:?}");
     };
     let output = Command::new("rpm")
         .args([
@@ -137,13 +136,14 @@ fn rpm_files(root: &Path, work: &Path) -> TaskResult<BTreeMap<String, String>> {
         ])
         .arg(rpm)
         .output()
-        .map_err(|error| format!("cannot run rpm: {error}"))?;
+        .context("cannot run rpm")?;
     let mut files = BTreeMap::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Some((mode, path)) = line.split_once(' ') else {
             continue;
         };
-        let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("odd rpm line {line:?}"))?;
+        let mode =
+            u32::from_str_radix(mode, 8).with_context(|| format!("odd rpm line {line:?}"))?;
         // Directories owned with %dir are not files of the install tree.
         if mode & 0o170000 == 0o040000 {
             continue;
@@ -206,18 +206,18 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
         // -rwxr-xr-x root/root    235184 2026-12-03 16:30 ./usr/bin/vfio-bind
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [permissions, owner, _size, _date, _time, path] = fields.as_slice() else {
-            return Err(format!("odd dpkg-deb --contents line {line:?}"));
+            bail!("odd dpkg-deb --contents line {line:?}");
         };
         if *owner != "root/root" {
-            return Err(format!("{path} is owned by {owner}, not root/root"));
+            bail!("{path} is owned by {owner}, not root/root");
         }
         if permissions.starts_with('d') {
             continue;
         }
         if !permissions.starts_with('-') {
-            return Err(format!("{path} is not a regular file: {line:?}"));
+            bail!("{path} is not a regular file: {line:?}");
         }
-        let mode = symbolic_mode(permissions).ok_or_else(|| format!("odd mode in {line:?}"))?;
+        let mode = symbolic_mode(permissions).with_context(|| format!("odd mode in {line:?}"))?;
         files.insert(
             path.trim_start_matches("./").to_string(),
             format!("{mode:o}"),
@@ -226,14 +226,14 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
     for (path, mode) in DEBIAN_ONLY {
         match files.remove(*path) {
             Some(found) if found == *mode => {}
-            Some(found) => return Err(format!("mode of {path}: {found}, expected {mode}")),
-            None => return Err(format!("the Debian package has no {path}")),
+            Some(found) => bail!("mode of {path}: {found}, expected {mode}"),
+            None => bail!("the Debian package has no {path}"),
         }
     }
     for (debian, installed) in DEBIAN_MOVED {
         let mode = files
             .remove(*debian)
-            .ok_or_else(|| format!("the Debian package has no {debian}"))?;
+            .with_context(|| format!("the Debian package has no {debian}"))?;
         files.insert(installed.to_string(), mode);
     }
     files
@@ -244,7 +244,7 @@ fn debian_view(contents: &str) -> TaskResult<BTreeMap<String, String>> {
             }
             match path.strip_suffix(".gz") {
                 Some(page) => Ok((page.to_string(), mode)),
-                None => Err(format!("{path} is not gzipped, as Debian policy wants")),
+                None => Err(anyhow!("{path} is not gzipped, as Debian policy wants")),
             }
         })
         .collect()
@@ -259,7 +259,7 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
         .output()
         .is_err()
     {
-        return Err("dpkg-buildpackage is missing: apt-get install dpkg-dev".into());
+        bail!("dpkg-buildpackage is missing: apt-get install dpkg-dev");
     }
     let root = project_root();
     let source = fresh_dir(&work.join("src"))?;
@@ -274,7 +274,7 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
     let version = debian_version()?;
     let deb = work.join(format!("vfio-bind_{version}_amd64.deb"));
     if !deb.is_file() {
-        return Err(format!("dpkg-buildpackage did not write {}", deb.display()));
+        bail!("dpkg-buildpackage did not write {}", deb.display());
     }
     Ok(deb)
 }
@@ -282,27 +282,27 @@ pub fn build_debian(work: &Path, run: &dyn Fn(&mut Command) -> TaskResult) -> Ta
 /// The version of the newest entry of packaging/debian/changelog, e.g. `0.1.0-1`.
 fn debian_version() -> TaskResult<String> {
     let path = project_root().join("packaging/debian/changelog");
-    let changelog = fs::read_to_string(&path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let changelog =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     changelog
         .lines()
         .next()
         .and_then(|line| line.split_once('(')?.1.split_once(')'))
         .map(|(version, _)| version.to_string())
-        .ok_or_else(|| format!("no version in the first line of {}", path.display()))
+        .with_context(|| format!("no version in the first line of {}", path.display()))
 }
 
 /// The `version` of the vfio-bind crate (Cargo.toml).
 fn crate_version() -> TaskResult<String> {
     let path = project_root().join("Cargo.toml");
-    let manifest = fs::read_to_string(&path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let manifest =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     manifest
         .lines()
         .find_map(|line| line.strip_prefix("version = \""))
         .and_then(|rest| rest.strip_suffix('"'))
         .map(str::to_string)
-        .ok_or_else(|| format!("no version in {}", path.display()))
+        .with_context(|| format!("no version in {}", path.display()))
 }
 
 /// Builds the Debian package and checks what only dpkg-deb shows: the control fields and
@@ -318,13 +318,13 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
             .arg(&deb)
             .args(member)
             .output()
-            .map_err(|error| format!("cannot run dpkg-deb: {error}"))?;
+            .context("cannot run dpkg-deb")?;
         if !output.status.success() {
-            return Err(format!(
+            bail!(
                 "dpkg-deb {option} {} failed: {}",
                 deb.display(),
                 String::from_utf8_lossy(&output.stderr)
-            ));
+            );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
@@ -336,9 +336,9 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
         format!("Version: {upstream}-"),
     ] {
         if !fields.lines().any(|line| line.starts_with(&expected)) {
-            return Err(format!(
+            bail!(
                 "the Debian package's control has no {expected:?} (Cargo.toml says version {upstream}):\n{fields}"
-            ));
+            );
         }
     }
     let triggers = query("--info", Some("triggers"))?;
@@ -346,55 +346,40 @@ fn debian_files(work: &Path) -> TaskResult<BTreeMap<String, String>> {
         .lines()
         .any(|line| line.trim() == "activate-noawait update-initramfs")
     {
-        return Err(format!(
-            "the Debian package does not activate update-initramfs (its triggers: {triggers:?})"
-        ));
+        bail!("the Debian package does not activate update-initramfs (its triggers: {triggers:?})");
     }
     installs_and_triggers_the_initramfs(work, &deb)?;
     debian_view(&query("--contents", None)?)
 }
 
-/// Installs and removes the package with dpkg in an empty root, beside a stand-in for
-/// initramfs-tools that declares interest in `update-initramfs` as the real one does, and
-/// checks that both steps had it rebuild the image (its postinst called `triggered`).
-/// Maintainer scripts run outside the root (`--force-script-chrootless`), so the root needs
-/// no shell.
-fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
-    let dir = fresh_dir(&work.join("debian-install"))?;
+/// Writes `text` to `path` with `mode`.
+fn write_file(path: &Path, text: &str, mode: u32) -> TaskResult {
+    fs::write(path, text)
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Builds, in `dir`, a package that declares interest in `update-initramfs` as
+/// initramfs-tools does, and whose postinst appends each trigger it gets to `marker`.
+fn initramfs_tools_stand_in(dir: &Path, marker: &Path) -> TaskResult<PathBuf> {
     let stand_in = dir.join("initramfs-tools-stand-in");
     let control = stand_in.join("DEBIAN");
-    let root = dir.join("root");
-    let marker = dir.join("triggered");
-    let write = |path: PathBuf, text: String, mode: u32| -> TaskResult {
-        fs::write(&path, text)
-            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))
-    };
-    for sub in [
-        control.clone(),
-        root.join("var/lib/dpkg/info"),
-        root.join("var/lib/dpkg/updates"),
-    ] {
-        fs::create_dir_all(&sub)
-            .map_err(|error| format!("cannot create {}: {error}", sub.display()))?;
-    }
-    write(root.join("var/lib/dpkg/status"), String::new(), 0o644)?;
-    write(
-        control.join("control"),
+    create_dir_all(&control)?;
+    write_file(
+        &control.join("control"),
         "Package: initramfs-tools-stand-in\nVersion: 1\nArchitecture: all\n\
          Maintainer: vfio-bind check-packages <check@invalid>\n\
-         Description: is interested in update-initramfs, as initramfs-tools is\n"
-            .into(),
+         Description: is interested in update-initramfs, as initramfs-tools is\n",
         0o644,
     )?;
-    write(
-        control.join("triggers"),
-        "interest-await update-initramfs\n".into(),
+    write_file(
+        &control.join("triggers"),
+        "interest-await update-initramfs\n",
         0o644,
     )?;
-    write(
-        control.join("postinst"),
-        format!(
+    write_file(
+        &control.join("postinst"),
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = triggered ]; then echo \"$2\" >>'{}'; fi\nexit 0\n",
             marker.display()
         ),
@@ -408,6 +393,22 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
             .arg(&stand_in_deb)
             .stdout(std::process::Stdio::null()),
     )?;
+    Ok(stand_in_deb)
+}
+
+/// Installs and removes the package with dpkg in an empty root, beside a stand-in for
+/// initramfs-tools that declares interest in `update-initramfs` as the real one does, and
+/// checks that both steps had it rebuild the image (its postinst called `triggered`).
+/// Maintainer scripts run outside the root (`--force-script-chrootless`), so the root needs
+/// no shell.
+fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
+    let dir = fresh_dir(&work.join("debian-install"))?;
+    let root = dir.join("root");
+    let marker = dir.join("triggered");
+    create_dir_all(&root.join("var/lib/dpkg/info"))?;
+    create_dir_all(&root.join("var/lib/dpkg/updates"))?;
+    write_file(&root.join("var/lib/dpkg/status"), "", 0o644)?;
+    let stand_in_deb = initramfs_tools_stand_in(&dir, &marker)?;
     let dpkg = |arguments: &[&std::ffi::OsStr]| {
         run_checked(
             Command::new("dpkg")
@@ -425,23 +426,23 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
     dpkg(&["-i".as_ref(), stand_in_deb.as_os_str()])?;
     dpkg(&["-i".as_ref(), deb.as_os_str()])?;
     if triggered() != "update-initramfs\n" {
-        return Err(format!(
+        bail!(
             "installing the Debian package did not trigger update-initramfs once (the stand-in saw {:?})",
             triggered()
-        ));
+        );
     }
     if !root.join("usr/bin/vfio-bind").is_file() {
-        return Err("dpkg -i did not install usr/bin/vfio-bind".into());
+        bail!("dpkg -i did not install usr/bin/vfio-bind");
     }
     dpkg(&["-r".as_ref(), "vfio-bind".as_ref()])?;
     if triggered() != "update-initramfs\nupdate-initramfs\n" {
-        return Err(format!(
+        bail!(
             "removing the Debian package did not trigger update-initramfs (the stand-in saw {:?})",
             triggered()
-        ));
+        );
     }
     if root.join("usr/bin/vfio-bind").exists() {
-        return Err("dpkg -r left usr/bin/vfio-bind behind".into());
+        bail!("dpkg -r left usr/bin/vfio-bind behind");
     }
     println!(
         "Debian package: installs and removes with dpkg, each time triggering update-initramfs"
@@ -526,7 +527,7 @@ drwxr-xr-x root/root         0 2026-12-03 16:30 ./usr/bin/
             ),
         ];
         for (contents, reason) in cases {
-            let error = debian_view(&contents).unwrap_err();
+            let error = format!("{:#}", debian_view(&contents).unwrap_err());
             assert!(error.contains(reason), "{reason}: {error}");
         }
     }

@@ -1,10 +1,14 @@
 //! Running a command and measuring it: wall time, exit status, peak RSS, system calls.
 
+use std::ffi::{CString, OsStr};
 use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
 
 use crate::util::TaskResult;
 
@@ -26,7 +30,7 @@ pub fn run_once(command: &mut Command) -> TaskResult<Run> {
     let started = Instant::now();
     let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+        .with_context(|| format!("cannot start {command:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut raw_status = 0;
     let reaped = loop {
@@ -41,10 +45,10 @@ pub fn run_once(command: &mut Command) -> TaskResult<Run> {
     };
     let wall = started.elapsed();
     if reaped != pid {
-        return Err(format!(
+        bail!(
             "wait4 for {command:?} failed: {}",
             std::io::Error::last_os_error()
-        ));
+        );
     }
     // The child has exited, so the pipe holds everything it wrote (far below a pipe's
     // capacity: it would have blocked otherwise, which a run this small never comes near).
@@ -120,11 +124,54 @@ pub fn sample(
 /// which after a fork or vfork from this process is this process's own, several MiB.
 /// Children of the process are not counted.
 pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
-    use std::ffi::{CString, OsStr};
-    use std::os::unix::ffi::OsStrExt as _;
+    let pid = spawn_traced(command)?;
+    // The first stop is the SIGTRAP after a successful execve.
+    let status = wait_for(pid)?;
+    if !libc::WIFSTOPPED(status) {
+        bail!("{command:?} did not start (status {status:#x})");
+    }
+    // SAFETY: ptrace requests on our own stopped tracee, with integer arguments.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETOPTIONS,
+            pid,
+            0,
+            libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL,
+        );
+        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+    }
+    let mut peak = None;
+    loop {
+        let status = wait_for(pid)?;
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            break;
+        }
+        let mut signal = 0;
+        if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
+            peak = vm_hwm_kib(pid);
+        } else if libc::WIFSTOPPED(status) {
+            signal = libc::WSTOPSIG(status);
+        }
+        // SAFETY: as above; `signal` is delivered on (0 for our own stops).
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
+    }
+    peak.with_context(|| format!("no VmHWM was read for {command:?}"))
+}
 
+/// The `VmHWM` of process `pid` from `/proc/PID/status`, KiB.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The program, arguments and environment of `command` as `execve` takes them: the
+/// environment is only what the command sets (it was built with env_clear).
+fn exec_strings(command: &Command) -> TaskResult<(CString, Vec<CString>, Vec<CString>)> {
     let c_string = |text: &OsStr| {
-        CString::new(text.as_bytes()).map_err(|_| format!("{text:?} holds a NUL byte"))
+        CString::new(text.as_bytes()).with_context(|| format!("{text:?} holds a NUL byte"))
     };
     let program = c_string(command.get_program())?;
     let mut argv = vec![program.clone()];
@@ -140,6 +187,13 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
             envp.push(c_string(&pair)?);
         }
     }
+    Ok((program, argv, envp))
+}
+
+/// Forks and execs `command` under ptrace (`PTRACE_TRACEME`), its standard streams on
+/// /dev/null; the child stops at the execve, for the caller to set options on.
+fn spawn_traced(command: &Command) -> TaskResult<libc::pid_t> {
+    let (program, argv, envp) = exec_strings(command)?;
     let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
         strings
             .iter()
@@ -152,12 +206,11 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|error| format!("cannot open /dev/null: {error}"))?;
+        .context("cannot open /dev/null")?;
     let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
 
     // SAFETY: between fork and execve the child calls only async-signal-safe functions
-    // (dup2, ptrace, execve, _exit) on memory prepared before the fork; the environment
-    // given is the command's own (it was built with env_clear).
+    // (dup2, ptrace, execve, _exit) on memory prepared before the fork.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         unsafe {
@@ -174,57 +227,24 @@ pub fn peak_rss_kib(command: &Command) -> TaskResult<u64> {
         }
     }
     if pid < 0 {
-        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
+        bail!("fork failed: {}", std::io::Error::last_os_error());
     }
-    let wait = || -> TaskResult<libc::c_int> {
-        let mut status = 0;
-        loop {
-            // SAFETY: `pid` is our child; `status` is a live local.
-            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-                return Ok(status);
-            }
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("waitpid failed: {error}"));
-            }
-        }
-    };
-    // The first stop is the SIGTRAP after a successful execve.
-    let status = wait()?;
-    if !libc::WIFSTOPPED(status) {
-        return Err(format!("{command:?} did not start (status {status:#x})"));
-    }
-    // SAFETY: ptrace requests on our own stopped tracee, with integer arguments.
-    unsafe {
-        libc::ptrace(
-            libc::PTRACE_SETOPTIONS,
-            pid,
-            0,
-            libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL,
-        );
-        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
-    }
-    let mut peak = None;
+    Ok(pid)
+}
+
+/// The next wait status of the child `pid` (a stop or its end), retried on EINTR.
+fn wait_for(pid: libc::pid_t) -> TaskResult<libc::c_int> {
+    let mut status = 0;
     loop {
-        let status = wait()?;
-        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            break;
+        // SAFETY: `pid` is our child; `status` is a live local.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(status);
         }
-        let mut signal = 0;
-        if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            peak = text
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().strip_suffix("kB"))
-                .and_then(|value| value.trim().parse().ok());
-        } else if libc::WIFSTOPPED(status) {
-            signal = libc::WSTOPSIG(status);
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(anyhow::Error::new(error).context("waitpid failed"));
         }
-        // SAFETY: as above; `signal` is delivered on (0 for our own stops).
-        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
     }
-    peak.ok_or_else(|| format!("no VmHWM was read for {command:?}"))
 }
 
 /// What `strace -c` counted for one run.
@@ -276,11 +296,11 @@ pub fn count_syscalls(strace: &Path, command: &Command, out: &Path) -> TaskResul
     }
     let run = run_once(&mut traced)?;
     if run.status.signal().is_some() {
-        return Err(format!("strace was killed: {}", run.stderr.trim()));
+        bail!("strace was killed: {}", run.stderr.trim());
     }
     let table = std::fs::read_to_string(out)
-        .map_err(|error| format!("cannot read strace's summary {}: {error}", out.display()))?;
-    parse_strace_summary(&table).ok_or_else(|| format!("cannot read strace's summary:\n{table}"))
+        .with_context(|| format!("cannot read strace's summary {}", out.display()))?;
+    parse_strace_summary(&table).with_context(|| format!("cannot read strace's summary:\n{table}"))
 }
 
 /// Reads `strace -c` output: rows of `% time, seconds, usecs/call, calls, [errors,] syscall`
@@ -306,14 +326,6 @@ fn parse_strace_summary(table: &str) -> Option<SyscallCount> {
         total: total?,
         by_name,
     })
-}
-
-/// Finds a program in `PATH`.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

@@ -217,18 +217,14 @@ mod tests {
     fn device_numbers_and_file_types_read_back_as_written() {
         let mut writer = Writer::new(Vec::new());
         writer.char_device("dev/console", 0o600, 5, 1).unwrap();
-        writer
-            .special("dev/wide", Special::CharDevice, 0o600, (511, 300))
-            .unwrap();
-        writer
-            .special("dev/sda1", Special::BlockDevice, 0o660, (8, 1))
-            .unwrap();
-        writer
-            .special("run/fifo", Special::Fifo, 0o644, (0, 0))
-            .unwrap();
-        writer
-            .special("run/socket", Special::Socket, 0o755, (0, 0))
-            .unwrap();
+        for (name, kind, mode, device) in [
+            ("dev/wide", Special::CharDevice, 0o600, (511, 300)),
+            ("dev/sda1", Special::BlockDevice, 0o660, (8, 1)),
+            ("run/fifo", Special::Fifo, 0o644, (0, 0)),
+            ("run/socket", Special::Socket, 0o755, (0, 0)),
+        ] {
+            writer.special(name, kind, mode, device).unwrap();
+        }
         let listing = listed_by_cpio(&writer.finish().unwrap());
         assert_eq!(
             entries(&listing),
@@ -258,8 +254,8 @@ mod tests {
 
     #[test]
     fn a_tree_with_a_fifo_is_archived_as_a_fifo() {
-        let dir = std::env::temp_dir().join(format!("xtask-cpio-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         fs::create_dir_all(dir.join("etc")).unwrap();
         fs::write(dir.join("etc/hostname"), "guest\n").unwrap();
         let status = Command::new("mkfifo")
@@ -268,9 +264,8 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let mut writer = Writer::new(Vec::new());
-        writer.tree(&dir).unwrap();
+        writer.tree(dir).unwrap();
         let listing = listed_by_cpio(&writer.finish().unwrap());
-        fs::remove_dir_all(&dir).unwrap();
         let kinds: Vec<(String, String)> = entries(&listing)
             .into_iter()
             .map(|(mode, _, name)| (mode[..1].to_string(), name))

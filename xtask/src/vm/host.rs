@@ -1,10 +1,12 @@
 //! The host side: tools the VM test needs, named with the command that installs them, and
 //! small process helpers (death signal, captured runs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::TaskResult;
+use anyhow::{anyhow, bail, Context};
+
+use crate::util::{find_program, TaskResult};
 
 /// A program the VM test runs (or a file it reads: a path), and the Debian package that
 /// ships it.
@@ -76,30 +78,8 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
 pub const APT_PACKAGES: &str =
     "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
 
-/// The full path of `program` on PATH (plus the sbin directories, which a non-root PATH
-/// may lack).
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from);
-    std::env::split_paths(&path)
-        .chain(extra)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
 pub fn is_root() -> bool {
-    extern "C" {
-        fn geteuid() -> u32;
-    }
-    // SAFETY: geteuid has no preconditions.
-    unsafe { geteuid() == 0 }
+    nix::unistd::Uid::effective().is_root()
 }
 
 fn is_debian_like() -> bool {
@@ -161,12 +141,12 @@ pub fn ensure_tools() -> TaskResult {
         if ok && still.is_empty() {
             return Ok(());
         }
-        return Err(format!(
+        bail!(
             "could not install {} (tried: {command}); the VM test needs: {APT_PACKAGES}",
             still.join(", ")
-        ));
+        );
     }
-    Err(format!(
+    Err(anyhow!(
         "missing host tools: {}. Install them with:\n    sudo {command}\n(the VM test needs: {APT_PACKAGES})",
         names.join(", ")
     ))
@@ -177,13 +157,13 @@ pub fn run_captured(command: &mut Command) -> TaskResult<String> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+        .with_context(|| format!("cannot start {command:?}"))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     if output.status.success() {
         Ok(text)
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{command:?} failed ({}):\n{}",
             output.status,
             tail(&text, 40)
@@ -201,21 +181,16 @@ pub fn tail(text: &str, lines: usize) -> String {
 /// Makes the child get SIGKILL when the thread that started it ends (the xtask exiting,
 /// crashing or being killed), so no QEMU or image build outlives it.
 pub fn die_with_parent(command: &mut Command) {
+    use nix::sys::prctl::set_pdeathsig;
+    use nix::sys::signal::Signal;
+    use nix::unistd::{getpid, getppid};
     use std::os::unix::process::CommandExt;
-    extern "C" {
-        fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
-        fn getppid() -> i32;
-    }
-    const PR_SET_PDEATHSIG: i32 = 1;
-    const SIGKILL: u64 = 9;
     // SAFETY of the closure: it runs between fork and exec and calls only prctl and
     // getppid, which are async-signal-safe system calls.
-    let parent = std::process::id() as i32;
+    let parent = getpid();
     unsafe {
         command.pre_exec(move || {
-            if prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_pdeathsig(Signal::SIGKILL)?;
             // The parent may have died before prctl took effect.
             if getppid() != parent {
                 return Err(std::io::Error::other("the xtask exited"));

@@ -5,8 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::host::{find_program, is_root, run_captured};
-use crate::util::TaskResult;
+use anyhow::{anyhow, bail, Context};
+
+use super::host::{is_root, run_captured};
+use crate::util::{create_dir_all, find_program, TaskResult};
 
 /// An unpacked kernel package.
 pub struct Kernel {
@@ -39,17 +41,17 @@ const META_PACKAGE: &str = "linux-image-amd64";
 /// The kernel to boot: `deb` if given, else the package `linux-image-amd64` points at now.
 pub fn obtain(cache: &Path, deb: Option<&Path>) -> TaskResult<Kernel> {
     let debs = cache.join("debs");
-    fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    create_dir_all(&debs)?;
     let deb = match deb {
         Some(path) => path
             .canonicalize()
-            .map_err(|e| format!("--kernel-deb {}: {e}", path.display()))?,
+            .with_context(|| format!("--kernel-deb {}", path.display()))?,
         None => match resolve_current() {
             Ok((package, version)) => match download(&debs, &package, &version) {
                 Ok(path) => path,
                 Err(error) if is_root() => {
                     // The lists are older than the mirror: that version is gone.
-                    eprintln!("vm: {error}; refreshing apt's lists");
+                    eprintln!("vm: {error:#}; refreshing apt's lists");
                     run_captured(Command::new("apt-get").args(["update", "-qq"]))?;
                     let (package, version) = resolve_current()?;
                     download(&debs, &package, &version)?
@@ -59,10 +61,10 @@ pub fn obtain(cache: &Path, deb: Option<&Path>) -> TaskResult<Kernel> {
             Err(error) => {
                 // Offline, or apt's lists are gone: a cached kernel still does the job.
                 let cached = newest_cached_deb(&debs).ok_or_else(|| {
-                    format!("{error}\n(no kernel package is cached in {} either; pass --kernel-deb PATH)", debs.display())
+                    anyhow!("{error:#}\n(no kernel package is cached in {} either; pass --kernel-deb PATH)", debs.display())
                 })?;
                 eprintln!(
-                    "vm: {error}; using the cached {}",
+                    "vm: {error:#}; using the cached {}",
                     cached.file_name().unwrap_or_default().to_string_lossy()
                 );
                 cached
@@ -85,8 +87,8 @@ fn resolve_current() -> TaskResult<(String, String)> {
             META_PACKAGE,
         ]));
     }
-    let text = text.map_err(|e| format!("cannot resolve {META_PACKAGE}: {e}"))?;
-    parse_depends(&text).ok_or_else(|| {
+    let text = text.with_context(|| format!("cannot resolve {META_PACKAGE}"))?;
+    parse_depends(&text).with_context(|| {
         format!(
             "cannot find the kernel package in `apt-cache show {META_PACKAGE}`; run apt-get update"
         )
@@ -128,7 +130,7 @@ fn download(debs: &Path, package: &str, version: &str) -> TaskResult<PathBuf> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!(
+        Err(anyhow!(
             "apt-get download {spec} did not produce {}",
             path.display()
         ))
@@ -167,18 +169,19 @@ fn unpack(cache: &Path, deb: &Path) -> TaskResult<Kernel> {
         let partial = cache.join(format!(".partial-{package}"));
         let _ = fs::remove_dir_all(&partial);
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+        create_dir_all(&partial)?;
         run_captured(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&partial))?;
         let release = release_of(&partial)?;
         run_captured(Command::new("depmod").arg("-b").arg(&partial).arg(&release))?;
         let vmlinuz = partial.join("boot").join(format!("vmlinuz-{release}"));
         match extract_vmlinux(&vmlinuz, &partial.join("vmlinux")) {
             Ok(()) => {}
-            Err(error) => eprintln!("vm: booting the compressed kernel ({error})"),
+            Err(error) => eprintln!("vm: booting the compressed kernel ({error:#})"),
         }
         fs::write(partial.join(".unpacked"), format!("{package} {version}\n"))
-            .map_err(|e| format!("{}: {e}", partial.display()))?;
-        fs::rename(&partial, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        fs::rename(&partial, &dir)
+            .with_context(|| format!("cannot rename into {}", dir.display()))?;
     }
     let release = release_of(&dir)?;
     let vmlinux = dir.join("vmlinux");
@@ -198,14 +201,19 @@ fn unpack(cache: &Path, deb: &Path) -> TaskResult<Kernel> {
 fn release_of(root: &Path) -> TaskResult<String> {
     let modules = root.join("lib/modules");
     let mut releases: Vec<String> = fs::read_dir(&modules)
-        .map_err(|e| format!("{}: {e} (not a kernel image package?)", modules.display()))?
+        .with_context(|| {
+            format!(
+                "cannot list {} (not a kernel image package?)",
+                modules.display()
+            )
+        })?
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     releases.sort();
     match releases.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "expected one kernel release in {}, found {releases:?}",
             modules.display()
         )),
@@ -217,7 +225,7 @@ fn release_of(root: &Path) -> TaskResult<String> {
 /// sectors) and decompresses it. Booting the ELF directly saves the in-guest decompression,
 /// about 2 s under software emulation.
 fn extract_vmlinux(bzimage: &Path, out: &Path) -> TaskResult {
-    let data = fs::read(bzimage).map_err(|e| format!("{}: {e}", bzimage.display()))?;
+    let data = fs::read(bzimage).with_context(|| format!("cannot read {}", bzimage.display()))?;
     let word = |at: usize| -> Option<usize> {
         Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize)
     };
@@ -226,32 +234,33 @@ fn extract_vmlinux(bzimage: &Path, out: &Path) -> TaskResult {
         Some(&n) => n as usize,
     };
     let (offset, length) = (
-        word(0x248).ok_or("short bzImage")?,
-        word(0x24c).ok_or("short bzImage")?,
+        word(0x248).context("short bzImage")?,
+        word(0x24c).context("short bzImage")?,
     );
     let start = (setup_sects + 1) * 512 + offset;
     let payload = data
         .get(start..start + length)
-        .ok_or("bad payload bounds")?;
+        .context("bad payload bounds")?;
     if !payload.starts_with(b"\xfd7zXZ\0") {
-        return Err("the payload is not xz-compressed".into());
+        bail!("the payload is not xz-compressed");
     }
-    let xz = find_program("xz").ok_or("xz is not installed (apt-get install xz-utils)")?;
+    let xz = find_program("xz").context("xz is not installed (apt-get install xz-utils)")?;
     let compressed = out.with_extension("xz");
-    fs::write(&compressed, payload).map_err(|e| format!("{}: {e}", compressed.display()))?;
+    fs::write(&compressed, payload)
+        .with_context(|| format!("cannot write {}", compressed.display()))?;
     let output = Command::new(xz)
         .args(["-dc", "--single-stream"])
         .arg(&compressed)
         .output()
-        .map_err(|e| format!("xz: {e}"))?;
+        .context("xz")?;
     let _ = fs::remove_file(&compressed);
     if !output.status.success() || !output.stdout.starts_with(b"\x7fELF") {
-        return Err(format!(
+        bail!(
             "xz could not unpack the kernel: {}",
             String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        );
     }
-    fs::write(out, &output.stdout).map_err(|e| format!("{}: {e}", out.display()))
+    fs::write(out, &output.stdout).with_context(|| format!("cannot write {}", out.display()))
 }
 
 #[cfg(test)]

@@ -34,9 +34,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
-use crate::util::{project_root, TaskResult};
+use crate::util::{create_dir_all, project_root, TaskResult};
 use image::{Generator, ImageSpec, Inputs, ALL_GENERATORS};
 use scenario::{Scenario, SCENARIOS};
 
@@ -105,7 +106,7 @@ impl Setup {
     fn new(kernel_deb: Option<&Path>, baked_rules: &str) -> TaskResult<Setup> {
         host::ensure_tools()?;
         let vm_dir = project_root().join("target/vm");
-        std::fs::create_dir_all(&vm_dir).map_err(|e| format!("{}: {e}", vm_dir.display()))?;
+        create_dir_all(&vm_dir)?;
         let binary = crate::build::build_static_binary()?;
         println!("binary: {}", binary.display());
         let kernel = kernel::obtain(&vm_dir.join("kernel"), kernel_deb)?;
@@ -171,14 +172,36 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, work: impl Fn(&T) -> R +
         .collect()
 }
 
+/// One boot: a scenario on an image, with the kernel command line it boots with.
 struct Run {
     scenario: &'static Scenario,
     spec: ImageSpec,
+    command_line: String,
 }
 
 impl Run {
+    fn new(scenario: &'static Scenario, generator: Generator) -> Run {
+        Run {
+            scenario,
+            spec: ImageSpec {
+                generator,
+                baked: scenario.baked,
+            },
+            command_line: scenario::command_line(scenario, generator),
+        }
+    }
+
     fn label(&self) -> String {
         format!("{}-{}", self.scenario.number, self.spec)
+    }
+
+    /// `--only`: a scenario number, or text in the scenario's name or the image's.
+    fn matches(&self, filter: &str) -> bool {
+        if filter.chars().all(|c| c.is_ascii_digit()) {
+            self.scenario.number.to_string() == filter
+        } else {
+            self.scenario.name.contains(filter) || self.spec.to_string().contains(filter)
+        }
     }
 }
 
@@ -200,7 +223,7 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
     let spec = qemu::BootSpec {
         kernel: &kernel,
         initrd: image,
-        append: scenario::command_line(run.scenario, run.spec.generator),
+        append: run.command_line.clone(),
         devices: run.scenario.cards.qemu_args(),
         dir: setup.vm_dir.join("runs").join(run.label()),
         timeout,
@@ -210,7 +233,7 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
         Ok(boot) => boot,
         Err(error) => {
             return Outcome {
-                problems: vec![error],
+                problems: vec![format!("{error:#}")],
                 boot: None,
                 state: None,
             }
@@ -257,82 +280,24 @@ fn seconds(duration: Duration) -> String {
 
 pub fn run_tests(args: VmTestArgs) -> TaskResult {
     let started = Instant::now();
-    let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
-    let runs: Vec<Run> = ALL_GENERATORS
-        .iter()
-        .flat_map(|&generator| {
-            SCENARIOS
-                .iter()
-                .filter(move |scenario| scenario::runs_on(scenario, generator))
-                .map(move |scenario| Run {
-                    scenario,
-                    spec: ImageSpec {
-                        generator,
-                        baked: scenario.baked,
-                    },
-                })
-        })
-        .filter(|run| match &args.only {
-            None => true,
-            Some(filter) => {
-                if filter.chars().all(|c| c.is_ascii_digit()) {
-                    run.scenario.number.to_string() == *filter
-                } else {
-                    run.scenario.name.contains(filter.as_str())
-                        || run.spec.to_string().contains(filter.as_str())
-                }
-            }
+    let runs: Vec<Run> = matrix()
+        .into_iter()
+        .filter(|run| {
+            args.only
+                .as_deref()
+                .is_none_or(|filter| run.matches(filter))
         })
         .collect();
     if runs.is_empty() {
-        return Err("--only matched no boot".into());
+        bail!("--only matched no boot");
     }
+    let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
     specs.dedup();
-
-    let inputs = setup.inputs();
-    image::prepare(&inputs, &specs)?;
-    let build_started = Instant::now();
-    let built = parallel(&specs, args.jobs, |spec| {
-        let started = Instant::now();
-        let result = image::build(&inputs, *spec);
-        let took = started.elapsed();
-        match &result {
-            Ok(path) => println!(
-                "image {spec}: built in {} ({} KiB)",
-                seconds(took),
-                std::fs::metadata(path).map(|m| m.len() / 1024).unwrap_or(0)
-            ),
-            Err(error) => println!("image {spec}: FAILED to build: {error}"),
-        }
-        (result, took)
-    });
-    let images: BTreeMap<ImageSpec, (TaskResult<PathBuf>, Duration)> =
-        specs.iter().copied().zip(built).collect();
-    println!("images built in {}", seconds(build_started.elapsed()));
-
+    let images = build_images(&setup, &specs, args.jobs)?;
     let timeout = Duration::from_secs(args.timeout);
-    let done = AtomicUsize::new(0);
-    let outcomes = parallel(&runs, args.jobs, |run| {
-        let outcome = match &images[&run.spec].0 {
-            Ok(path) => boot_and_check(&setup, path, run, timeout),
-            Err(error) => Outcome {
-                problems: vec![format!("the image could not be built: {error}")],
-                boot: None,
-                state: None,
-            },
-        };
-        let count = done.fetch_add(1, Ordering::SeqCst) + 1;
-        println!(
-            "[{count:>2}/{}] {:<24} on {:<26} {}",
-            runs.len(),
-            format!("{} {}", run.scenario.number, run.scenario.name),
-            run.spec.to_string(),
-            cell(&outcome, timeout)
-        );
-        outcome
-    });
+    let outcomes = boot_all(&setup, &runs, &images, args.jobs, timeout);
 
     print_table(&runs, &outcomes, timeout);
     print_binder_times(&runs, &outcomes);
@@ -355,12 +320,82 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{} of {} VM boots failed",
             failures.len(),
             runs.len()
         ))
     }
+}
+
+/// Every boot of the matrix, image by image: each scenario on each image its row names.
+fn matrix() -> Vec<Run> {
+    ALL_GENERATORS
+        .iter()
+        .flat_map(|&generator| {
+            SCENARIOS
+                .iter()
+                .filter(move |scenario| scenario.runs_on(generator))
+                .map(move |scenario| Run::new(scenario, generator))
+        })
+        .collect()
+}
+
+/// Builds each image, `jobs` at a time, saying how each went; a failed build fails only
+/// the boots of that image.
+fn build_images(
+    setup: &Setup,
+    specs: &[ImageSpec],
+    jobs: usize,
+) -> TaskResult<BTreeMap<ImageSpec, TaskResult<PathBuf>>> {
+    let inputs = setup.inputs();
+    image::prepare(&inputs, specs)?;
+    let build_started = Instant::now();
+    let built = parallel(specs, jobs, |spec| {
+        let started = Instant::now();
+        let result = image::build(&inputs, *spec);
+        match &result {
+            Ok(path) => println!(
+                "image {spec}: built in {} ({} KiB)",
+                seconds(started.elapsed()),
+                std::fs::metadata(path).map(|m| m.len() / 1024).unwrap_or(0)
+            ),
+            Err(error) => println!("image {spec}: FAILED to build: {error:#}"),
+        }
+        result
+    });
+    println!("images built in {}", seconds(build_started.elapsed()));
+    Ok(specs.iter().copied().zip(built).collect())
+}
+
+/// Boots and checks every run, `jobs` at a time, printing each verdict as it comes.
+fn boot_all(
+    setup: &Setup,
+    runs: &[Run],
+    images: &BTreeMap<ImageSpec, TaskResult<PathBuf>>,
+    jobs: usize,
+    timeout: Duration,
+) -> Vec<Outcome> {
+    let done = AtomicUsize::new(0);
+    parallel(runs, jobs, |run| {
+        let outcome = match &images[&run.spec] {
+            Ok(path) => boot_and_check(setup, path, run, timeout),
+            Err(error) => Outcome {
+                problems: vec![format!("the image could not be built: {error:#}")],
+                boot: None,
+                state: None,
+            },
+        };
+        let count = done.fetch_add(1, Ordering::SeqCst) + 1;
+        println!(
+            "[{count:>2}/{}] {:<24} on {:<26} {}",
+            runs.len(),
+            format!("{} {}", run.scenario.number, run.scenario.name),
+            run.spec.to_string(),
+            cell(&outcome, timeout)
+        );
+        outcome
+    })
 }
 
 /// Scenario rows by generator columns: pass/FAIL, boot time (or the timeout).
@@ -425,10 +460,7 @@ fn print_failure(run: &Run, outcome: &Outcome) {
         run.scenario.number, run.scenario.name, run.spec
     );
     if let Some(boot) = &outcome.boot {
-        println!(
-            "command line: {}",
-            scenario::command_line(run.scenario, run.spec.generator)
-        );
+        println!("command line: {}", run.command_line);
         println!(
             "logs: {}",
             boot.console_path
@@ -449,15 +481,12 @@ fn print_failure(run: &Run, outcome: &Outcome) {
         }
     }
     if let Some(boot) = &outcome.boot {
-        println!("console (last 40 lines):");
-        for line in host::tail(&boot.console, 40).lines() {
-            println!("  | {line}");
-        }
+        print_console_tail(&boot.console);
     }
 }
 
 pub fn run_one(args: VmRunArgs) -> TaskResult {
-    let generator = Generator::from_name(&args.image).ok_or_else(|| {
+    let generator = Generator::from_name(&args.image).with_context(|| {
         format!(
             "--image {}: expected one of {}",
             args.image,
@@ -480,21 +509,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         Some(text) => text.split_whitespace().map(str::to_string).collect(),
         None => scenario::Cards::Twins.qemu_args(),
     };
-    let mut words = vec!["console=ttyS0", "panic=-1"];
-    words.push(if args.no_iommu {
-        "intel_iommu=off"
-    } else {
-        "intel_iommu=on"
-    });
-    words.extend(generator.append().split_whitespace());
-    if devices.iter().any(|d| d.starts_with("ati-vga")) {
-        words.push("drm_kms_helper.fbdev_emulation=0");
-    }
-    if args.uefi {
-        words.push(scenario::UEFI_APPEND);
-    }
-    words.extend(args.append.split_whitespace());
-    let append = words.join(" ");
+    let append = vm_run_command_line(&args, generator, &devices);
     let firmware = if args.uefi {
         qemu::Firmware::Uefi
     } else {
@@ -528,22 +543,45 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         boot.console_path.display()
     );
     let Some(state) = report::parse(&boot.result) else {
-        println!("console (last 40 lines):");
-        for line in host::tail(&boot.console, 40).lines() {
-            println!("  | {line}");
-        }
+        print_console_tail(&boot.console);
         return Err(if boot.timed_out {
-            format!(
+            anyhow!(
                 "{}: no report (the guest never reached the reporter)",
                 qemu::timed_out_after(timeout)
             )
         } else {
-            "no report: the guest stopped before the reporter ran".into()
+            anyhow!("no report: the guest stopped before the reporter ran")
         });
     };
-    print!("{}", report::function_table(&state));
-    let binder: Vec<&(u8, String)> = state.binder_lines().collect();
-    if binder.is_empty() {
+    print_guest_state(&state);
+    Ok(())
+}
+
+/// vm-run's kernel command line: the cards' words for ati-vga and UEFI, then the user's.
+fn vm_run_command_line(args: &VmRunArgs, generator: Generator, devices: &[String]) -> String {
+    let mut extra = Vec::new();
+    if devices.iter().any(|d| d.starts_with("ati-vga")) {
+        extra.push(scenario::ATI_VGA_APPEND);
+    }
+    if args.uefi {
+        extra.push(scenario::UEFI_APPEND);
+    }
+    extra.push(&args.append);
+    scenario::kernel_command_line(!args.no_iommu, generator, &extra)
+}
+
+fn print_console_tail(console: &str) {
+    println!("console (last 40 lines):");
+    for line in host::tail(console, 40).lines() {
+        println!("  | {line}");
+    }
+}
+
+/// vm-run's account of the guest: where each function ended, the kernel log, the
+/// binder's time, the reporter's errors.
+fn print_guest_state(state: &report::GuestState) {
+    print!("{}", report::function_table(state));
+    if state.binder_lines().next().is_none() {
         println!("binder: no log lines");
     }
     for (level, text) in &state.kmsg {
@@ -558,5 +596,79 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     for error in &state.errors {
         println!("reporter error: {error}");
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The boots of the matrix, pinned: a change to a row's images shows here.
+    #[test]
+    fn the_matrix_boots_each_scenario_on_the_images_its_row_names() {
+        let boots: Vec<String> = matrix().iter().map(Run::label).collect();
+        assert_eq!(
+            boots.join(" "),
+            "1-mkinitcpio 2-mkinitcpio 3-mkinitcpio 4-mkinitcpio 5-mkinitcpio 6-mkinitcpio 7-mkinitcpio 8-mkinitcpio 9-mkinitcpio+baked 10-mkinitcpio 12-mkinitcpio 13-mkinitcpio 14-mkinitcpio 15-mkinitcpio 16-mkinitcpio+baked 17-mkinitcpio 18-mkinitcpio 19-mkinitcpio 20-mkinitcpio 1-mkinitcpio-systemd 3-mkinitcpio-systemd 9-mkinitcpio-systemd+baked 16-mkinitcpio-systemd+baked 1-dracut 3-dracut 9-dracut+baked 16-dracut+baked 1-dracut-systemd 3-dracut-systemd 9-dracut-systemd+baked 11-dracut-systemd 16-dracut-systemd+baked 1-initramfs-tools 3-initramfs-tools 9-initramfs-tools+baked 16-initramfs-tools+baked"
+        );
+    }
+
+    #[test]
+    fn only_selects_by_scenario_number_name_or_image() {
+        let selected = |filter: &str| -> Vec<String> {
+            matrix()
+                .iter()
+                .filter(|run| run.matches(filter))
+                .map(Run::label)
+                .collect()
+        };
+        assert_eq!(selected("11"), ["11-dracut-systemd"]);
+        assert_eq!(selected("1").len(), 5);
+        assert_eq!(selected("UEFI VGA"), ["20-mkinitcpio"]);
+        assert_eq!(selected("initramfs-tools").len(), 4);
+        assert!(selected("no such boot").is_empty());
+    }
+
+    /// vm-run builds its line with the same words, in the same order, as before the two
+    /// builders became one: the cards' words (ati-vga, UEFI), then the user's.
+    #[test]
+    fn vm_run_adds_the_cards_words_then_the_users() {
+        let args = |uefi: bool, no_iommu: bool| VmRunArgs {
+            append: "vfio.bind=1002:5159@00:07 quiet".into(),
+            qemu: None,
+            image: "dracut".into(),
+            baked: None,
+            no_iommu,
+            uefi,
+            kernel_deb: None,
+            timeout: 120,
+        };
+        let ati = [
+            "-device".to_string(),
+            "ati-vga,model=rv100,addr=07.0".to_string(),
+        ];
+        assert_eq!(
+            vm_run_command_line(&args(true, false), Generator::Mkinitcpio, &ati),
+            "console=ttyS0 panic=-1 intel_iommu=on drm_kms_helper.fbdev_emulation=0 no_timer_check vfio.bind=1002:5159@00:07 quiet"
+        );
+        let line = vm_run_command_line(&args(false, true), Generator::Dracut, &[]);
+        assert_eq!(
+            line,
+            format!(
+                "console=ttyS0 panic=-1 intel_iommu=off {} vfio.bind=1002:5159@00:07 quiet",
+                Generator::Dracut.append()
+            )
+        );
+    }
+
+    #[test]
+    fn each_run_boots_its_scenarios_command_line() {
+        let run = matrix()
+            .into_iter()
+            .find(|run| run.label() == "6-mkinitcpio")
+            .unwrap();
+        assert_eq!(
+            run.command_line,
+            "console=ttyS0 panic=-1 intel_iommu=off vfio.bind=1234:1111@00:05"
+        );
+    }
 }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use super::host::die_with_parent;
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 
 /// What to boot.
 pub struct BootSpec<'a> {
@@ -63,12 +65,52 @@ pub fn timed_out_after(timeout: Duration) -> String {
 }
 
 pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
-    fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+    create_dir_all(&spec.dir)?;
     let console_path = spec.dir.join("console.log");
     let result_path = spec.dir.join("result.log");
     for path in [&console_path, &result_path] {
-        fs::write(path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::write(path, b"").with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let mut command = qemu_command(spec, &console_path, &result_path);
+    die_with_parent(&mut command);
+    let started = Instant::now();
+    let child = command.spawn().context("cannot start qemu-system-x86_64")?;
+    let mut guard = Guard(child);
+    // None: it ran out of time and was killed.
+    let status = wait_or_kill(&mut guard.0, started, spec.timeout)?;
+    let timed_out = status.is_none();
+    let elapsed = started.elapsed();
+    let mut qemu_output = String::new();
+    if let Some(mut stderr) = guard.0.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut qemu_output);
+    }
+    let mut console = read_log(&console_path);
+    let result = read_log(&result_path);
+    if let Some(status) = status {
+        if !status.success() {
+            console.push_str(&format!(
+                "\n[xtask] QEMU exited with {status}: {}",
+                qemu_output.trim()
+            ));
+        }
+    }
+    if timed_out {
+        console.push_str(&format!("\n[xtask] {}", timed_out_after(spec.timeout)));
+    }
+    drop(guard);
+    Ok(Boot {
+        console,
+        result,
+        elapsed,
+        timed_out,
+        console_path,
+    })
+}
+
+/// The QEMU command line: the q35 machine with an emulated IOMMU, the scenario's devices,
+/// the firmware, the kernel and image, and the two serial ports written to files.
+fn qemu_command(spec: &BootSpec, console_path: &Path, result_path: &Path) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args([
@@ -95,54 +137,30 @@ pub fn boot(spec: &BootSpec) -> TaskResult<Boot> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    die_with_parent(&mut command);
-    let started = Instant::now();
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
-    let mut guard = Guard(child);
-    let mut timed_out = false;
-    let status = loop {
-        match guard.0.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(error) => return Err(format!("waiting for QEMU: {error}")),
+    command
+}
+
+/// QEMU's exit status, or `None` when it was still running `timeout` after `started` and
+/// was killed.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    started: Instant,
+    timeout: Duration,
+) -> TaskResult<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for QEMU")? {
+            return Ok(Some(status));
         }
-        if started.elapsed() >= spec.timeout {
-            timed_out = true;
-            let _ = guard.0.kill();
-            let _ = guard.0.wait();
-            break None;
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    let mut qemu_output = String::new();
-    if let Some(mut stderr) = guard.0.stderr.take() {
-        use std::io::Read;
-        let _ = stderr.read_to_string(&mut qemu_output);
     }
-    let mut console =
-        String::from_utf8_lossy(&fs::read(&console_path).unwrap_or_default()).replace('\r', "");
-    let result =
-        String::from_utf8_lossy(&fs::read(&result_path).unwrap_or_default()).replace('\r', "");
-    if let Some(status) = status {
-        if !status.success() {
-            console.push_str(&format!(
-                "\n[xtask] QEMU exited with {status}: {}",
-                qemu_output.trim()
-            ));
-        }
-    }
-    if timed_out {
-        console.push_str(&format!("\n[xtask] {}", timed_out_after(spec.timeout)));
-    }
-    drop(guard);
-    Ok(Boot {
-        console,
-        result,
-        elapsed,
-        timed_out,
-        console_path,
-    })
+}
+
+/// A serial log as text, carriage returns dropped; empty when it cannot be read.
+fn read_log(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).replace('\r', "")
 }

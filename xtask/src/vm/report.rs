@@ -138,86 +138,88 @@ pub fn parse(result: &str) -> Option<GuestState> {
         let line = line.trim_end();
         let mut words = line.splitn(2, ' ');
         let (kind, rest) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        match kind {
-            "fn" => {
-                let parts: Vec<&str> = rest.split(' ').collect();
-                if let [address, ids, driver, over, group] = parts[..] {
-                    state.functions.push(Function {
-                        address: address.to_string(),
-                        ids: ids.to_string(),
-                        driver: dash(driver),
-                        driver_override: dash(over),
-                        group: group.parse().ok(),
-                    });
-                } else {
-                    state.errors.push(format!("unreadable line: {line}"));
-                }
-            }
-            "group" => {
-                let parts: Vec<&str> = rest.split(' ').collect();
-                let number = parts.first().and_then(|n| n.parse().ok());
-                let status = match parts.get(1..) {
-                    Some(["viable"]) => Some(GroupStatus::Viable),
-                    Some(["not-viable"]) => Some(GroupStatus::NotViable),
-                    Some(other) if !other.is_empty() => Some(GroupStatus::Failed(other.join(" "))),
-                    _ => None,
-                };
-                match (number, status) {
-                    (Some(number), Some(status)) => {
-                        state.groups.insert(number, status);
-                    }
-                    _ => state.errors.push(format!("unreadable line: {line}")),
-                }
-            }
-            "kmsg" => {
-                let (level, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                state
-                    .kmsg
-                    .push((level.parse().unwrap_or(9), text.to_string()));
-            }
-            "unit" => match rest
-                .split_once(' ')
-                .and_then(|(unit, property)| Some((unit, property.split_once('=')?)))
-            {
-                Some((unit, (key, value))) => {
-                    state
-                        .units
-                        .entry(unit.to_string())
-                        .or_default()
-                        .insert(key.to_string(), value.to_string());
-                }
-                None => state.errors.push(format!("unreadable line: {line}")),
-            },
-            "bars" => match rest.split_once(' ') {
-                Some((address, outcome)) if !outcome.contains(' ') => {
-                    state.bars.insert(address.to_string(), outcome.to_string());
-                }
-                _ => state.errors.push(format!("unreadable line: {line}")),
-            },
-            "iomem" => state.iomem.push(rest.to_string()),
-            "fb" => match rest.split_once(' ') {
-                Some((fb, device)) => state
-                    .framebuffers
-                    .push((fb.to_string(), device.to_string())),
-                None => state.errors.push(format!("unreadable line: {line}")),
-            },
-            "vtcon" => {
-                let parts: Vec<&str> = rest.splitn(3, ' ').collect();
-                match parts[..] {
-                    [vtcon, bind, name] => {
-                        state
-                            .vtconsoles
-                            .push((vtcon.to_string(), bind == "1", name.to_string()))
-                    }
-                    _ => state.errors.push(format!("unreadable line: {line}")),
-                }
-            }
-            "uptime" => state.uptime = rest.parse().ok(),
-            "error" => state.errors.push(rest.to_string()),
-            _ => {}
+        if state.read_line(kind, rest).is_none() {
+            state.errors.push(format!("unreadable line: {line}"));
         }
     }
     Some(state)
+}
+
+impl GuestState {
+    /// Takes in one line of the result log, `kind rest`; `None` when `rest` is not what a
+    /// line of that kind holds. Kinds it does not know are skipped.
+    fn read_line(&mut self, kind: &str, rest: &str) -> Option<()> {
+        match kind {
+            "fn" => self.functions.push(parse_function(rest)?),
+            "group" => {
+                let (number, status) = parse_group(rest)?;
+                self.groups.insert(number, status);
+            }
+            "kmsg" => {
+                let (level, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                self.kmsg
+                    .push((level.parse().unwrap_or(9), text.to_string()));
+            }
+            "unit" => {
+                let (unit, property) = rest.split_once(' ')?;
+                let (key, value) = property.split_once('=')?;
+                self.units
+                    .entry(unit.to_string())
+                    .or_default()
+                    .insert(key.to_string(), value.to_string());
+            }
+            "bars" => {
+                let (address, outcome) = rest.split_once(' ')?;
+                if outcome.contains(' ') {
+                    return None;
+                }
+                self.bars.insert(address.to_string(), outcome.to_string());
+            }
+            "iomem" => self.iomem.push(rest.to_string()),
+            "fb" => {
+                let (fb, device) = rest.split_once(' ')?;
+                self.framebuffers.push((fb.to_string(), device.to_string()));
+            }
+            "vtcon" => {
+                let [vtcon, bind, name] = rest.splitn(3, ' ').collect::<Vec<_>>()[..] else {
+                    return None;
+                };
+                self.vtconsoles
+                    .push((vtcon.to_string(), bind == "1", name.to_string()));
+            }
+            "uptime" => self.uptime = rest.parse().ok(),
+            "error" => self.errors.push(rest.to_string()),
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+/// `fn ADDRESS IDS DRIVER OVERRIDE GROUP`, `-` for none.
+fn parse_function(rest: &str) -> Option<Function> {
+    let [address, ids, driver, over, group] = rest.split(' ').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    Some(Function {
+        address: address.to_string(),
+        ids: ids.to_string(),
+        driver: dash(driver),
+        driver_override: dash(over),
+        group: group.parse().ok(),
+    })
+}
+
+/// `group N viable`, `group N not-viable`, or `group N` and what failed.
+fn parse_group(rest: &str) -> Option<(u32, GroupStatus)> {
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let number = parts.first()?.parse().ok()?;
+    let status = match parts.get(1..)? {
+        ["viable"] => GroupStatus::Viable,
+        ["not-viable"] => GroupStatus::NotViable,
+        [] => return None,
+        other => GroupStatus::Failed(other.join(" ")),
+    };
+    Some((number, status))
 }
 
 /// The per-function table people read: address, IDs, driver, override, group, viability,

@@ -8,9 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{bail, Context};
+
 use super::host::run_captured;
 use super::scenario::BAKED_RULE;
-use crate::util::{project_root, TaskResult};
+use crate::util::{create_dir_all, project_root, TaskResult};
 
 pub struct Staged {
     /// The install task's staging root (VFIO_BIND_ROOT for the generators' build hooks).
@@ -31,16 +33,16 @@ pub fn stage(vm_dir: &Path, baked_rules: &str) -> TaskResult<Staged> {
     let deb = crate::packages::build_debian(&fresh(&vm_dir.join("debian"))?, &|command| {
         run_captured(command).map(drop)
     })
-    .map_err(|e| format!("cannot build the Debian package for the initramfs-tools images: {e}"))?;
+    .context("cannot build the Debian package for the initramfs-tools images")?;
     for root in [&stage, &stage_baked] {
         let unpacked = fresh(&debian_root(root))?;
         run_captured(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
     for root in [stage_baked.clone(), debian_root(&stage_baked)] {
         let conf = root.join("etc/cmdline.d");
-        fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        create_dir_all(&conf)?;
         fs::write(conf.join("vfio-bind.conf"), format!("{baked_rules}\n"))
-            .map_err(|e| format!("{}: {e}", conf.display()))?;
+            .with_context(|| format!("cannot write {}", conf.display()))?;
     }
     let reporter = build_reporter(vm_dir)?;
     Ok(Staged {
@@ -61,7 +63,7 @@ pub fn debian_root(stage: &Path) -> PathBuf {
 /// `dir`, emptied (created if missing).
 fn fresh(dir: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    create_dir_all(dir)?;
     Ok(dir.to_path_buf())
 }
 
@@ -73,9 +75,8 @@ pub fn default_baked_rules() -> &'static str {
 /// `cargo xtask install --destdir ROOT` (this very program), into a fresh directory.
 fn install_into(root: &Path) -> TaskResult {
     let _ = fs::remove_dir_all(root);
-    fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let xtask =
-        std::env::current_exe().map_err(|e| format!("cannot find the xtask binary: {e}"))?;
+    create_dir_all(root)?;
+    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     run_captured(
         Command::new(xtask)
             .arg("install")
@@ -83,18 +84,13 @@ fn install_into(root: &Path) -> TaskResult {
             .arg(root)
             .current_dir(project_root()),
     )
-    .map_err(|e| {
-        format!(
-            "`cargo xtask install --destdir {}` failed: {e}",
-            root.display()
-        )
-    })?;
+    .with_context(|| format!("`cargo xtask install --destdir {}` failed", root.display()))?;
     let binary = root.join("usr/bin/vfio-bind");
     if !binary.exists() {
-        return Err(format!(
+        bail!(
             "`cargo xtask install --destdir {}` did not install usr/bin/vfio-bind",
             root.display()
-        ));
+        );
     }
     Ok(())
 }
@@ -132,7 +128,7 @@ fn build_reporter(vm_dir: &Path) -> TaskResult<PathBuf> {
         let mut gnu = Command::new(&rustc);
         base(&mut gnu);
         gnu.args(["-C", "target-feature=+crt-static"]);
-        run_captured(&mut gnu).map_err(|e| format!("cannot build the VM test's reporter: {e}"))?;
+        run_captured(&mut gnu).context("cannot build the VM test's reporter")?;
     }
     Ok(out)
 }

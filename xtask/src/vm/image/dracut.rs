@@ -11,8 +11,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::{bail, Context};
+
 use super::{copy_tree, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 use crate::vm::host::{die_with_parent, run_captured};
 
 const HOST_DRACUT: &str = "/usr/lib/dracut";
@@ -26,24 +28,23 @@ fn base_dir(inputs: &Inputs) -> std::path::PathBuf {
 pub fn prepare_base(inputs: &Inputs) -> TaskResult {
     let base = base_dir(inputs);
     let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(inputs.work).map_err(|e| format!("{}: {e}", inputs.work.display()))?;
+    create_dir_all(inputs.work)?;
     copy_tree(Path::new(HOST_DRACUT), &base)?;
     let modules = base.join("modules.d");
     let project = inputs.stage.join(PROJECT_MODULE);
     if !project.join("module-setup.sh").exists() {
-        return Err(format!(
+        bail!(
             "the project's dracut module is not in the staging root ({} is missing)",
             project.join("module-setup.sh").display()
-        ));
+        );
     }
     copy_tree(&project, &modules.join("90vfio-bind"))?;
     let test = modules.join("99vfio-test");
     copy_tree(&inputs.guest.join("dracut/99vfio-test"), &test)?;
     super::install_file(&test, inputs.reporter, "vfio-test-report", 0o755)?;
-    fs::create_dir_all(inputs.work.join("dracut.conf.d"))
-        .map_err(|e| format!("{}: {e}", inputs.work.display()))?;
+    create_dir_all(&inputs.work.join("dracut.conf.d"))?;
     fs::write(inputs.work.join("dracut.conf"), "")
-        .map_err(|e| format!("{}: {e}", inputs.work.display()))
+        .with_context(|| format!("cannot write {}", inputs.work.display()))
 }
 
 /// Builds an image. `project_module`: include the project's dracut module (false for the
@@ -65,16 +66,19 @@ pub fn build(
         modules.push("vfio-bind");
     }
     modules.push("vfio-test");
-    let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // The generator's scratch space, removed when the build ends, however it ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
     // dracut writes force_drivers into the image's /etc/cmdline.d as rd.driver.pre=, which
     // in systemd mode dracut-pre-udev.service loads (dracut.sh, dracut-pre-udev.sh).
     let confdir = if systemd && overlay.is_none() {
         let confdir = dir.join("dracut.conf.d");
-        fs::create_dir_all(&confdir).map_err(|e| format!("{}: {e}", confdir.display()))?;
+        create_dir_all(&confdir)?;
         let conf = confdir.join("50-force-gpu-driver.conf");
         fs::write(&conf, format!("force_drivers+=\" {EARLY_DRIVER} \"\n"))
-            .map_err(|e| format!("{}: {e}", conf.display()))?;
+            .with_context(|| format!("cannot create {}", conf.display()))?;
         confdir
     } else {
         inputs.work.join("dracut.conf.d")
@@ -88,7 +92,7 @@ pub fn build(
         .arg("--confdir")
         .arg(&confdir)
         .arg("--tmpdir")
-        .arg(&tmp)
+        .arg(tmp.path())
         .args([
             "--no-hostonly",
             "--no-hostonly-cmdline",
@@ -115,6 +119,5 @@ pub fn build(
     die_with_parent(&mut command);
     let log = run_captured(&mut command)?;
     let _ = fs::write(dir.join("build.log"), &log);
-    let _ = fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -15,8 +15,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::{bail, Context};
+
 use super::{copy_tree, install_file, Inputs, DISPLAY_DRIVERS, EARLY_DRIVER};
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 use crate::vm::host::{die_with_parent, is_root, run_captured};
 
 const PROJECT_DIR: &str = "usr/share/initramfs-tools";
@@ -24,70 +26,29 @@ const PROJECT_DIR: &str = "usr/share/initramfs-tools";
 pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let debian = crate::vm::stage::debian_root(stage);
     if !debian.join("usr/bin/vfio-bind").is_file() {
-        return Err(format!(
+        bail!(
             "the Debian package is not unpacked in {} (the staging step does that)",
             debian.display()
-        ));
+        );
     }
     let stage = debian.as_path();
     if !is_root() {
-        return Err("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)".into());
+        bail!("the initramfs-tools image needs root (mkinitramfs reads /lib/modules and /boot; the xtask lays the unpacked kernel over them in a private mount namespace)");
     }
     let conf = dir.join("conf");
-    for sub in [
-        "conf.d",
-        "hooks",
-        "scripts/init-top",
-        "scripts/init-premount",
-    ] {
-        fs::create_dir_all(conf.join(sub)).map_err(|e| format!("{}: {e}", conf.display()))?;
-    }
-    // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
-    // modules file is also what /init loads right after init-top: the early GPU driver.
-    // The test's hook adds the other drivers of the emulated cards, for udev to load.
-    fs::write(
-        conf.join("initramfs.conf"),
-        "MODULES=list\nBUSYBOX=auto\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\nFSTYPE=auto\nRUNSIZE=10%\n",
-    )
-    .map_err(|e| format!("{}: {e}", conf.display()))?;
-    fs::write(conf.join("modules"), format!("{EARLY_DRIVER}\n"))
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
-    // Whatever the install step put where initramfs-tools looks (hooks/, scripts/*/), under
-    // the names it chose: mkinitramfs reads CONFDIR/hooks and CONFDIR/scripts the same way.
-    let project = stage.join(PROJECT_DIR);
-    let hooks = list_files(&project.join("hooks"));
-    let init_top = list_files(&project.join("scripts/init-top"));
-    if hooks.is_empty() || init_top.is_empty() {
-        return Err(format!(
-            "the project's initramfs-tools files are not in the staging root (expected a build hook in {}/hooks and an init-top script in {}/scripts/init-top)",
-            project.display(),
-            project.display()
-        ));
-    }
-    copy_tree(&project.join("hooks"), &conf.join("hooks"))?;
-    copy_tree(&project.join("scripts"), &conf.join("scripts"))?;
-    let guest = inputs.guest.join("initramfs-tools");
-    install_file(
-        &conf,
-        &guest.join("hooks/vfio-test"),
-        "hooks/vfio-test",
-        0o755,
-    )?;
-    install_file(
-        &conf,
-        &guest.join("scripts/init-premount/vfio-test"),
-        "scripts/init-premount/vfio-test",
-        0o755,
-    )?;
+    write_conf(inputs, stage, &conf)?;
 
-    let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // The generator's scratch space, removed when the build ends, however it ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
     let mut command = Command::new("mkinitramfs");
     command
         .env("VFIO_BIND_ROOT", stage)
         .env("VFIO_TEST_REPORTER", inputs.reporter)
         .env("VFIO_TEST_DRIVERS", DISPLAY_DRIVERS.join(" "))
-        .env("TMPDIR", &tmp)
+        .env("TMPDIR", tmp.path())
         .arg("-d")
         .arg(&conf)
         .arg("-o")
@@ -97,36 +58,69 @@ pub fn build(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResul
     die_with_parent(&mut command);
     let log = run_captured(&mut command)?;
     let _ = fs::write(dir.join("build.log"), &log);
-    let _ = fs::remove_dir_all(&tmp);
     Ok(())
 }
 
-fn cstring(text: &[u8]) -> TaskResult<CString> {
-    CString::new(text).map_err(|_| "a path contains a NUL byte".to_string())
+/// mkinitramfs's configuration directory: initramfs.conf and modules, the project's
+/// hooks and scripts as the install step laid them out, and the test's hook and script.
+fn write_conf(inputs: &Inputs, stage: &Path, conf: &Path) -> TaskResult {
+    for sub in [
+        "conf.d",
+        "hooks",
+        "scripts/init-top",
+        "scripts/init-premount",
+    ] {
+        create_dir_all(&conf.join(sub))?;
+    }
+    // MODULES=list: only what `modules` and the hooks name, like a host-only image. The
+    // modules file is also what /init loads right after init-top: the early GPU driver.
+    // The test's hook adds the other drivers of the emulated cards, for udev to load.
+    fs::write(
+        conf.join("initramfs.conf"),
+        "MODULES=list\nBUSYBOX=auto\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\nFSTYPE=auto\nRUNSIZE=10%\n",
+    )
+    .with_context(|| format!("cannot write {}", conf.display()))?;
+    fs::write(conf.join("modules"), format!("{EARLY_DRIVER}\n"))
+        .with_context(|| format!("cannot write {}", conf.display()))?;
+    // Whatever the install step put where initramfs-tools looks (hooks/, scripts/*/), under
+    // the names it chose: mkinitramfs reads CONFDIR/hooks and CONFDIR/scripts the same way.
+    let project = stage.join(PROJECT_DIR);
+    let hooks = list_files(&project.join("hooks"));
+    let init_top = list_files(&project.join("scripts/init-top"));
+    if hooks.is_empty() || init_top.is_empty() {
+        bail!(
+            "the project's initramfs-tools files are not in the staging root (expected a build hook in {}/hooks and an init-top script in {}/scripts/init-top)",
+            project.display(),
+            project.display()
+        );
+    }
+    copy_tree(&project.join("hooks"), &conf.join("hooks"))?;
+    copy_tree(&project.join("scripts"), &conf.join("scripts"))?;
+    let guest = inputs.guest.join("initramfs-tools");
+    install_file(
+        conf,
+        &guest.join("hooks/vfio-test"),
+        "hooks/vfio-test",
+        0o755,
+    )?;
+    install_file(
+        conf,
+        &guest.join("scripts/init-premount/vfio-test"),
+        "scripts/init-premount/vfio-test",
+        0o755,
+    )?;
+    Ok(())
 }
 
 /// Runs `command` in a private mount namespace with `kernel_root/lib` over /usr/lib and
 /// `kernel_root/boot` over /boot.
 fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult {
-    extern "C" {
-        fn unshare(flags: i32) -> i32;
-        fn mount(
-            source: *const libc_char,
-            target: *const libc_char,
-            fstype: *const libc_char,
-            flags: u64,
-            data: *const libc_char,
-        ) -> i32;
-    }
-    #[allow(non_camel_case_types)]
-    type libc_char = std::os::raw::c_char;
-    const CLONE_NEWNS: i32 = 0x0002_0000;
-    const MS_RDONLY: u64 = 1;
-    const MS_REC: u64 = 16384;
-    const MS_PRIVATE: u64 = 1 << 18;
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    use std::ffi::CStr;
 
     if !Path::new("/boot").is_dir() {
-        fs::create_dir("/boot").map_err(|e| format!("/boot: {e}"))?;
+        fs::create_dir("/boot").context("cannot create /boot")?;
     }
     let lib = kernel_root.join("lib");
     let boot = kernel_root.join("boot");
@@ -134,52 +128,43 @@ fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult 
         if path.as_os_str().as_bytes().contains(&b':')
             || path.as_os_str().as_bytes().contains(&b',')
         {
-            return Err(format!(
+            bail!(
                 "{}: overlayfs cannot take ':' or ',' in a path",
                 path.display()
-            ));
+            );
         }
     }
-    let none = cstring(b"none")?;
-    let root = cstring(b"/")?;
-    let overlay = cstring(b"overlay")?;
-    let usr_lib = cstring(b"/usr/lib")?;
-    let boot_target = cstring(b"/boot")?;
-    let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()).as_bytes())?;
-    let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()).as_bytes())?;
+    // Every string is made before the fork: between fork and exec nothing may allocate.
+    let cstring = |text: String| CString::new(text).context("a path contains a NUL byte");
+    let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()))?;
+    let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()))?;
+    const NONE: Option<&CStr> = None;
     // SAFETY of the closure: between fork and exec it only makes system calls with
-    // pointers to strings allocated before the fork.
+    // strings allocated before the fork.
     unsafe {
         command.pre_exec(move || {
-            let check = |result: i32| {
-                if result == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            check(unshare(CLONE_NEWNS))?;
-            check(mount(
-                none.as_ptr(),
-                root.as_ptr(),
-                std::ptr::null(),
-                MS_REC | MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(mount(
-                overlay.as_ptr(),
-                usr_lib.as_ptr(),
-                overlay.as_ptr(),
-                MS_RDONLY,
-                lib_options.as_ptr(),
-            ))?;
-            check(mount(
-                overlay.as_ptr(),
-                boot_target.as_ptr(),
-                overlay.as_ptr(),
-                MS_RDONLY,
-                boot_options.as_ptr(),
-            ))?;
+            unshare(CloneFlags::CLONE_NEWNS)?;
+            mount(
+                Some(c"none"),
+                c"/",
+                NONE,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                NONE,
+            )?;
+            mount(
+                Some(c"overlay"),
+                c"/usr/lib",
+                Some(c"overlay"),
+                MsFlags::MS_RDONLY,
+                Some(lib_options.as_c_str()),
+            )?;
+            mount(
+                Some(c"overlay"),
+                c"/boot",
+                Some(c"overlay"),
+                MsFlags::MS_RDONLY,
+                Some(boot_options.as_c_str()),
+            )?;
             Ok(())
         });
     }

@@ -19,13 +19,15 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{anyhow, bail, Context};
+
 use super::{
     install_binary, install_file, install_modules, install_symlink, module_files, Inputs,
     DISPLAY_DRIVERS, EARLY_DRIVER,
 };
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, find_program, TaskResult};
 use crate::vm::cpio;
-use crate::vm::host::{find_program, run_captured};
+use crate::vm::host::run_captured;
 
 const INSTALL_HOOK: &str = "usr/lib/initcpio/install/vfio-bind";
 const HOOKS_DIR: &str = "usr/lib/initcpio/hooks";
@@ -61,13 +63,13 @@ fn record_build(
 ) -> TaskResult<Vec<Call>> {
     let hook = stage.join(INSTALL_HOOK);
     if !hook.exists() {
-        return Err(format!(
+        bail!(
             "the project's mkinitcpio install hook {} is not in the staging root",
             hook.display()
-        ));
+        );
     }
     let records = dir.join("build-calls");
-    fs::write(&records, b"").map_err(|e| format!("{}: {e}", records.display()))?;
+    fs::write(&records, b"").with_context(|| format!("cannot write {}", records.display()))?;
     let log = run_captured(
         Command::new("bash")
             .arg(inputs.guest.join("mkinitcpio/build-driver.bash"))
@@ -80,9 +82,9 @@ fn record_build(
             .env("VFIO_TEST_NULLGLOB", if nullglob { "1" } else { "0" })
             .env("VFIO_TEST_HOOKS", hooks),
     )
-    .map_err(|e| format!("the mkinitcpio install hook's build() failed: {e}"))?;
+    .context("the mkinitcpio install hook's build() failed")?;
     let _ = fs::write(dir.join("build.log"), &log);
-    let text = fs::read(&records).map_err(|e| format!("{}: {e}", records.display()))?;
+    let text = fs::read(&records).with_context(|| format!("cannot read {}", records.display()))?;
     Ok(parse_calls(&text))
 }
 
@@ -121,7 +123,8 @@ fn run_functions(script: &str) -> Vec<String> {
 
 fn add_runscript(root: &Path, name: &str, script: &Path, built: &mut Built) -> TaskResult {
     install_file(root, script, &format!("/hooks/{name}"), 0o755)?;
-    let text = fs::read_to_string(script).map_err(|e| format!("{}: {e}", script.display()))?;
+    let text =
+        fs::read_to_string(script).with_context(|| format!("cannot read {}", script.display()))?;
     built.runscripts.push(Runscript {
         name: name.to_string(),
         functions: run_functions(&text),
@@ -133,7 +136,7 @@ fn add_runscript(root: &Path, name: &str, script: &Path, built: &mut Built) -> T
 fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
     for call in calls {
         let arg = |index: usize| call.args.get(index).map(String::as_str);
-        let missing = || format!("{}: missing argument", call.function);
+        let missing = || anyhow!("{}: missing argument", call.function);
         match call.function.as_str() {
             "module" => built.modules.push(arg(0).ok_or_else(missing)?.to_string()),
             "binary" => {
@@ -141,7 +144,8 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 let path = if source.contains('/') {
                     PathBuf::from(source)
                 } else {
-                    find_program(source).ok_or_else(|| format!("add_binary: {source} not found"))?
+                    find_program(source)
+                        .with_context(|| format!("add_binary: {source} not found"))?
                 };
                 let dest = arg(1).unwrap_or(source);
                 install_binary(root, &path, dest)?;
@@ -152,25 +156,27 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 let dest = arg(1).filter(|d| !d.is_empty()).unwrap_or(source);
                 let mode = match arg(2) {
                     Some(mode) => u32::from_str_radix(mode, 8)
-                        .map_err(|_| format!("add_file: bad mode {mode}"))?,
-                    None => fs::metadata(source)
-                        .map_err(|e| format!("add_file: {source}: {e}"))?
-                        .permissions()
-                        .mode()
-                        & 0o7777,
+                        .with_context(|| format!("add_file: bad mode {mode}"))?,
+                    None => {
+                        fs::metadata(source)
+                            .with_context(|| format!("add_file: {source}"))?
+                            .permissions()
+                            .mode()
+                            & 0o7777
+                    }
                 };
                 install_file(root, Path::new(source), dest, mode)?;
             }
             "dir" => {
                 let path = super::in_root(root, arg(0).ok_or_else(missing)?);
-                fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                create_dir_all(&path)?;
             }
             "symlink" => {
                 let link = arg(0).ok_or_else(missing)?;
                 let target = match arg(1) {
                     Some(target) => target.to_string(),
                     None => fs::canonicalize(link)
-                        .map_err(|e| format!("add_symlink {link}: {e}"))?
+                        .with_context(|| format!("add_symlink {link}"))?
                         .to_string_lossy()
                         .into_owned(),
                 };
@@ -182,9 +188,9 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 add_runscript(root, name, Path::new(script), built)?;
             }
             other => {
-                return Err(format!(
+                bail!(
                     "the install hook called add_{other}, which the VM test's mkinitcpio stand-in does not carry out"
-                ))
+                )
             }
         }
     }
@@ -207,7 +213,7 @@ fn layout(root: &Path) -> TaskResult {
         "usr/local/bin",
         "hooks",
     ] {
-        fs::create_dir_all(root.join(dir)).map_err(|e| format!("{}: {e}", root.display()))?;
+        create_dir_all(&root.join(dir))?;
     }
     for (link, target) in [
         ("bin", "usr/bin"),
@@ -224,18 +230,18 @@ fn layout(root: &Path) -> TaskResult {
         root.join("etc/initrd-release"),
         "NAME=vfio-bind VM test (mkinitcpio order)\n",
     )
-    .map_err(|e| format!("{}: {e}", root.display()))
+    .with_context(|| format!("cannot write {}", root.display()))
 }
 
 /// What mkinitcpio's `base` hook adds: busybox with every applet, kmod's tools, /init.
 fn base(inputs: &Inputs, root: &Path) -> TaskResult {
     let busybox = find_program("busybox")
-        .ok_or("busybox is not installed (apt-get install busybox-static)")?;
+        .context("busybox is not installed (apt-get install busybox-static)")?;
     if !super::libraries_of(&busybox)?.is_empty() {
-        return Err(format!(
+        bail!(
             "{} is not static; install busybox-static",
             busybox.display()
-        ));
+        );
     }
     install_file(root, &busybox, "/usr/bin/busybox", 0o755)?;
     let list = run_captured(Command::new(&busybox).arg("--list"))?;
@@ -246,7 +252,7 @@ fn base(inputs: &Inputs, root: &Path) -> TaskResult {
     {
         install_symlink(root, &format!("/usr/bin/{applet}"), "busybox")?;
     }
-    let kmod = find_program("kmod").ok_or("kmod is not installed (apt-get install kmod)")?;
+    let kmod = find_program("kmod").context("kmod is not installed (apt-get install kmod)")?;
     install_binary(root, &kmod, "/usr/bin/kmod")?;
     for tool in ["depmod", "insmod", "rmmod", "lsmod", "modprobe", "modinfo"] {
         install_symlink(root, &format!("/usr/bin/{tool}"), "kmod")?;
@@ -264,7 +270,7 @@ fn base(inputs: &Inputs, root: &Path) -> TaskResult {
 /// What mkinitcpio's `udev` hook adds: udevd, udevadm, the rules that load drivers.
 fn udev(inputs: &Inputs, root: &Path, built: &mut Built) -> TaskResult {
     let udevadm =
-        find_program("udevadm").ok_or("udevadm is not installed (apt-get install udev)")?;
+        find_program("udevadm").context("udevadm is not installed (apt-get install udev)")?;
     install_binary(root, &udevadm, "/usr/bin/udevadm")?;
     // systemd-udevd is udevadm under another name on Debian; the name picks the role.
     install_binary(root, &udevadm, "/usr/lib/systemd/systemd-udevd")?;
@@ -366,36 +372,40 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     modules.extend(built.modules.iter().cloned());
     install_modules(inputs.kernel, &root, &modules)?;
     fs::write(root.join("config"), config(&built, &hooks, &[EARLY_DRIVER]))
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+        .with_context(|| format!("cannot write {}", root.display()))?;
 
-    let file = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let file = fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut writer = cpio::Writer::new(BufWriter::new(file));
-    let io = |e: std::io::Error| format!("{}: {e}", out.display());
-    writer.tree(&root).map_err(io)?;
-    writer.char_device("dev/console", 0o600, 5, 1).map_err(io)?;
-    writer.char_device("dev/null", 0o666, 1, 3).map_err(io)?;
-    writer.finish().map_err(io)?;
+    let io = || format!("cannot write {}", out.display());
+    writer.tree(&root).with_context(io)?;
+    writer
+        .char_device("dev/console", 0o600, 5, 1)
+        .with_context(io)?;
+    writer
+        .char_device("dev/null", 0o666, 1, 3)
+        .with_context(io)?;
+    writer.finish().with_context(io)?;
     Ok(())
 }
 
 pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let overlay = dir.join("overlay");
-    fs::create_dir_all(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
+    create_dir_all(&overlay)?;
     let mut built = Built::default();
     // What archinstall writes: `base` too, so the image also gets the runtime hook.
     let calls = record_build(inputs, stage, dir, &overlay, true, "base systemd vfio-bind")?;
     carry_out(&calls, &overlay, &mut built)?;
     if !built.runscripts.iter().any(|r| r.name == "vfio-bind") {
-        return Err("the mkinitcpio install hook added no runtime script".into());
+        bail!("the mkinitcpio install hook added no runtime script");
     }
     // mkinitcpio's systemd hook turns MODULES=(...) into this file.
     let modules_load = overlay.join("etc/modules-load.d");
-    fs::create_dir_all(&modules_load).map_err(|e| format!("{}: {e}", modules_load.display()))?;
+    create_dir_all(&modules_load)?;
     fs::write(
         modules_load.join("MODULES.conf"),
         format!("{EARLY_DRIVER}\n"),
     )
-    .map_err(|e| format!("{}: {e}", modules_load.display()))?;
+    .with_context(|| format!("cannot write {}", modules_load.display()))?;
     let mut drivers = Vec::new();
     for module in &built.modules {
         let (name, optional) = match module.strip_suffix('?') {
@@ -405,7 +415,7 @@ pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
         match module_files(inputs.kernel, name)? {
             Some(_) => drivers.push(name.to_string()),
             None if optional => {}
-            None => return Err(format!("add_module {name}: no such module")),
+            None => bail!("add_module {name}: no such module"),
         }
     }
     super::dracut::build(inputs, stage, dir, out, true, Some((&overlay, &drivers)))

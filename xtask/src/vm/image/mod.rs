@@ -10,9 +10,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{bail, Context};
+
 use super::host::run_captured;
 use super::kernel::Kernel;
-use crate::util::TaskResult;
+use crate::util::{create_dir_all, TaskResult};
 
 /// Which generator builds the image, in which init flavour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -148,7 +150,7 @@ pub fn prepare(inputs: &Inputs, specs: &[ImageSpec]) -> TaskResult {
 pub fn build(inputs: &Inputs, spec: ImageSpec) -> TaskResult<PathBuf> {
     let dir = inputs.work.join(spec.to_string());
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    create_dir_all(&dir)?;
     let out = dir.join("initrd.img");
     let stage = inputs.stage_for(spec);
     match spec.generator {
@@ -159,7 +161,7 @@ pub fn build(inputs: &Inputs, spec: ImageSpec) -> TaskResult<PathBuf> {
         Generator::InitramfsTools => initramfs_tools::build(inputs, stage, &dir, &out)?,
     }
     if !out.exists() {
-        return Err(format!("{spec}: the generator produced no image"));
+        bail!("{spec}: the generator produced no image");
     }
     Ok(out)
 }
@@ -179,31 +181,29 @@ pub fn install_file(root: &Path, source: &Path, dest: &str, mode: u32) -> TaskRe
     use std::os::unix::fs::PermissionsExt;
     let target = in_root(root, dest);
     if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        create_dir_all(parent)?;
     }
     let _ = fs::remove_file(&target);
     fs::copy(source, &target)
-        .map_err(|e| format!("copy {} -> {}: {e}", source.display(), target.display()))?;
+        .with_context(|| format!("copy {} -> {}", source.display(), target.display()))?;
     fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", target.display()))
+        .with_context(|| format!("cannot set the mode of {}", target.display()))
 }
 
 /// Makes `link` inside `root` point at `target` (replacing what was there).
 pub fn install_symlink(root: &Path, link: &str, target: &str) -> TaskResult {
     let path = in_root(root, link);
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        create_dir_all(parent)?;
     }
     let _ = fs::remove_file(&path);
-    std::os::unix::fs::symlink(target, &path).map_err(|e| format!("{}: {e}", path.display()))
+    std::os::unix::fs::symlink(target, &path)
+        .with_context(|| format!("cannot link {}", path.display()))
 }
 
 /// The shared libraries a dynamic binary needs, from ldd (none for a static one).
 pub fn libraries_of(binary: &Path) -> TaskResult<Vec<PathBuf>> {
-    let output = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .map_err(|e| format!("ldd: {e}"))?;
+    let output = Command::new("ldd").arg(binary).output().context("ldd")?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut libraries = Vec::new();
     for line in text.lines() {
@@ -246,7 +246,7 @@ pub fn module_files(kernel: &Kernel, name: &str) -> TaskResult<Option<Vec<PathBu
         .arg("--show-depends")
         .arg(name)
         .output()
-        .map_err(|e| format!("modprobe: {e}"))?;
+        .context("modprobe")?;
     if !output.status.success() {
         return Ok(None);
     }
@@ -259,7 +259,7 @@ pub fn module_files(kernel: &Kernel, name: &str) -> TaskResult<Option<Vec<PathBu
         let path = PathBuf::from(path.split_whitespace().next().unwrap_or(""));
         let relative = path
             .strip_prefix(&modules_dir)
-            .map_err(|_| {
+            .with_context(|| {
                 format!(
                     "modprobe gave {} outside {}",
                     path.display(),
@@ -278,7 +278,7 @@ pub fn module_files(kernel: &Kernel, name: &str) -> TaskResult<Option<Vec<PathBu
 /// there. `names` ending in `?` are optional, as in mkinitcpio's add_module.
 pub fn install_modules(kernel: &Kernel, root: &Path, names: &[String]) -> TaskResult {
     let dest_dir = root.join("usr/lib/modules").join(&kernel.release);
-    fs::create_dir_all(&dest_dir).map_err(|e| format!("{}: {e}", dest_dir.display()))?;
+    create_dir_all(&dest_dir)?;
     let source_dir = kernel.modules_dir();
     for name in names {
         let (name, optional) = match name.strip_suffix('?') {
@@ -290,15 +290,14 @@ pub fn install_modules(kernel: &Kernel, root: &Path, names: &[String]) -> TaskRe
                 for file in files {
                     let target = dest_dir.join(&file);
                     if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent)
-                            .map_err(|e| format!("{}: {e}", parent.display()))?;
+                        create_dir_all(parent)?;
                     }
                     fs::copy(source_dir.join(&file), &target)
-                        .map_err(|e| format!("{}: {e}", target.display()))?;
+                        .with_context(|| format!("cannot copy {}", target.display()))?;
                 }
             }
             None if optional => {}
-            None => return Err(format!("module {name} not found for {}", kernel.release)),
+            None => bail!("module {name} not found for {}", kernel.release),
         }
     }
     for index in [
@@ -309,7 +308,7 @@ pub fn install_modules(kernel: &Kernel, root: &Path, names: &[String]) -> TaskRe
         let source = source_dir.join(index);
         if source.exists() {
             fs::copy(&source, dest_dir.join(index))
-                .map_err(|e| format!("{}: {e}", source.display()))?;
+                .with_context(|| format!("cannot copy {}", source.display()))?;
         }
     }
     run_captured(
