@@ -557,14 +557,11 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     Ok(())
 }
 
-/// vm-run's kernel command line: the cards' words for ati-vga and UEFI, then the user's.
+/// vm-run's kernel command line: the cards' words for ati-vga, then the user's.
 fn vm_run_command_line(args: &VmRunArgs, generator: Generator, devices: &[String]) -> String {
     let mut extra = Vec::new();
     if devices.iter().any(|d| d.starts_with("ati-vga")) {
         extra.push(scenario::ATI_VGA_APPEND);
-    }
-    if args.uefi {
-        extra.push(scenario::UEFI_APPEND);
     }
     extra.push(&args.append);
     scenario::kernel_command_line(!args.no_iommu, generator, &extra)
@@ -648,13 +645,13 @@ mod tests {
         ];
         assert_eq!(
             vm_run_command_line(&args(true, false), Generator::Mkinitcpio, &ati),
-            "console=ttyS0 panic=-1 intel_iommu=on drm_kms_helper.fbdev_emulation=0 no_timer_check vfio.bind=1002:5159@00:07 quiet"
+            "console=ttyS0 panic=-1 no_timer_check intel_iommu=on drm_kms_helper.fbdev_emulation=0 vfio.bind=1002:5159@00:07 quiet"
         );
         let line = vm_run_command_line(&args(false, true), Generator::Dracut, &[]);
         assert_eq!(
             line,
             format!(
-                "console=ttyS0 panic=-1 intel_iommu=off {} vfio.bind=1002:5159@00:07 quiet",
+                "console=ttyS0 panic=-1 no_timer_check intel_iommu=off {} vfio.bind=1002:5159@00:07 quiet",
                 Generator::Dracut.append()
             )
         );
@@ -668,7 +665,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             run.command_line,
-            "console=ttyS0 panic=-1 intel_iommu=off vfio.bind=1234:1111@00:05"
+            "console=ttyS0 panic=-1 no_timer_check intel_iommu=off vfio.bind=1234:1111@00:05"
         );
     }
 }

@@ -73,16 +73,15 @@ impl Cards {
     }
 
     /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
-    ///
-    /// The UEFI boots skip the kernel's check of the timer interrupt through the remapped
-    /// IO-APIC (`no_timer_check`): under emulation on a loaded host it times out and panics
-    /// ("timer doesn't work through Interrupt-remapped IO-APIC"), seen on these slower boots.
     pub fn append(self) -> &'static str {
         match self {
-            Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => "",
             Cards::Seed003 => ATI_VGA_APPEND,
-            Cards::Twins => "",
-            Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => UEFI_APPEND,
+            Cards::Twins
+            | Cards::RootPortTwins
+            | Cards::RootPortTwinsUsbFirst
+            | Cards::UefiTwins
+            | Cards::UefiSingle
+            | Cards::UefiVga => "",
         }
     }
 
@@ -101,8 +100,11 @@ impl Cards {
 /// [`Cards::append`].
 pub const ATI_VGA_APPEND: &str = "drm_kms_helper.fbdev_emulation=0";
 
-/// Kernel command-line words of every UEFI boot (vm-run --uefi too): see [`Cards::append`].
-pub const UEFI_APPEND: &str = "no_timer_check";
+/// Kernel command-line words of every boot (vm-run's too). `no_timer_check` skips the
+/// kernel's check of the timer interrupt through the remapped IO-APIC: under emulation on a
+/// loaded host it times out and panics ("timer doesn't work through Interrupt-remapped
+/// IO-APIC") before any initramfs runs; seen on SeaBIOS and UEFI boots alike.
+const EVERY_BOOT: [&str; 3] = ["console=ttyS0", "panic=-1", "no_timer_check"];
 
 /// Where a function must end up.
 #[derive(Clone, Copy, Debug)]
@@ -420,7 +422,7 @@ pub fn command_line(scenario: &Scenario, generator: Generator) -> String {
 /// reboot on panic, the IOMMU on or off, the words the image needs, then `extra` (the
 /// cards' words, then the rules).
 pub fn kernel_command_line(iommu: bool, generator: Generator, extra: &[&str]) -> String {
-    let mut words = vec!["console=ttyS0", "panic=-1"];
+    let mut words = EVERY_BOOT.to_vec();
     words.push(if iommu {
         "intel_iommu=on"
     } else {
@@ -1029,7 +1031,7 @@ mod tests {
     #[test]
     fn command_lines_carry_iommu_generator_and_rule() {
         let line = command_line(&SCENARIOS[0], Generator::Dracut);
-        assert!(line.starts_with("console=ttyS0 panic=-1 intel_iommu=on "));
+        assert!(line.starts_with("console=ttyS0 panic=-1 no_timer_check intel_iommu=on "));
         assert!(line.contains("rd.driver.pre=bochs"));
         assert!(line.ends_with("vfio.bind=1234:1111@00:05"));
         assert!(command_line(&SCENARIOS[5], Generator::Mkinitcpio).contains("intel_iommu=off"));
