@@ -27,11 +27,13 @@ use nix::errno::Errno;
 
 use crate::address::PciAddress;
 use crate::cmdline::MAX_RULES;
+use crate::exit::{EXIT_FAILED, EXIT_OK};
+use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::kmsg;
 use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
 use crate::sources::Gathered;
-use crate::sysfs::{Attribute, DriverName, Function, Sysfs, VFIO_PCI};
+use crate::sysfs::{Attribute, Sysfs};
 
 /// The kernel side of apply: writes to sysfs and module loading. Tests put a simulated
 /// kernel here; [`RunningKernel`] is the real one.
@@ -109,11 +111,6 @@ impl core::fmt::Display for ModuleError {
         }
     }
 }
-
-/// Exit status: every rule applied.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: some rule was malformed, did not match, or did not bind.
-pub const EXIT_FAILED: u8 = 1;
 
 /// Why a rule did not apply: what went wrong with the first of its functions that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,11 +20,10 @@ use heapless::Vec;
 use log::{error, info, warn};
 
 use crate::apply::Kernel;
+use crate::function::{Function, VFIO_PCI};
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
 use crate::plan::Plan;
-use crate::sysfs::{
-    Attribute, DeviceName, FramebufferDriver, Function, Sysfs, MAX_VTCONSOLES, VFIO_PCI,
-};
+use crate::sysfs::{Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_VTCONSOLES};
 
 /// The largest iomem tree read. A desktop's is 3 to 10 KiB, a big server's a few tens.
 pub const IOMEM_CAPACITY: usize = 128 * 1024;

@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 
 use crate::address::PciAddress;
 use crate::doctor::{self, Finding, InterruptRemapping, ResetMethod, Severity, UnifiedImage};
+use crate::function::Function;
 use crate::image::{self, Compression};
-use crate::sysfs::{for_each_entry, read_attribute, Function, Sysfs};
+use crate::sysfs::{for_each_entry, read_attribute, Sysfs};
 
 /// systemd's vendor GUID for the boot loader and stub EFI variables.
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";

@@ -11,8 +11,8 @@ use heapless::Vec;
 
 use crate::address::{Location, PciAddress, PciIds};
 use crate::cmdline::MAX_RULES;
+use crate::function::Function;
 use crate::rule::Rule;
-use crate::sysfs::Function;
 
 /// How many functions one run can hand to vfio-pci (8 cards of 8 functions).
 pub const MAX_TARGETS: usize = 64;
@@ -352,7 +352,7 @@ impl fmt::Display for IdsList<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysfs::DriverName;
+    use crate::function::DriverName;
 
     fn function(address: &str, ids: &str, class: u32, group: u32) -> Function {
         Function {

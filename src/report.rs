@@ -5,15 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use crate::address::{Address, Location, PciIds, PciPath};
-use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
+use crate::apply::scan;
 use crate::doctor::{Finding, Severity};
+use crate::exit::{EXIT_FAILED, EXIT_OK};
+use crate::function::{Function, VFIO_PCI};
 use crate::host::Host;
 use crate::json;
 use crate::pciids::PciNames;
 use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
 use crate::sources::Gathered;
-use crate::sysfs::{Function, Sysfs, VFIO_PCI};
+use crate::sysfs::Sysfs;
 use crate::topology::path_of;
 
 /// Every function, sorted by address. An unreadable device list reads as empty.

@@ -16,59 +16,15 @@ use nix::sys::stat::Mode;
 use nix::NixPath;
 
 use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds};
+use crate::function::{DriverName, Function, DRIVER_NAME_CAPACITY};
 
 /// Longest path built under the root (the root itself included).
 pub const PATH_CAPACITY: usize = 512;
 /// Longest sysfs root accepted, leaving room for the attribute paths below it.
 pub const ROOT_CAPACITY: usize = 384;
-/// Longest driver name kept; kernel driver names are far shorter.
-pub const DRIVER_NAME_CAPACITY: usize = 48;
 
+/// A path under the root, in a fixed buffer.
 pub type PathBuffer = String<PATH_CAPACITY>;
-pub type DriverName = String<DRIVER_NAME_CAPACITY>;
-
-/// The driver every rule hands functions to.
-pub const VFIO_PCI: &str = "vfio-pci";
-
-/// One PCI function as sysfs shows it at the moment it was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Function {
-    pub address: PciAddress,
-    /// `None` when `vendor` or `device` could not be read.
-    pub ids: Option<PciIds>,
-    /// `subsystem_vendor` and `subsystem_device`; `None` when either could not be read.
-    pub subsystem: Option<PciIds>,
-    /// `None` when `class` could not be read.
-    pub class: Option<u32>,
-    /// The bound driver, from the `driver` link.
-    pub driver: Option<DriverName>,
-    /// `driver_override`, `None` when the kernel shows `(null)`.
-    pub driver_override: Option<DriverName>,
-    /// The IOMMU group number, from the `iommu_group` link.
-    pub iommu_group: Option<u32>,
-    /// `boot_vga` reads 1: the firmware's console display.
-    pub boot_vga: bool,
-}
-
-impl Function {
-    /// PCI-to-PCI and CardBus bridges (class 0x0604, 0x0607): vfio-pci refuses them.
-    pub fn is_bridge(&self) -> bool {
-        self.class.is_some_and(is_bridge_class)
-    }
-
-    pub fn is_on(&self, driver: &str) -> bool {
-        self.driver.as_deref() == Some(driver)
-    }
-
-    pub fn overridden_to(&self, driver: &str) -> bool {
-        self.driver_override.as_deref() == Some(driver)
-    }
-}
-
-/// PCI-to-PCI and CardBus bridges: class 0x0604xx, 0x0607xx.
-pub fn is_bridge_class(class: u32) -> bool {
-    matches!(class >> 8, 0x0604 | 0x0607)
-}
 
 /// A file the binder writes. Nothing else is ever written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
