@@ -20,7 +20,9 @@ use heapless::Vec;
 use log::{error, info, warn};
 
 use crate::apply::Kernel;
-use crate::function::{Function, VFIO_PCI};
+use crate::function::{
+    base_and_subclass, base_class, Function, CLASS_DISPLAY, CLASS_VGA, VFIO_PCI,
+};
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
 use crate::plan::Plan;
 use crate::sysfs::{Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_VTCONSOLES};
@@ -379,12 +381,16 @@ fn remedy(driver: FramebufferDriver) -> &'static str {
 
 /// Display controllers, class 0x03xxxx.
 fn is_display(function: &Function) -> bool {
-    function.class.is_some_and(|class| class >> 16 == 0x03)
+    function
+        .class
+        .is_some_and(|class| base_class(class) == CLASS_DISPLAY)
 }
 
 /// VGA-compatible display controllers, class 0x0300xx.
 fn is_vga(function: &Function) -> bool {
-    function.class.is_some_and(|class| class >> 8 == 0x0300)
+    function
+        .class
+        .is_some_and(|class| base_and_subclass(class) == CLASS_VGA)
 }
 
 /// One finding of `check` about a vfio-pci function's BARs.

@@ -15,14 +15,25 @@ pub type DriverName = String<DRIVER_NAME_CAPACITY>;
 /// The driver every rule hands functions to.
 pub const VFIO_PCI: &str = "vfio-pci";
 
-/// The class code's base class and subclass of a PCI-to-PCI bridge (PCI Code and ID
-/// Assignment, class 06h subclass 04h).
+/// The base class of display controllers (PCI Code and ID Assignment, class 03h).
+pub const CLASS_DISPLAY: u8 = 0x03;
+/// The base class and subclass of a VGA-compatible display controller (03h, 00h).
+pub const CLASS_VGA: u16 = 0x0300;
+/// The base class and subclass of a PCI-to-PCI bridge (06h, 04h).
 pub const CLASS_PCI_BRIDGE: u16 = 0x0604;
-/// The base class and subclass of a CardBus bridge (class 06h subclass 07h).
+/// The base class and subclass of a CardBus bridge (06h, 07h).
 pub const CLASS_CARDBUS_BRIDGE: u16 = 0x0607;
-/// `class` reads base class, subclass and programming interface, a byte each: shifting
-/// the interface away leaves base class and subclass.
-const PROGRAMMING_INTERFACE_BITS: u32 = 8;
+
+/// The base class and subclass of a `class` attribute, which reads base class, subclass
+/// and programming interface a byte each (`0x030000`).
+pub fn base_and_subclass(class: u32) -> u16 {
+    (class >> 8) as u16
+}
+
+/// The base class of a `class` attribute: its top byte of three.
+pub fn base_class(class: u32) -> u8 {
+    (class >> 16) as u8
+}
 
 /// One PCI function as sysfs shows it at the moment it was read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,9 +72,10 @@ impl Function {
 
 /// PCI-to-PCI and CardBus bridges: class 0x0604xx, 0x0607xx.
 pub fn is_bridge_class(class: u32) -> bool {
-    let base_and_subclass = class >> PROGRAMMING_INTERFACE_BITS;
-    base_and_subclass == u32::from(CLASS_PCI_BRIDGE)
-        || base_and_subclass == u32::from(CLASS_CARDBUS_BRIDGE)
+    matches!(
+        base_and_subclass(class),
+        CLASS_PCI_BRIDGE | CLASS_CARDBUS_BRIDGE
+    )
 }
 
 #[cfg(test)]
@@ -78,5 +90,12 @@ mod tests {
         assert!(!is_bridge_class(0x060000));
         assert!(!is_bridge_class(0x030000));
         assert!(!is_bridge_class(0x0604));
+    }
+
+    #[test]
+    fn a_class_attribute_splits_into_base_class_and_subclass() {
+        assert_eq!(base_and_subclass(0x030200), 0x0302);
+        assert_eq!(base_class(0x030200), CLASS_DISPLAY);
+        assert_eq!(base_and_subclass(0x030001), CLASS_VGA);
     }
 }

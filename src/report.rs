@@ -8,7 +8,7 @@ use crate::address::{Address, Location, PciIds, PciPath};
 use crate::apply::scan;
 use crate::doctor::{Finding, Severity};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
-use crate::function::{Function, VFIO_PCI};
+use crate::function::{base_and_subclass, Function, VFIO_PCI};
 use crate::host::Host;
 use crate::json;
 use crate::pciids::PciNames;
@@ -151,9 +151,10 @@ fn describe_line(
         if selected { '*' } else { ' ' },
         function.address,
         IdsList(&[function.ids]),
-        function
-            .class
-            .map_or_else(|| "????".to_string(), |class| format!("{:04x}", class >> 8)),
+        function.class.map_or_else(
+            || "????".to_string(),
+            |class| format!("{:04x}", base_and_subclass(class))
+        ),
         function.driver.as_deref().unwrap_or("none"),
     );
     if let Some(driver) = &function.driver_override {

@@ -15,7 +15,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::NixPath;
 
-use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds};
+use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 use crate::function::{DriverName, Function, DRIVER_NAME_CAPACITY};
 
 /// Longest path built under the root (the root itself included).
@@ -356,13 +356,8 @@ impl Sysfs {
                 .ok()
                 .and_then(parse_sysfs_hex)
         };
-        let pair = |vendor: Option<u32>, device: Option<u32>| match (vendor, device) {
-            (Some(vendor), Some(device)) if vendor <= 0xffff && device <= 0xffff => Some(PciIds {
-                vendor: vendor as u16,
-                device: device as u16,
-            }),
-            _ => None,
-        };
+        let pair =
+            |vendor: Option<u32>, device: Option<u32>| PciIds::from_attributes(vendor?, device?);
         let ids = pair(read_hex("vendor"), read_hex("device"));
         let subsystem = pair(read_hex("subsystem_vendor"), read_hex("subsystem_device"));
         let class = read_hex("class");
@@ -396,22 +391,16 @@ impl Sysfs {
     }
 
     /// Every function of a slot or the one function a location names, in address order.
-    pub fn functions_at(&self, location: Location) -> heapless::Vec<Function, 8> {
+    pub fn functions_at(&self, location: Location) -> heapless::Vec<Function, FUNCTIONS_PER_SLOT> {
         let mut found = heapless::Vec::new();
-        let (slot, only) = match location {
-            Location::Slot(slot) => (slot, None),
-            Location::Function(address) => (address.slot_address(), Some(address.function)),
+        let slot = match location {
+            Location::Slot(slot) => slot,
+            Location::Function(address) => address.slot_address(),
         };
-        for function in 0..8 {
-            if only.is_some_and(|only| only != function) {
-                continue;
-            }
-            let address = PciAddress {
-                domain: slot.domain,
-                bus: slot.bus,
-                slot: slot.slot,
-                function,
-            };
+        for address in slot
+            .functions()
+            .filter(|address| location.contains(*address))
+        {
             if let Some(function) = self.read_function(address) {
                 let _ = found.push(function);
             }
