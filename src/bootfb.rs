@@ -25,7 +25,9 @@ use crate::function::{
 };
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
 use crate::plan::Plan;
-use crate::sysfs::{Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_VTCONSOLES};
+use crate::sysfs::{
+    Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,
+};
 
 /// The largest iomem tree read. A desktop's is 3 to 10 KiB, a big server's a few tens.
 pub const IOMEM_CAPACITY: usize = 128 * 1024;
@@ -53,7 +55,7 @@ fn address_text(function: &Function) -> heapless::String<16> {
 #[derive(Debug, Default)]
 pub struct LetGo {
     /// (index of the target whose BAR it held, its driver, the device).
-    framebuffers: Vec<(usize, FramebufferDriver, DeviceName), 4>,
+    framebuffers: Vec<(usize, FramebufferDriver, DeviceName), MAX_FRAMEBUFFER_DEVICES>,
     /// The frame-buffer virtual consoles unbound, and the target that showed them.
     consoles: Vec<u8, MAX_VTCONSOLES>,
     console_target: Option<usize>,
@@ -111,7 +113,8 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
         }
     };
 
-    let mut wanted: Vec<(usize, FramebufferDriver, DeviceName), 4> = Vec::new();
+    let mut wanted: Vec<(usize, FramebufferDriver, DeviceName), MAX_FRAMEBUFFER_DEVICES> =
+        Vec::new();
     for (index, target) in plan.targets.iter().enumerate() {
         let Some(iomem) = iomem else { break };
         let address = address_text(&target.function);
@@ -208,7 +211,7 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
         } else {
             &[]
         };
-        let framebuffers: Vec<DeviceName, 4> = done
+        let framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = done
             .framebuffers
             .iter()
             .filter(|(card, _, _)| *card == index)
@@ -243,7 +246,7 @@ pub fn take_back_unless_bound(
             continue;
         }
         let mut consoles: Vec<u8, MAX_VTCONSOLES> = Vec::new();
-        let mut framebuffers: Vec<DeviceName, 4> = Vec::new();
+        let mut framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = Vec::new();
         for (card, driver, device) in &done.framebuffers {
             if *card == index
                 && kernel
@@ -306,7 +309,7 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
             continue;
         }
         let address = address_text(&now);
-        let mut framebuffers: Vec<DeviceName, 4> = Vec::new();
+        let mut framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = Vec::new();
         if now.driver.is_none() && !display_on_vfio {
             for device in sysfs.unbound_framebuffer_devices() {
                 let Some(driver) = FramebufferDriver::of_device(&device) else {

@@ -9,15 +9,17 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::address::{Location, PciAddress, PciIds};
+use crate::address::{Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 use crate::cmdline::MAX_RULES;
 use crate::function::Function;
 use crate::rule::Rule;
 
-/// How many functions one run can hand to vfio-pci (8 cards of 8 functions).
-pub const MAX_TARGETS: usize = 64;
-/// How many distinct IDs a guard-mismatch message lists (a slot has at most 8 functions).
-const MAX_FOUND: usize = 8;
+/// How many cards of [`FUNCTIONS_PER_SLOT`] functions one run can hand to vfio-pci.
+const MAX_CARDS: usize = 8;
+/// How many functions one run can hand to vfio-pci.
+pub const MAX_TARGETS: usize = MAX_CARDS * FUNCTIONS_PER_SLOT;
+/// How many distinct IDs a guard-mismatch message lists: one per function of a slot.
+const MAX_FOUND: usize = FUNCTIONS_PER_SLOT;
 
 /// What the scan found for one rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

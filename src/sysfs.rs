@@ -114,6 +114,10 @@ pub struct Sysfs {
 /// A platform device's name, e.g. `efi-framebuffer.0`.
 pub type DeviceName = String<DRIVER_NAME_CAPACITY>;
 
+/// The most firmware-framebuffer devices kept track of: a machine has one (efifb, vesafb
+/// or simplefb, numbered `.0`), rarely a second.
+pub const MAX_FRAMEBUFFER_DEVICES: usize = 4;
+
 /// One virtual-console driver slot, `class/vtconsole/vtconN`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vtconsole {
@@ -126,6 +130,9 @@ pub struct Vtconsole {
 
 /// The most virtual-console drivers read; the kernel has at most MAX_NR_CON_DRIVER (16).
 pub const MAX_VTCONSOLES: usize = 16;
+
+/// How many framebuffers the kernel numbers, `fb0` to `fb31` (FB_MAX in include/linux/fb.h).
+const FB_MAX: u8 = 32;
 
 /// Capacity of the buffer an attribute is read into; PCI attributes are a line each.
 const ATTRIBUTE_CAPACITY: usize = 64;
@@ -192,7 +199,10 @@ impl Sysfs {
     }
 
     /// The devices bound now to a framebuffer driver (`DRIVER.N` entries of its directory).
-    pub fn platform_devices_of(&self, driver: FramebufferDriver) -> heapless::Vec<DeviceName, 4> {
+    pub fn platform_devices_of(
+        &self,
+        driver: FramebufferDriver,
+    ) -> heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> {
         let mut found = heapless::Vec::new();
         let Ok(path) = self.path(format_args!("bus/platform/drivers/{}", driver.name())) else {
             return found;
@@ -211,8 +221,10 @@ impl Sysfs {
     }
 
     /// Firmware-framebuffer platform devices that no driver holds now.
-    pub fn unbound_framebuffer_devices(&self) -> heapless::Vec<DeviceName, 4> {
-        let mut found: heapless::Vec<DeviceName, 4> = heapless::Vec::new();
+    pub fn unbound_framebuffer_devices(
+        &self,
+    ) -> heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> {
+        let mut found: heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = heapless::Vec::new();
         let Ok(path) = self.path(format_args!("bus/platform/devices")) else {
             return found;
         };
@@ -265,7 +277,8 @@ impl Sysfs {
     /// framebuffer console draws on that one unless told otherwise (`fbcon=map:`), see
     /// drivers/video/fbdev/core/fbcon.c.
     pub fn console_framebuffer_device(&self) -> Option<DeviceName> {
-        (0..32).find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
+        (0..FB_MAX)
+            .find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
     }
 
     /// Whether this is the running kernel's sysfs (and not a fixture).
