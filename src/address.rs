@@ -80,6 +80,15 @@ pub const MAX_FUNCTION: u8 = 7;
 /// How many functions a slot has room for (without ARI, which the kernel still names so).
 pub const FUNCTIONS_PER_SLOT: usize = MAX_FUNCTION as usize + 1;
 
+/// `text` split at the first `separator`, or all of it and `None`: an optional part, as
+/// the `.F` of `BB:SS.F`.
+fn split_optional(text: &str, separator: char) -> (&str, Option<&str>) {
+    match text.split_once(separator) {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (text, None),
+    }
+}
+
 /// Parses a two-digit hex slot number, at most [`MAX_SLOT`].
 fn parse_slot(text: &str) -> Option<u8> {
     parse_hex(text, 2, 2)
@@ -201,10 +210,7 @@ impl FromStr for Location {
     type Err = AddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (slot_text, function_text) = match text.split_once('.') {
-            Some((slot, function)) => (slot, Some(function)),
-            None => (text, None),
-        };
+        let (slot_text, function_text) = split_optional(text, '.');
         let mut parts = slot_text.split(':');
         let (first, second, third) = (parts.next(), parts.next(), parts.next());
         if parts.next().is_some() {
@@ -340,10 +346,7 @@ impl FromStr for IdGuard {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (vendor, rest) = text.split_once(':').ok_or(AddressError::Vendor)?;
-        let (device, subsystem) = match rest.split_once(':') {
-            Some((device, subsystem)) => (device, Some(subsystem)),
-            None => (rest, None),
-        };
+        let (device, subsystem) = split_optional(rest, ':');
         let ids = parse_ids(vendor, device, AddressError::Vendor, AddressError::Device)?;
         let subsystem = match subsystem {
             None => None,
@@ -388,10 +391,7 @@ impl FromStr for Hop {
     type Err = AddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (slot, function) = match text.split_once('.') {
-            Some((slot, function)) => (slot, Some(function)),
-            None => (text, None),
-        };
+        let (slot, function) = split_optional(text, '.');
         let slot = parse_slot(slot).ok_or(AddressError::Hop)?;
         let function = match function {
             None => None,

@@ -212,10 +212,29 @@ impl<'p> Handover<'p> {
     }
 }
 
+/// The device list could not be read, so nothing could be planned. Reads as
+/// "cannot list /sys/bus/pci/devices: No such file or directory".
+#[derive(Clone, Copy, Debug)]
+pub struct CannotList<'s> {
+    root: &'s str,
+    errno: Errno,
+}
+
+impl core::fmt::Display for CannotList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "cannot list {}/bus/pci/devices: {}",
+            self.root,
+            self.errno.desc()
+        )
+    }
+}
+
 /// Scans the functions the rules can select into a plan: a second time, keeping only the
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
 /// be read.
-pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
+pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>> {
     let resolved = crate::topology::resolve_rules(sysfs, rules);
     let rules = resolved.as_slice();
     // A rule with an address can only select functions whose directory name it matches;
@@ -228,6 +247,10 @@ pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
     };
     plan_rules(rules, |planner| {
         sysfs.for_each_function_where(wanted, |function| planner.observe(function))
+    })
+    .map_err(|errno| CannotList {
+        root: sysfs.root(),
+        errno,
     })
 }
 
@@ -338,11 +361,7 @@ fn plan_or_refuse(sysfs: &Sysfs, gathered: &Gathered, started: Instant) -> Resul
     } else {
         match scan(sysfs, rules) {
             Ok(plan) => return Ok(plan),
-            Err(errno) => error!(
-                "cannot list {}/bus/pci/devices: {}; nothing was bound",
-                sysfs.root(),
-                errno.desc()
-            ),
+            Err(failure) => error!("{failure}; nothing was bound"),
         }
     }
     summary(
@@ -635,12 +654,8 @@ pub fn release_rules(
     let rules = gathered.rules.rules();
     let plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
-        Err(errno) => {
-            error!(
-                "cannot list {}/bus/pci/devices: {}; nothing was released",
-                sysfs.root(),
-                errno.desc()
-            );
+        Err(failure) => {
+            error!("{failure}; nothing was released");
             return EXIT_FAILED;
         }
     };
@@ -783,14 +798,39 @@ impl Fates<'_, '_> {
     }
 }
 
-/// ` (on amdgpu)`, ` (no driver)`: a function's driver, for a message.
-struct DriverNote<'a>(&'a Option<DriverName>);
+/// A function's driver, for a message: `on amdgpu` or `no driver` after a hand-over;
+/// `now on amdgpu` or `no driver yet` in a plan, before it.
+struct DriverNote<'a> {
+    driver: &'a Option<DriverName>,
+    on: &'static str,
+    none: &'static str,
+}
+
+impl<'a> DriverNote<'a> {
+    /// Where a function ended: `on amdgpu`, `no driver`.
+    fn after(driver: &'a Option<DriverName>) -> Self {
+        DriverNote {
+            driver,
+            on: "on",
+            none: "no driver",
+        }
+    }
+
+    /// Where a function is before anything is done: `now on amdgpu`, `no driver yet`.
+    fn before(driver: &'a Option<DriverName>) -> Self {
+        DriverNote {
+            driver,
+            on: "now on",
+            none: "no driver yet",
+        }
+    }
+}
 
 impl core::fmt::Display for DriverNote<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(driver) => write!(f, "on {driver}"),
-            None => f.write_str("no driver"),
+        match self.driver {
+            Some(driver) => write!(f, "{} {driver}", self.on),
+            None => f.write_str(self.none),
         }
     }
 }
@@ -818,10 +858,10 @@ impl core::fmt::Display for Fates<'_, '_> {
                     } => write!(
                         f,
                         " (driver_override is still {name}, {})",
-                        DriverNote(driver)
+                        DriverNote::after(driver)
                     )?,
                     End::Stuck { driver, .. } | End::Missed(driver) => {
-                        write!(f, " ({})", DriverNote(driver))?
+                        write!(f, " ({})", DriverNote::after(driver))?
                     }
                     _ => {}
                 }
@@ -907,7 +947,7 @@ fn print_plan(out: &mut dyn std::io::Write, rules: &[Rule], plan: &Plan) {
                         " {} ({}, {})",
                         function.address,
                         IdsList(&[function.ids]),
-                        DriverShown(&function.driver)
+                        DriverNote::before(&function.driver)
                     );
                 }
                 writeln!(out)
@@ -935,17 +975,6 @@ impl core::fmt::Display for TakenList<'_, '_> {
             }
         }
         Ok(())
-    }
-}
-
-struct DriverShown<'a>(&'a Option<DriverName>);
-
-impl core::fmt::Display for DriverShown<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(driver) => write!(f, "now on {driver}"),
-            None => f.write_str("no driver yet"),
-        }
     }
 }
 

@@ -219,13 +219,7 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
         );
     }
     for function in present.iter() {
-        let _ = writeln!(
-            out,
-            "  takes {}  {}  driver={}",
-            function.address,
-            IdsList(&[function.ids]),
-            function.driver.as_deref().unwrap_or("none")
-        );
+        let _ = writeln!(out, "  takes {}", FunctionShown(function));
     }
     if !companions.is_empty() {
         let _ = writeln!(
@@ -233,13 +227,7 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
             "\nits IOMMU group also holds these, which a VM needs too (or on no driver):"
         );
         for function in &companions {
-            let _ = writeln!(
-                out,
-                "  {}  {}  driver={}",
-                function.address,
-                IdsList(&[function.ids]),
-                function.driver.as_deref().unwrap_or("none")
-            );
+            let _ = writeln!(out, "  {}", FunctionShown(function));
             rules.push(rule_for(function));
         }
         let all: Vec<String> = rules.iter().map(Rule::to_string).collect();
@@ -390,15 +378,8 @@ fn examine(
     }
     let plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
-        Err(errno) => {
-            say(
-                Severity::Problem,
-                format!(
-                    "cannot list {}/bus/pci/devices: {}",
-                    sysfs.root(),
-                    errno.desc()
-                ),
-            );
+        Err(failure) => {
+            say(Severity::Problem, failure.to_string());
             return EXIT_FAILED;
         }
     };
@@ -496,5 +477,21 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(Severity, String
                 );
             }
         }
+    }
+}
+
+/// `0000:07:00.0  1002:73ff  driver=amdgpu`: a function as `rule` lists what it takes.
+struct FunctionShown<'a>(&'a Function);
+
+impl std::fmt::Display for FunctionShown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let function = self.0;
+        write!(
+            f,
+            "{}  {}  driver={}",
+            function.address,
+            IdsList(&[function.ids]),
+            function.driver.as_deref().unwrap_or("none")
+        )
     }
 }
