@@ -89,6 +89,18 @@ fn split_optional(text: &str, separator: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Writes `separator` and `part` when there is a part: what [`split_optional`] reads.
+fn write_optional(
+    f: &mut fmt::Formatter<'_>,
+    separator: char,
+    part: Option<impl fmt::Display>,
+) -> fmt::Result {
+    match part {
+        Some(part) => write!(f, "{separator}{part}"),
+        None => Ok(()),
+    }
+}
+
 /// Parses a two-digit hex slot number, at most [`MAX_SLOT`].
 fn parse_slot(text: &str) -> Option<u8> {
     parse_hex(text, 2, 2)
@@ -334,10 +346,7 @@ impl From<PciIds> for IdGuard {
 impl fmt::Display for IdGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.ids.fmt(f)?;
-        match self.subsystem {
-            Some(subsystem) => write!(f, ":{subsystem}"),
-            None => Ok(()),
-        }
+        write_optional(f, ':', self.subsystem)
     }
 }
 
@@ -380,10 +389,7 @@ pub struct Hop {
 impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02x}", self.slot)?;
-        match self.function {
-            Some(function) => write!(f, ".{function}"),
-            None => Ok(()),
-        }
+        write_optional(f, '.', self.function)
     }
 }
 

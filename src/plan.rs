@@ -395,8 +395,13 @@ mod tests {
             .collect()
     }
 
-    fn plan(rules: &str, functions: &[Function]) -> Plan {
-        let rules: std::vec::Vec<Rule> = rules.split(' ').map(|r| r.parse().unwrap()).collect();
+    /// Space-separated rule texts, parsed.
+    fn rules(texts: &str) -> std::vec::Vec<Rule> {
+        texts.split(' ').map(|r| r.parse().unwrap()).collect()
+    }
+
+    fn plan(rules_text: &str, functions: &[Function]) -> Plan {
+        let rules = rules(rules_text);
         let mut planner = Planner::new(&rules);
         for function in functions {
             planner.observe(function);
@@ -518,11 +523,7 @@ mod tests {
         // 65 functions of a bare-IDs rule come first in directory order, then the card.
         let mut functions = network_functions(MAX_TARGETS + 1);
         functions.extend(seed_003());
-        let rules: std::vec::Vec<Rule> = ["1002:73ff@07:00", "8086:1520"]
-            .iter()
-            .map(|r| r.parse().unwrap())
-            .collect();
-        let plan = plan_in_two_passes(&rules, &functions);
+        let plan = plan_in_two_passes(&rules("1002:73ff@07:00 8086:1520"), &functions);
         assert_eq!(
             plan.verdicts[0],
             Verdict::Selected {
@@ -574,11 +575,7 @@ mod tests {
                 ]
             })
             .collect();
-        let rules: std::vec::Vec<Rule> = ["10de:1e84", "10de:10f8"]
-            .iter()
-            .map(|r| r.parse().unwrap())
-            .collect();
-        let plan = plan_in_two_passes(&rules, &functions);
+        let plan = plan_in_two_passes(&rules("10de:1e84 10de:10f8"), &functions);
         assert_eq!(
             plan.verdicts[0],
             Verdict::Selected {
