@@ -560,6 +560,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn constructors_refuse_a_slot_or_function_the_hardware_cannot_have() {
+        assert_eq!(
+            PciAddress::new(0, 0x07, MAX_SLOT, MAX_FUNCTION).map(|a| a.to_string()),
+            Some("0000:07:1f.7".to_string())
+        );
+        assert_eq!(SlotAddress::new(0, 0x07, MAX_SLOT + 1), None);
+        assert_eq!(PciAddress::new(0, 0x07, MAX_SLOT + 1, 0), None);
+        assert_eq!(PciAddress::new(0, 0x07, 0, MAX_FUNCTION + 1), None);
+        let slot = SlotAddress::new(0x1_0000, 0x07, 0).unwrap();
+        assert_eq!(slot.function(MAX_FUNCTION + 1), None);
+        assert_eq!(slot.function(1), Some("10000:07:00.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_slot_lists_its_eight_functions_in_order() {
+        let slot: SlotAddress = match "07:00".parse() {
+            Ok(Location::Slot(slot)) => slot,
+            other => panic!("{other:?}"),
+        };
+        let functions: std::vec::Vec<String> = slot.functions().map(|a| a.to_string()).collect();
+        assert_eq!(functions.len(), FUNCTIONS_PER_SLOT);
+        assert_eq!(functions.first().map(String::as_str), Some("0000:07:00.0"));
+        assert_eq!(functions.last().map(String::as_str), Some("0000:07:00.7"));
+    }
+
+    #[test]
+    fn ids_from_attributes_must_fit_sixteen_bits() {
+        assert_eq!(
+            PciIds::from_attributes(0x1002, 0x73ff),
+            Some(PciIds::new(0x1002, 0x73ff))
+        );
+        assert_eq!(PciIds::from_attributes(0x1_0000, 0x73ff), None);
+        assert_eq!(PciIds::from_attributes(0x1002, 0x1_0000), None);
+    }
+
+    #[test]
     fn sysfs_names_round_trip() {
         for name in [
             "0000:07:00.1",
