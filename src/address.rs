@@ -73,6 +73,49 @@ fn parse_hex(text: &str, digits_min: usize, digits_max: usize) -> Option<u32> {
     u32::from_str_radix(text, 16).ok()
 }
 
+/// The highest slot (device) number on a bus: a slot number is 5 bits.
+pub const MAX_SLOT: u8 = 0x1f;
+/// The highest function number in a slot: a function number is 3 bits.
+pub const MAX_FUNCTION: u8 = 7;
+/// How many functions a slot has room for (without ARI, which the kernel still names so).
+pub const FUNCTIONS_PER_SLOT: usize = MAX_FUNCTION as usize + 1;
+
+/// `text` split at the first `separator`, or all of it and `None`: an optional part, as
+/// the `.F` of `BB:SS.F`.
+fn split_optional(text: &str, separator: char) -> (&str, Option<&str>) {
+    match text.split_once(separator) {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (text, None),
+    }
+}
+
+/// Writes `separator` and `part` when there is a part: what [`split_optional`] reads.
+fn write_optional(
+    f: &mut fmt::Formatter<'_>,
+    separator: char,
+    part: Option<impl fmt::Display>,
+) -> fmt::Result {
+    match part {
+        Some(part) => write!(f, "{separator}{part}"),
+        None => Ok(()),
+    }
+}
+
+/// Parses a two-digit hex slot number, at most [`MAX_SLOT`].
+fn parse_slot(text: &str) -> Option<u8> {
+    parse_hex(text, 2, 2)
+        .filter(|slot| *slot <= u32::from(MAX_SLOT))
+        .map(|slot| slot as u8)
+}
+
+/// Parses a one-digit function number, at most [`MAX_FUNCTION`].
+fn parse_function(text: &str) -> Option<u8> {
+    match text.as_bytes() {
+        [digit @ b'0'..=b'9'] if digit - b'0' <= MAX_FUNCTION => Some(digit - b'0'),
+        _ => None,
+    }
+}
+
 /// A PCI slot: every function of one card sits in it. `DDDD:BB:SS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SlotAddress {
@@ -90,7 +133,43 @@ pub struct PciAddress {
     pub function: u8,
 }
 
+impl SlotAddress {
+    /// `None` when `slot` is above [`MAX_SLOT`].
+    pub const fn new(domain: u32, bus: u8, slot: u8) -> Option<Self> {
+        if slot > MAX_SLOT {
+            return None;
+        }
+        Some(SlotAddress { domain, bus, slot })
+    }
+
+    /// Function `function` of this slot; `None` when it is above [`MAX_FUNCTION`].
+    pub const fn function(self, function: u8) -> Option<PciAddress> {
+        if function > MAX_FUNCTION {
+            return None;
+        }
+        Some(PciAddress {
+            domain: self.domain,
+            bus: self.bus,
+            slot: self.slot,
+            function,
+        })
+    }
+
+    /// Every function address the slot has room for, 0 to [`MAX_FUNCTION`].
+    pub fn functions(self) -> impl Iterator<Item = PciAddress> {
+        (0..=MAX_FUNCTION).filter_map(move |function| self.function(function))
+    }
+}
+
 impl PciAddress {
+    /// `None` when `slot` is above [`MAX_SLOT`] or `function` above [`MAX_FUNCTION`].
+    pub const fn new(domain: u32, bus: u8, slot: u8, function: u8) -> Option<Self> {
+        match SlotAddress::new(domain, bus, slot) {
+            Some(slot) => slot.function(function),
+            None => None,
+        }
+    }
+
     pub fn slot_address(&self) -> SlotAddress {
         SlotAddress {
             domain: self.domain,
@@ -143,10 +222,7 @@ impl FromStr for Location {
     type Err = AddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (slot_text, function_text) = match text.split_once('.') {
-            Some((slot, function)) => (slot, Some(function)),
-            None => (text, None),
-        };
+        let (slot_text, function_text) = split_optional(text, '.');
         let mut parts = slot_text.split(':');
         let (first, second, third) = (parts.next(), parts.next(), parts.next());
         if parts.next().is_some() {
@@ -162,24 +238,14 @@ impl FromStr for Location {
             None => 0,
         };
         let bus = parse_hex(bus_text, 2, 2).ok_or(AddressError::Bus)? as u8;
-        let slot = parse_hex(slot_number_text, 2, 2)
-            .filter(|slot| *slot <= 0x1f)
-            .ok_or(AddressError::Slot)? as u8;
-        let slot = SlotAddress { domain, bus, slot };
+        let slot = parse_slot(slot_number_text).ok_or(AddressError::Slot)?;
+        let slot = SlotAddress::new(domain, bus, slot).ok_or(AddressError::Slot)?;
         match function_text {
             None => Ok(Location::Slot(slot)),
-            Some(function_text) => {
-                let function = match function_text.as_bytes() {
-                    [digit @ b'0'..=b'7'] => digit - b'0',
-                    _ => return Err(AddressError::Function),
-                };
-                Ok(Location::Function(PciAddress {
-                    domain: slot.domain,
-                    bus: slot.bus,
-                    slot: slot.slot,
-                    function,
-                }))
-            }
+            Some(function_text) => parse_function(function_text)
+                .and_then(|function| slot.function(function))
+                .map(Location::Function)
+                .ok_or(AddressError::Function),
         }
     }
 }
@@ -203,6 +269,36 @@ pub struct PciIds {
     pub device: u16,
 }
 
+/// Parses a vendor and a device ID, four hex digits each; `vendor_error` or
+/// `device_error` names the half that does not parse.
+fn parse_ids(
+    vendor: &str,
+    device: &str,
+    vendor_error: AddressError,
+    device_error: AddressError,
+) -> Result<PciIds, AddressError> {
+    let id = |text, error| parse_hex(text, 4, 4).map(|id| id as u16).ok_or(error);
+    Ok(PciIds::new(
+        id(vendor, vendor_error)?,
+        id(device, device_error)?,
+    ))
+}
+
+impl PciIds {
+    pub const fn new(vendor: u16, device: u16) -> Self {
+        PciIds { vendor, device }
+    }
+
+    /// From the `vendor` and `device` attributes as read (sysfs shows `0x1002`); `None`
+    /// when either does not fit 16 bits.
+    pub fn from_attributes(vendor: u32, device: u32) -> Option<Self> {
+        Some(PciIds::new(
+            u16::try_from(vendor).ok()?,
+            u16::try_from(device).ok()?,
+        ))
+    }
+}
+
 impl fmt::Display for PciIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04x}:{:04x}", self.vendor, self.device)
@@ -214,10 +310,7 @@ impl FromStr for PciIds {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (vendor, device) = text.split_once(':').ok_or(AddressError::Vendor)?;
-        Ok(PciIds {
-            vendor: parse_hex(vendor, 4, 4).ok_or(AddressError::Vendor)? as u16,
-            device: parse_hex(device, 4, 4).ok_or(AddressError::Device)? as u16,
-        })
+        parse_ids(vendor, device, AddressError::Vendor, AddressError::Device)
     }
 }
 
@@ -253,10 +346,7 @@ impl From<PciIds> for IdGuard {
 impl fmt::Display for IdGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.ids.fmt(f)?;
-        match self.subsystem {
-            Some(subsystem) => write!(f, ":{subsystem}"),
-            None => Ok(()),
-        }
+        write_optional(f, ':', self.subsystem)
     }
 }
 
@@ -265,22 +355,18 @@ impl FromStr for IdGuard {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (vendor, rest) = text.split_once(':').ok_or(AddressError::Vendor)?;
-        let (device, subsystem) = match rest.split_once(':') {
-            Some((device, subsystem)) => (device, Some(subsystem)),
-            None => (rest, None),
-        };
-        let ids = PciIds {
-            vendor: parse_hex(vendor, 4, 4).ok_or(AddressError::Vendor)? as u16,
-            device: parse_hex(device, 4, 4).ok_or(AddressError::Device)? as u16,
-        };
+        let (device, subsystem) = split_optional(rest, ':');
+        let ids = parse_ids(vendor, device, AddressError::Vendor, AddressError::Device)?;
         let subsystem = match subsystem {
             None => None,
             Some(text) => {
                 let (vendor, device) = text.split_once(':').ok_or(AddressError::Subsystem)?;
-                Some(PciIds {
-                    vendor: parse_hex(vendor, 4, 4).ok_or(AddressError::Subsystem)? as u16,
-                    device: parse_hex(device, 4, 4).ok_or(AddressError::Subsystem)? as u16,
-                })
+                Some(parse_ids(
+                    vendor,
+                    device,
+                    AddressError::Subsystem,
+                    AddressError::Subsystem,
+                )?)
             }
         };
         Ok(IdGuard { ids, subsystem })
@@ -303,10 +389,7 @@ pub struct Hop {
 impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02x}", self.slot)?;
-        match self.function {
-            Some(function) => write!(f, ".{function}"),
-            None => Ok(()),
-        }
+        write_optional(f, '.', self.function)
     }
 }
 
@@ -314,17 +397,11 @@ impl FromStr for Hop {
     type Err = AddressError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (slot, function) = match text.split_once('.') {
-            Some((slot, function)) => (slot, Some(function)),
-            None => (text, None),
-        };
-        let slot = parse_hex(slot, 2, 2)
-            .filter(|slot| *slot <= 0x1f)
-            .ok_or(AddressError::Hop)? as u8;
-        let function = match function.map(str::as_bytes) {
+        let (slot, function) = split_optional(text, '.');
+        let slot = parse_slot(slot).ok_or(AddressError::Hop)?;
+        let function = match function {
             None => None,
-            Some([digit @ b'0'..=b'7']) => Some(digit - b'0'),
-            Some(_) => return Err(AddressError::Hop),
+            Some(function) => Some(parse_function(function).ok_or(AddressError::Hop)?),
         };
         Ok(Hop { slot, function })
     }
@@ -481,6 +558,42 @@ pub fn parse_sysfs_hex(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constructors_refuse_a_slot_or_function_the_hardware_cannot_have() {
+        assert_eq!(
+            PciAddress::new(0, 0x07, MAX_SLOT, MAX_FUNCTION).map(|a| a.to_string()),
+            Some("0000:07:1f.7".to_string())
+        );
+        assert_eq!(SlotAddress::new(0, 0x07, MAX_SLOT + 1), None);
+        assert_eq!(PciAddress::new(0, 0x07, MAX_SLOT + 1, 0), None);
+        assert_eq!(PciAddress::new(0, 0x07, 0, MAX_FUNCTION + 1), None);
+        let slot = SlotAddress::new(0x1_0000, 0x07, 0).unwrap();
+        assert_eq!(slot.function(MAX_FUNCTION + 1), None);
+        assert_eq!(slot.function(1), Some("10000:07:00.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_slot_lists_its_eight_functions_in_order() {
+        let slot: SlotAddress = match "07:00".parse() {
+            Ok(Location::Slot(slot)) => slot,
+            other => panic!("{other:?}"),
+        };
+        let functions: std::vec::Vec<String> = slot.functions().map(|a| a.to_string()).collect();
+        assert_eq!(functions.len(), FUNCTIONS_PER_SLOT);
+        assert_eq!(functions.first().map(String::as_str), Some("0000:07:00.0"));
+        assert_eq!(functions.last().map(String::as_str), Some("0000:07:00.7"));
+    }
+
+    #[test]
+    fn ids_from_attributes_must_fit_sixteen_bits() {
+        assert_eq!(
+            PciIds::from_attributes(0x1002, 0x73ff),
+            Some(PciIds::new(0x1002, 0x73ff))
+        );
+        assert_eq!(PciIds::from_attributes(0x1_0000, 0x73ff), None);
+        assert_eq!(PciIds::from_attributes(0x1002, 0x1_0000), None);
+    }
 
     #[test]
     fn sysfs_names_round_trip() {

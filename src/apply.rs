@@ -27,11 +27,13 @@ use nix::errno::Errno;
 
 use crate::address::PciAddress;
 use crate::cmdline::MAX_RULES;
+use crate::exit::{EXIT_FAILED, EXIT_OK};
+use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::kmsg;
 use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
 use crate::sources::Gathered;
-use crate::sysfs::{Attribute, DriverName, Function, Sysfs, VFIO_PCI};
+use crate::sysfs::{Attribute, Sysfs};
 
 /// The kernel side of apply: writes to sysfs and module loading. Tests put a simulated
 /// kernel here; [`RunningKernel`] is the real one.
@@ -109,11 +111,6 @@ impl core::fmt::Display for ModuleError {
         }
     }
 }
-
-/// Exit status: every rule applied.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: some rule was malformed, did not match, or did not bind.
-pub const EXIT_FAILED: u8 = 1;
 
 /// Why a rule did not apply: what went wrong with the first of its functions that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,10 +212,29 @@ impl<'p> Handover<'p> {
     }
 }
 
+/// The device list could not be read, so nothing could be planned. Reads as
+/// "cannot list /sys/bus/pci/devices: No such file or directory".
+#[derive(Clone, Copy, Debug)]
+pub struct CannotList<'s> {
+    root: &'s str,
+    errno: Errno,
+}
+
+impl core::fmt::Display for CannotList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "cannot list {}/bus/pci/devices: {}",
+            self.root,
+            self.errno.desc()
+        )
+    }
+}
+
 /// Scans the functions the rules can select into a plan: a second time, keeping only the
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
 /// be read.
-pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
+pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>> {
     let resolved = crate::topology::resolve_rules(sysfs, rules);
     let rules = resolved.as_slice();
     // A rule with an address can only select functions whose directory name it matches;
@@ -231,6 +247,10 @@ pub fn scan(sysfs: &Sysfs, rules: &[Rule]) -> Result<Plan, Errno> {
     };
     plan_rules(rules, |planner| {
         sysfs.for_each_function_where(wanted, |function| planner.observe(function))
+    })
+    .map_err(|errno| CannotList {
+        root: sysfs.root(),
+        errno,
     })
 }
 
@@ -341,11 +361,7 @@ fn plan_or_refuse(sysfs: &Sysfs, gathered: &Gathered, started: Instant) -> Resul
     } else {
         match scan(sysfs, rules) {
             Ok(plan) => return Ok(plan),
-            Err(errno) => error!(
-                "cannot list {}/bus/pci/devices: {}; nothing was bound",
-                sysfs.root(),
-                errno.desc()
-            ),
+            Err(failure) => error!("{failure}; nothing was bound"),
         }
     }
     summary(
@@ -638,12 +654,8 @@ pub fn release_rules(
     let rules = gathered.rules.rules();
     let plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
-        Err(errno) => {
-            error!(
-                "cannot list {}/bus/pci/devices: {}; nothing was released",
-                sysfs.root(),
-                errno.desc()
-            );
+        Err(failure) => {
+            error!("{failure}; nothing was released");
             return EXIT_FAILED;
         }
     };
@@ -786,14 +798,39 @@ impl Fates<'_, '_> {
     }
 }
 
-/// ` (on amdgpu)`, ` (no driver)`: a function's driver, for a message.
-struct DriverNote<'a>(&'a Option<DriverName>);
+/// A function's driver, for a message: `on amdgpu` or `no driver` after a hand-over;
+/// `now on amdgpu` or `no driver yet` in a plan, before it.
+struct DriverNote<'a> {
+    driver: &'a Option<DriverName>,
+    on: &'static str,
+    none: &'static str,
+}
+
+impl<'a> DriverNote<'a> {
+    /// Where a function ended: `on amdgpu`, `no driver`.
+    fn after(driver: &'a Option<DriverName>) -> Self {
+        DriverNote {
+            driver,
+            on: "on",
+            none: "no driver",
+        }
+    }
+
+    /// Where a function is before anything is done: `now on amdgpu`, `no driver yet`.
+    fn before(driver: &'a Option<DriverName>) -> Self {
+        DriverNote {
+            driver,
+            on: "now on",
+            none: "no driver yet",
+        }
+    }
+}
 
 impl core::fmt::Display for DriverNote<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(driver) => write!(f, "on {driver}"),
-            None => f.write_str("no driver"),
+        match self.driver {
+            Some(driver) => write!(f, "{} {driver}", self.on),
+            None => f.write_str(self.none),
         }
     }
 }
@@ -821,10 +858,10 @@ impl core::fmt::Display for Fates<'_, '_> {
                     } => write!(
                         f,
                         " (driver_override is still {name}, {})",
-                        DriverNote(driver)
+                        DriverNote::after(driver)
                     )?,
                     End::Stuck { driver, .. } | End::Missed(driver) => {
-                        write!(f, " ({})", DriverNote(driver))?
+                        write!(f, " ({})", DriverNote::after(driver))?
                     }
                     _ => {}
                 }
@@ -910,7 +947,7 @@ fn print_plan(out: &mut dyn std::io::Write, rules: &[Rule], plan: &Plan) {
                         " {} ({}, {})",
                         function.address,
                         IdsList(&[function.ids]),
-                        DriverShown(&function.driver)
+                        DriverNote::before(&function.driver)
                     );
                 }
                 writeln!(out)
@@ -938,17 +975,6 @@ impl core::fmt::Display for TakenList<'_, '_> {
             }
         }
         Ok(())
-    }
-}
-
-struct DriverShown<'a>(&'a Option<DriverName>);
-
-impl core::fmt::Display for DriverShown<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(driver) => write!(f, "now on {driver}"),
-            None => f.write_str("no driver yet"),
-        }
     }
 }
 

@@ -20,10 +20,13 @@ use heapless::Vec;
 use log::{error, info, warn};
 
 use crate::apply::Kernel;
+use crate::function::{
+    base_and_subclass, base_class, Function, CLASS_DISPLAY, CLASS_VGA, VFIO_PCI,
+};
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
 use crate::plan::Plan;
 use crate::sysfs::{
-    Attribute, DeviceName, FramebufferDriver, Function, Sysfs, MAX_VTCONSOLES, VFIO_PCI,
+    Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,
 };
 
 /// The largest iomem tree read. A desktop's is 3 to 10 KiB, a big server's a few tens.
@@ -52,7 +55,7 @@ fn address_text(function: &Function) -> heapless::String<16> {
 #[derive(Debug, Default)]
 pub struct LetGo {
     /// (index of the target whose BAR it held, its driver, the device).
-    framebuffers: Vec<(usize, FramebufferDriver, DeviceName), 4>,
+    framebuffers: Vec<(usize, FramebufferDriver, DeviceName), MAX_FRAMEBUFFER_DEVICES>,
     /// The frame-buffer virtual consoles unbound, and the target that showed them.
     consoles: Vec<u8, MAX_VTCONSOLES>,
     console_target: Option<usize>,
@@ -110,7 +113,8 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
         }
     };
 
-    let mut wanted: Vec<(usize, FramebufferDriver, DeviceName), 4> = Vec::new();
+    let mut wanted: Vec<(usize, FramebufferDriver, DeviceName), MAX_FRAMEBUFFER_DEVICES> =
+        Vec::new();
     for (index, target) in plan.targets.iter().enumerate() {
         let Some(iomem) = iomem else { break };
         let address = address_text(&target.function);
@@ -207,7 +211,7 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
         } else {
             &[]
         };
-        let framebuffers: Vec<DeviceName, 4> = done
+        let framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = done
             .framebuffers
             .iter()
             .filter(|(card, _, _)| *card == index)
@@ -242,7 +246,7 @@ pub fn take_back_unless_bound(
             continue;
         }
         let mut consoles: Vec<u8, MAX_VTCONSOLES> = Vec::new();
-        let mut framebuffers: Vec<DeviceName, 4> = Vec::new();
+        let mut framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = Vec::new();
         for (card, driver, device) in &done.framebuffers {
             if *card == index
                 && kernel
@@ -305,7 +309,7 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
             continue;
         }
         let address = address_text(&now);
-        let mut framebuffers: Vec<DeviceName, 4> = Vec::new();
+        let mut framebuffers: Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = Vec::new();
         if now.driver.is_none() && !display_on_vfio {
             for device in sysfs.unbound_framebuffer_devices() {
                 let Some(driver) = FramebufferDriver::of_device(&device) else {
@@ -380,12 +384,16 @@ fn remedy(driver: FramebufferDriver) -> &'static str {
 
 /// Display controllers, class 0x03xxxx.
 fn is_display(function: &Function) -> bool {
-    function.class.is_some_and(|class| class >> 16 == 0x03)
+    function
+        .class
+        .is_some_and(|class| base_class(class) == CLASS_DISPLAY)
 }
 
 /// VGA-compatible display controllers, class 0x0300xx.
 fn is_vga(function: &Function) -> bool {
-    function.class.is_some_and(|class| class >> 8 == 0x0300)
+    function
+        .class
+        .is_some_and(|class| base_and_subclass(class) == CLASS_VGA)
 }
 
 /// One finding of `check` about a vfio-pci function's BARs.

@@ -37,7 +37,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(severity: Severity, subject: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn new(severity: Severity, subject: impl Into<String>, text: impl Into<String>) -> Self {
         Finding {
             severity,
             subject: subject.into(),
@@ -46,7 +46,7 @@ impl Finding {
         }
     }
 
-    fn fix(mut self, fix: impl Into<String>) -> Self {
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
     }

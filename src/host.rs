@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 
 use crate::address::PciAddress;
 use crate::doctor::{self, Finding, InterruptRemapping, ResetMethod, Severity, UnifiedImage};
+use crate::function::Function;
 use crate::image::{self, Compression};
-use crate::sysfs::{for_each_entry, read_attribute, Function, Sysfs};
+use crate::sysfs::{for_each_entry, read_attribute, Sysfs};
 
 /// systemd's vendor GUID for the boot loader and stub EFI variables.
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
@@ -153,17 +154,12 @@ impl Host {
             if !self.path("boot").is_dir() {
                 return Vec::new();
             }
-            return vec![Finding {
-                severity: Severity::Warning,
-                subject: "initramfs".into(),
-                text:
-                    "cannot tell which initramfs booted (no initrd= or BOOT_IMAGE= match in /boot)"
-                        .into(),
-                fix: Some(
-                    "check it by hand: lsinitcpio, lsinitrd or lsinitramfs IMAGE | grep vfio-bind"
-                        .into(),
-                ),
-            }];
+            return vec![Finding::new(
+                Severity::Warning,
+                "initramfs",
+                "cannot tell which initramfs booted (no initrd= or BOOT_IMAGE= match in /boot)",
+            )
+            .fix("check it by hand: lsinitcpio, lsinitrd or lsinitramfs IMAGE | grep vfio-bind")];
         };
         let shown = Path::new("/")
             .join(path.strip_prefix(&self.root).unwrap_or(&path))
@@ -174,21 +170,20 @@ impl Host {
             .filter(|metadata| metadata.len() <= IMAGE_LIMIT)
             .and_then(|_| std::fs::read(&path).ok());
         let Some(bytes) = read else {
-            return vec![Finding {
-                severity: Severity::Warning,
-                subject: "initramfs".into(),
-                text: format!("cannot read the booted image {shown} (run check as root)"),
-                fix: None,
-            }];
+            return vec![Finding::new(
+                Severity::Warning,
+                "initramfs",
+                format!("cannot read the booted image {shown} (run check as root)"),
+            )];
         };
         match image::files(&bytes, &mut decompress) {
             Ok(files) => doctor::booted_image(&shown, &files, &self.host_fragments()),
-            Err(error) => vec![Finding {
-                severity: Severity::Warning,
-                subject: "initramfs".into(),
-                text: format!("cannot read the booted image {shown}: {error}"),
-                fix: Some("install the decompressor, or check by hand with lsinitcpio, lsinitrd or lsinitramfs".into()),
-            }],
+            Err(error) => vec![Finding::new(
+                Severity::Warning,
+                "initramfs",
+                format!("cannot read the booted image {shown}: {error}"),
+            )
+            .fix("install the decompressor, or check by hand with lsinitcpio, lsinitrd or lsinitramfs")],
         }
     }
 
@@ -230,12 +225,11 @@ impl Host {
             .map(|esp| self.path(esp).join("EFI/Linux").join(&entry))
             .find(|path| !entry.is_empty() && path.is_file());
         let Some(path) = found else {
-            return vec![Finding {
-                severity: Severity::Warning,
-                subject: "boot".into(),
-                text: format!("booted a unified kernel image (entry \"{entry}\") that is not in EFI/Linux on /efi, /boot or /boot/efi, so its embedded command line was not compared"),
-                fix: None,
-            }];
+            return vec![Finding::new(
+                Severity::Warning,
+                "boot",
+                format!("booted a unified kernel image (entry \"{entry}\") that is not in EFI/Linux on /efi, /boot or /boot/efi, so its embedded command line was not compared"),
+            )];
         };
         let uki = UnifiedImage {
             path: Path::new("/")

@@ -1,13 +1,42 @@
 //! vfio-bind: hands chosen PCI functions to vfio-pci at early boot, by address.
 //!
-//! Pure logic (`address`, `rule`, `cmdline`, `plan`) is kept apart from I/O (`sysfs`,
-//! `kmsg`, `apply`), so that everything that decides can be tested without a kernel.
+//! The rule: pure modules decide, I/O modules read and write. A pure module imports only
+//! other pure modules (check with `grep -n "^use crate" src/*.rs`), so everything that
+//! decides can be tested without a kernel.
+//!
+//! Pure, no I/O:
+//! - `address`: PCI addresses, slots, device ids and paths, parsed and printed.
+//! - `function`: what one PCI function is (address, ids, class, drivers).
+//! - `rule`: one binding rule (`1002:73ff@07:00`), parsed and printed.
+//! - `cmdline`: kernel command-line parameters, and the rule set they give.
+//! - `plan`: which functions the rules select, and what is done with each.
+//! - `iomem`: the `/proc/iomem` tree, parsed: who claims a card's memory.
+//! - `doctor`: the passthrough checks behind `check`, judged from what `host` read.
+//! - `image`: an initramfs image's format and contents, from its bytes.
+//! - `json`: the JSON string escaping the `--json` outputs use.
+//! - `exit`: the exit statuses.
+//!
+//! I/O:
+//! - `sysfs`: reading and writing attributes under a sysfs root, heap-free.
+//! - `topology`: following a path rule through `/sys/devices` to the device it names.
+//! - `sources`: gathering rules from the kernel command line and `/etc/cmdline.d`.
+//! - `apply`: scanning, planning and binding: the boot path.
+//! - `bootfb`: letting a firmware framebuffer go from a card, and taking it back.
+//! - `modprobe`: loading vfio-pci, bounded in time.
+//! - `kmsg`: the logger, to `/dev/kmsg` or stderr.
+//! - `watchdog`: the supervisor that ends every run in time, and the worker it watches.
+//! - `lock`: the lock that keeps two binders apart.
+//! - `host`: reading what the host checks need (sysfs, the kernel's config, images).
+//! - `report`: the commands for people: `list`, `rule` and `check`, plain or `--json`.
+//! - `pciids`: vendor and device names from `pci.ids`, for the listings.
 
 pub mod address;
 pub mod apply;
 pub mod bootfb;
 pub mod cmdline;
 pub mod doctor;
+pub mod exit;
+pub mod function;
 pub mod host;
 pub mod image;
 pub mod iomem;

@@ -12,18 +12,13 @@ use log::LevelFilter;
 
 use vfio_bind::apply::{apply, release_rules, RunningKernel};
 use vfio_bind::cmdline::Escaped;
+use vfio_bind::exit::{EXIT_FAILED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE};
 use vfio_bind::kmsg::{self, Destination};
 use vfio_bind::report;
 use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources, SourceProblem};
 use vfio_bind::sysfs::Sysfs;
 use vfio_bind::watchdog::{self, bounded};
 
-/// Exit status for a rule that did not apply, a problem found, or output not written.
-const EXIT_FAILED: u8 = 1;
-/// Exit status for output that could not be written (the same as any failure).
-const EXIT_OUTPUT: u8 = EXIT_FAILED;
-/// Exit status for a bad argument.
-const EXIT_USAGE: u8 = 2;
 const DEFAULT_TIMEOUT_SECONDS: u64 = watchdog::DEFAULT_TIMEOUT.as_secs();
 /// The longest `--timeout` taken: an hour is already far past any boot's patience.
 const MAX_TIMEOUT_SECONDS: u64 = 3600;
@@ -298,7 +293,7 @@ fn parse_arguments(out: &mut CheckedOutput<'_>) -> Result<(Cli, Arguments), Exit
         Err(early_exit) => Err(match early_exit.status {
             Ok(()) => {
                 let _ = writeln!(out, "{}", early_exit.output);
-                ExitCode::from(out.finish(0))
+                ExitCode::from(out.finish(EXIT_OK))
             }
             Err(()) => {
                 eprintln!("{}", early_exit.output);

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::address::PciIds;
+use crate::function::base_and_subclass;
 
 /// Where distributions install pci.ids.
 pub const PCI_IDS_PATHS: [&str; 2] = ["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];
@@ -51,10 +52,7 @@ impl PciNames {
                     continue; // subsystem or programming-interface lines
                 }
                 if let (Some(vendor), Some((device, name))) = (vendor, split_hex(rest, 4)) {
-                    let ids = PciIds {
-                        vendor,
-                        device: device as u16,
-                    };
+                    let ids = PciIds::new(vendor, device as u16);
                     if wanted.contains(&ids) {
                         names.devices.insert(ids, name.to_string());
                     }
@@ -87,7 +85,7 @@ impl PciNames {
 
     /// The subclass name for a class code such as 0x030000, else the class name.
     pub fn class_name(&self, class: u32) -> Option<&str> {
-        let code = (class >> 8) as u16;
+        let code = base_and_subclass(class);
         self.classes
             .get(&code)
             .or_else(|| self.classes.get(&(code | 0xff)))

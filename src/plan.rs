@@ -9,15 +9,17 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::address::{Location, PciAddress, PciIds};
+use crate::address::{Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 use crate::cmdline::MAX_RULES;
+use crate::function::Function;
 use crate::rule::Rule;
-use crate::sysfs::Function;
 
-/// How many functions one run can hand to vfio-pci (8 cards of 8 functions).
-pub const MAX_TARGETS: usize = 64;
-/// How many distinct IDs a guard-mismatch message lists (a slot has at most 8 functions).
-const MAX_FOUND: usize = 8;
+/// How many cards of [`FUNCTIONS_PER_SLOT`] functions one run can hand to vfio-pci.
+const MAX_CARDS: usize = 8;
+/// How many functions one run can hand to vfio-pci.
+pub const MAX_TARGETS: usize = MAX_CARDS * FUNCTIONS_PER_SLOT;
+/// How many distinct IDs a guard-mismatch message lists: one per function of a slot.
+const MAX_FOUND: usize = FUNCTIONS_PER_SLOT;
 
 /// What the scan found for one rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -352,7 +354,7 @@ impl fmt::Display for IdsList<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysfs::DriverName;
+    use crate::function::DriverName;
 
     fn function(address: &str, ids: &str, class: u32, group: u32) -> Function {
         Function {
@@ -393,8 +395,13 @@ mod tests {
             .collect()
     }
 
-    fn plan(rules: &str, functions: &[Function]) -> Plan {
-        let rules: std::vec::Vec<Rule> = rules.split(' ').map(|r| r.parse().unwrap()).collect();
+    /// Space-separated rule texts, parsed.
+    fn rules(texts: &str) -> std::vec::Vec<Rule> {
+        texts.split(' ').map(|r| r.parse().unwrap()).collect()
+    }
+
+    fn plan(rules_text: &str, functions: &[Function]) -> Plan {
+        let rules = rules(rules_text);
         let mut planner = Planner::new(&rules);
         for function in functions {
             planner.observe(function);
@@ -516,11 +523,7 @@ mod tests {
         // 65 functions of a bare-IDs rule come first in directory order, then the card.
         let mut functions = network_functions(MAX_TARGETS + 1);
         functions.extend(seed_003());
-        let rules: std::vec::Vec<Rule> = ["1002:73ff@07:00", "8086:1520"]
-            .iter()
-            .map(|r| r.parse().unwrap())
-            .collect();
-        let plan = plan_in_two_passes(&rules, &functions);
+        let plan = plan_in_two_passes(&rules("1002:73ff@07:00 8086:1520"), &functions);
         assert_eq!(
             plan.verdicts[0],
             Verdict::Selected {
@@ -572,11 +575,7 @@ mod tests {
                 ]
             })
             .collect();
-        let rules: std::vec::Vec<Rule> = ["10de:1e84", "10de:10f8"]
-            .iter()
-            .map(|r| r.parse().unwrap())
-            .collect();
-        let plan = plan_in_two_passes(&rules, &functions);
+        let plan = plan_in_two_passes(&rules("10de:1e84 10de:10f8"), &functions);
         assert_eq!(
             plan.verdicts[0],
             Verdict::Selected {

@@ -5,15 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use crate::address::{Address, Location, PciIds, PciPath};
-use crate::apply::{scan, EXIT_FAILED, EXIT_OK};
+use crate::apply::scan;
 use crate::doctor::{Finding, Severity};
+use crate::exit::{EXIT_FAILED, EXIT_OK};
+use crate::function::{base_and_subclass, Function, VFIO_PCI};
 use crate::host::Host;
 use crate::json;
 use crate::pciids::PciNames;
 use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
 use crate::sources::Gathered;
-use crate::sysfs::{Function, Sysfs, VFIO_PCI};
+use crate::sysfs::Sysfs;
 use crate::topology::path_of;
 
 /// Every function, sorted by address. An unreadable device list reads as empty.
@@ -149,9 +151,10 @@ fn describe_line(
         if selected { '*' } else { ' ' },
         function.address,
         IdsList(&[function.ids]),
-        function
-            .class
-            .map_or_else(|| "????".to_string(), |class| format!("{:04x}", class >> 8)),
+        function.class.map_or_else(
+            || "????".to_string(),
+            |class| format!("{:04x}", base_and_subclass(class))
+        ),
         function.driver.as_deref().unwrap_or("none"),
     );
     if let Some(driver) = &function.driver_override {
@@ -216,13 +219,7 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
         );
     }
     for function in present.iter() {
-        let _ = writeln!(
-            out,
-            "  takes {}  {}  driver={}",
-            function.address,
-            IdsList(&[function.ids]),
-            function.driver.as_deref().unwrap_or("none")
-        );
+        let _ = writeln!(out, "  takes {}", FunctionShown(function));
     }
     if !companions.is_empty() {
         let _ = writeln!(
@@ -230,13 +227,7 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
             "\nits IOMMU group also holds these, which a VM needs too (or on no driver):"
         );
         for function in &companions {
-            let _ = writeln!(
-                out,
-                "  {}  {}  driver={}",
-                function.address,
-                IdsList(&[function.ids]),
-                function.driver.as_deref().unwrap_or("none")
-            );
+            let _ = writeln!(out, "  {}", FunctionShown(function));
             rules.push(rule_for(function));
         }
         let all: Vec<String> = rules.iter().map(Rule::to_string).collect();
@@ -387,15 +378,8 @@ fn examine(
     }
     let plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
-        Err(errno) => {
-            say(
-                Severity::Problem,
-                format!(
-                    "cannot list {}/bus/pci/devices: {}",
-                    sysfs.root(),
-                    errno.desc()
-                ),
-            );
+        Err(failure) => {
+            say(Severity::Problem, failure.to_string());
             return EXIT_FAILED;
         }
     };
@@ -493,5 +477,21 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(Severity, String
                 );
             }
         }
+    }
+}
+
+/// `0000:07:00.0  1002:73ff  driver=amdgpu`: a function as `rule` lists what it takes.
+struct FunctionShown<'a>(&'a Function);
+
+impl std::fmt::Display for FunctionShown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let function = self.0;
+        write!(
+            f,
+            "{}  {}  driver={}",
+            function.address,
+            IdsList(&[function.ids]),
+            function.driver.as_deref().unwrap_or("none")
+        )
     }
 }

@@ -15,60 +15,16 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::NixPath;
 
-use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds};
+use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
+use crate::function::{DriverName, Function, DRIVER_NAME_CAPACITY};
 
 /// Longest path built under the root (the root itself included).
 pub const PATH_CAPACITY: usize = 512;
 /// Longest sysfs root accepted, leaving room for the attribute paths below it.
 pub const ROOT_CAPACITY: usize = 384;
-/// Longest driver name kept; kernel driver names are far shorter.
-pub const DRIVER_NAME_CAPACITY: usize = 48;
 
+/// A path under the root, in a fixed buffer.
 pub type PathBuffer = String<PATH_CAPACITY>;
-pub type DriverName = String<DRIVER_NAME_CAPACITY>;
-
-/// The driver every rule hands functions to.
-pub const VFIO_PCI: &str = "vfio-pci";
-
-/// One PCI function as sysfs shows it at the moment it was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Function {
-    pub address: PciAddress,
-    /// `None` when `vendor` or `device` could not be read.
-    pub ids: Option<PciIds>,
-    /// `subsystem_vendor` and `subsystem_device`; `None` when either could not be read.
-    pub subsystem: Option<PciIds>,
-    /// `None` when `class` could not be read.
-    pub class: Option<u32>,
-    /// The bound driver, from the `driver` link.
-    pub driver: Option<DriverName>,
-    /// `driver_override`, `None` when the kernel shows `(null)`.
-    pub driver_override: Option<DriverName>,
-    /// The IOMMU group number, from the `iommu_group` link.
-    pub iommu_group: Option<u32>,
-    /// `boot_vga` reads 1: the firmware's console display.
-    pub boot_vga: bool,
-}
-
-impl Function {
-    /// PCI-to-PCI and CardBus bridges (class 0x0604, 0x0607): vfio-pci refuses them.
-    pub fn is_bridge(&self) -> bool {
-        self.class.is_some_and(is_bridge_class)
-    }
-
-    pub fn is_on(&self, driver: &str) -> bool {
-        self.driver.as_deref() == Some(driver)
-    }
-
-    pub fn overridden_to(&self, driver: &str) -> bool {
-        self.driver_override.as_deref() == Some(driver)
-    }
-}
-
-/// PCI-to-PCI and CardBus bridges: class 0x0604xx, 0x0607xx.
-pub fn is_bridge_class(class: u32) -> bool {
-    matches!(class >> 8, 0x0604 | 0x0607)
-}
 
 /// A file the binder writes. Nothing else is ever written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +114,10 @@ pub struct Sysfs {
 /// A platform device's name, e.g. `efi-framebuffer.0`.
 pub type DeviceName = String<DRIVER_NAME_CAPACITY>;
 
+/// The most firmware-framebuffer devices kept track of: a machine has one (efifb, vesafb
+/// or simplefb, numbered `.0`), rarely a second.
+pub const MAX_FRAMEBUFFER_DEVICES: usize = 4;
+
 /// One virtual-console driver slot, `class/vtconsole/vtconN`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vtconsole {
@@ -170,6 +130,9 @@ pub struct Vtconsole {
 
 /// The most virtual-console drivers read; the kernel has at most MAX_NR_CON_DRIVER (16).
 pub const MAX_VTCONSOLES: usize = 16;
+
+/// How many framebuffers the kernel numbers, `fb0` to `fb31` (FB_MAX in include/linux/fb.h).
+const FB_MAX: u8 = 32;
 
 /// Capacity of the buffer an attribute is read into; PCI attributes are a line each.
 const ATTRIBUTE_CAPACITY: usize = 64;
@@ -236,7 +199,10 @@ impl Sysfs {
     }
 
     /// The devices bound now to a framebuffer driver (`DRIVER.N` entries of its directory).
-    pub fn platform_devices_of(&self, driver: FramebufferDriver) -> heapless::Vec<DeviceName, 4> {
+    pub fn platform_devices_of(
+        &self,
+        driver: FramebufferDriver,
+    ) -> heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> {
         let mut found = heapless::Vec::new();
         let Ok(path) = self.path(format_args!("bus/platform/drivers/{}", driver.name())) else {
             return found;
@@ -255,8 +221,10 @@ impl Sysfs {
     }
 
     /// Firmware-framebuffer platform devices that no driver holds now.
-    pub fn unbound_framebuffer_devices(&self) -> heapless::Vec<DeviceName, 4> {
-        let mut found: heapless::Vec<DeviceName, 4> = heapless::Vec::new();
+    pub fn unbound_framebuffer_devices(
+        &self,
+    ) -> heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> {
+        let mut found: heapless::Vec<DeviceName, MAX_FRAMEBUFFER_DEVICES> = heapless::Vec::new();
         let Ok(path) = self.path(format_args!("bus/platform/devices")) else {
             return found;
         };
@@ -309,7 +277,8 @@ impl Sysfs {
     /// framebuffer console draws on that one unless told otherwise (`fbcon=map:`), see
     /// drivers/video/fbdev/core/fbcon.c.
     pub fn console_framebuffer_device(&self) -> Option<DeviceName> {
-        (0..32).find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
+        (0..FB_MAX)
+            .find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
     }
 
     /// Whether this is the running kernel's sysfs (and not a fixture).
@@ -400,13 +369,8 @@ impl Sysfs {
                 .ok()
                 .and_then(parse_sysfs_hex)
         };
-        let pair = |vendor: Option<u32>, device: Option<u32>| match (vendor, device) {
-            (Some(vendor), Some(device)) if vendor <= 0xffff && device <= 0xffff => Some(PciIds {
-                vendor: vendor as u16,
-                device: device as u16,
-            }),
-            _ => None,
-        };
+        let pair =
+            |vendor: Option<u32>, device: Option<u32>| PciIds::from_attributes(vendor?, device?);
         let ids = pair(read_hex("vendor"), read_hex("device"));
         let subsystem = pair(read_hex("subsystem_vendor"), read_hex("subsystem_device"));
         let class = read_hex("class");
@@ -440,22 +404,16 @@ impl Sysfs {
     }
 
     /// Every function of a slot or the one function a location names, in address order.
-    pub fn functions_at(&self, location: Location) -> heapless::Vec<Function, 8> {
+    pub fn functions_at(&self, location: Location) -> heapless::Vec<Function, FUNCTIONS_PER_SLOT> {
         let mut found = heapless::Vec::new();
-        let (slot, only) = match location {
-            Location::Slot(slot) => (slot, None),
-            Location::Function(address) => (address.slot_address(), Some(address.function)),
+        let slot = match location {
+            Location::Slot(slot) => slot,
+            Location::Function(address) => address.slot_address(),
         };
-        for function in 0..8 {
-            if only.is_some_and(|only| only != function) {
-                continue;
-            }
-            let address = PciAddress {
-                domain: slot.domain,
-                bus: slot.bus,
-                slot: slot.slot,
-                function,
-            };
+        for address in slot
+            .functions()
+            .filter(|address| location.contains(*address))
+        {
             if let Some(function) = self.read_function(address) {
                 let _ = found.push(function);
             }

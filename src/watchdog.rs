@@ -36,6 +36,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::address::PciAddress;
+use crate::exit::{EXIT_GAVE_UP, EXIT_LOCKED};
 use crate::kmsg;
 use crate::lock;
 use crate::plan::MAX_TARGETS;
@@ -56,9 +57,6 @@ pub fn give_back_share(timeout: Duration) -> Duration {
 /// Time kept back from a bounded sub-step (a `modprobe`) for giving the cards back after
 /// it failed, so that the give-back itself is never what the watchdog cuts short.
 pub const GIVE_BACK_RESERVE: Duration = Duration::from_secs(1);
-/// Exit status when the worker did not end in time or died of a signal.
-const EXIT_GAVE_UP: u8 = 1;
-
 /// One progress record: fixed size, far below `PIPE_BUF`, so each `write()` is atomic.
 const RECORD_SIZE: usize = 128;
 const HEADER_SIZE: usize = 10;
@@ -210,9 +208,6 @@ impl fmt::Write for Truncating<'_> {
         Ok(())
     }
 }
-
-/// Exit status when another binder held the lock for the whole wait.
-const EXIT_LOCKED: u8 = 1;
 
 /// Runs `work` under the binders' lock (when it `writes`) and the watchdog: it ends within
 /// `timeout` of `started` whatever blocks. What `apply`, `bind` and `release` run in.
