@@ -1,0 +1,168 @@
+//! The mkinitcpio install hook, sourced the way mkinitcpio sources it, against the stand-in
+//! for mkinitcpio's functions (tests/hooks/mkinitcpio-stubs.bash), which logs every request.
+
+mod hooks_common;
+
+use std::fs;
+
+use hooks_common::*;
+
+/// Sources the install hook the way mkinitcpio does (bash, extglob, the hook's `build` then
+/// `help`) with `HOOKS` as given, and returns the stand-in log.
+fn mkinitcpio_build(scratch: &Scratch, host: &Host, hooks: &str, nullglob: bool) -> Vec<String> {
+    let root = make_host(scratch, host);
+    let log = scratch.join("log");
+    let _ = fs::remove_file(&log);
+    let script = format!(
+        r#"
+        shopt -s extglob {nullglob}
+        . "$STUBS" || exit 90
+        HOOKS=({hooks})
+        . "$HOOK" || exit 91
+        build || exit 92
+        help >"$HELP" || exit 93
+        "#,
+        nullglob = if nullglob { "nullglob" } else { "" },
+    );
+    let output = run(
+        &bash(),
+        &script,
+        &[
+            ("HOOK_LOG", &log),
+            ("STUBS", &project("tests/hooks/mkinitcpio-stubs.bash")),
+            ("HOOK", &project(MKINITCPIO_INSTALL)),
+            ("HELP", &scratch.join("help")),
+            ("VFIO_BIND_ROOT", &root),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "mkinitcpio build failed: {:?}\n{}",
+        output.status,
+        text(&output.stderr)
+    );
+    log_lines(scratch, "log")
+}
+
+const MKINITCPIO_MODULES: [&str; 3] = [
+    "add_module vfio?",
+    "add_module vfio_iommu_type1?",
+    "add_module vfio-pci?",
+];
+const MKINITCPIO_UNIT: [&str; 2] = [
+    "add_file ROOT/host/usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service 644",
+    "add_symlink /etc/systemd/system/sysinit.target.wants/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service",
+];
+
+#[test]
+fn mkinitcpio_install_adds_binary_modules_runscript_and_unit_in_every_flavour() {
+    let scratch = Scratch::new("mkinitcpio-flavours");
+    let mut expected = lines(&MKINITCPIO_MODULES);
+    expected.push("add_binary ROOT/host/usr/bin/vfio-bind /usr/bin/vfio-bind".into());
+    expected.push("add_runscript vfio-bind".into());
+    expected.extend(lines(&MKINITCPIO_UNIT));
+
+    // busybox init, systemd before and after the hook, and under nullglob (which would eat
+    // an unquoted 'vfio?').
+    for (hooks, nullglob) in [
+        (
+            "base vfio-bind udev autodetect kms block filesystems",
+            false,
+        ),
+        (
+            "base systemd vfio-bind autodetect kms block filesystems",
+            false,
+        ),
+        (
+            "base vfio-bind systemd autodetect kms block filesystems",
+            false,
+        ),
+        ("base systemd vfio-bind", true),
+    ] {
+        let log = mkinitcpio_build(&scratch, &FULL_HOST, hooks, nullglob);
+        assert_eq!(log, expected, "HOOKS=({hooks}) nullglob={nullglob}");
+    }
+    let help = scratch.read("help");
+    assert!(help.contains("disablehooks=vfio-bind"), "{help}");
+    assert!(help.contains("rd.vfio_bind=0"), "{help}");
+}
+
+#[test]
+fn mkinitcpio_install_adds_the_runscript_only_where_the_image_has_a_busybox_init() {
+    let scratch = Scratch::new("mkinitcpio-no-base");
+    // A systemd image without `base`: no ash, and the runscript would never run; real
+    // mkinitcpio warns "Possibly missing '/usr/bin/ash'" when it is added anyway.
+    let log = mkinitcpio_build(
+        &scratch,
+        &FULL_HOST,
+        "systemd vfio-bind autodetect kms",
+        false,
+    );
+    assert!(
+        !log.iter().any(|line| line.starts_with("add_runscript")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|line| line.contains("sysinit.target.wants")),
+        "{log:?}"
+    );
+    // `base` after the hook still makes a busybox image: the runscript is added.
+    let log = mkinitcpio_build(&scratch, &FULL_HOST, "vfio-bind base udev", false);
+    assert!(
+        log.contains(&"add_runscript vfio-bind".to_string()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn mkinitcpio_install_copies_host_rules_when_there_are_some() {
+    let scratch = Scratch::new("mkinitcpio-rules");
+    let host = Host {
+        rules: true,
+        ..FULL_HOST
+    };
+    let log = mkinitcpio_build(&scratch, &host, "base systemd vfio-bind", false);
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("add_file ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf 644")
+    );
+    assert_eq!(log.len(), 8, "{log:#?}");
+}
+
+#[test]
+fn mkinitcpio_install_warns_and_goes_on_without_binary_or_unit() {
+    let scratch = Scratch::new("mkinitcpio-missing");
+    let host = Host {
+        binary: false,
+        unit: false,
+        rules: false,
+    };
+    let log = mkinitcpio_build(&scratch, &host, "base vfio-bind udev", false);
+    let mut expected = lines(&MKINITCPIO_MODULES);
+    expected.push(
+        "warning vfio-bind: '%s' not found; the image will not bind anything ROOT/host/usr/bin/vfio-bind"
+            .into(),
+    );
+    expected.push("add_runscript vfio-bind".into());
+    expected.push(
+        "warning vfio-bind: '%s' not found; a systemd-based image will not run the binder ROOT/host/usr/lib/vfio-bind/vfio-bind.service"
+            .into(),
+    );
+    assert_eq!(log, expected);
+}
+
+#[test]
+fn mkinitcpio_install_reads_the_host_root_by_default() {
+    // Without VFIO_BIND_ROOT the paths are the host's own: check the text, not the host.
+    let contents = fs::read_to_string(project(MKINITCPIO_INSTALL)).unwrap();
+    for path in [
+        "\"$root/usr/bin/vfio-bind\"",
+        "\"$root/usr/lib/vfio-bind/vfio-bind.service\"",
+        "\"$root/etc/cmdline.d/vfio-bind.conf\"",
+    ] {
+        assert!(contents.contains(path), "{path}");
+    }
+    assert!(contents.contains("local root=\"${VFIO_BIND_ROOT:-}\""));
+    // add_systemd_unit looks in the host's unit directories and copies the host's links.
+    assert!(!code(&contents).contains("add_systemd_unit"));
+}

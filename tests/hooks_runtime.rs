@@ -1,0 +1,175 @@
+//! The runtime hooks of every generator (mkinitcpio, dracut, initramfs-tools), run in the
+//! shells that run them at boot against a fake root given by VFIO_BIND_ROOT: a fake binder
+//! that logs its arguments, a fake /proc/cmdline and a regular file standing for /dev/kmsg.
+
+mod hooks_common;
+
+use std::fs;
+
+use hooks_common::*;
+
+/// How each runtime hook is run at boot, as a shell script that prints `survived` after it.
+/// `set -e` in the caller makes any failing command that escapes the hook fatal.
+fn runtime_cases() -> Vec<(&'static str, Shell, &'static str)> {
+    // mkinitcpio's /init sources the hook, then calls run_earlyhook; the hook must keep its
+    // variables local.
+    let mkinitcpio = r#"
+        set -e
+        root=keep cmdline=keep status=keep
+        . "$HOOK"
+        run_earlyhook
+        [ "$root $cmdline $status" = "keep keep keep" ] || echo "variables leaked: $root $cmdline $status"
+        echo survived
+    "#;
+    // dracut's /init sources every cmdline hook; nothing of ours may stay behind.
+    let dracut = r#"
+        set -e
+        . "$HOOK"
+        if set | grep -q '^_vfio_bind'; then echo "variables leaked"; fi
+        echo survived
+    "#;
+    // initramfs-tools runs init-top scripts as programs, from its ORDER file (tested on its
+    // own below); sourcing must be harmless too.
+    let itools_source = r#"
+        set -e
+        . "$HOOK"
+        if set | grep -q '^vfio_bind_'; then echo "variables leaked"; fi
+        echo survived
+    "#;
+    vec![
+        (MKINITCPIO_HOOK, busybox_ash(), mkinitcpio),
+        (MKINITCPIO_HOOK, dash(), mkinitcpio),
+        (DRACUT_HOOK, dash(), dracut),
+        (DRACUT_HOOK, bash(), dracut),
+        (DRACUT_HOOK, busybox_sh(), dracut),
+        (ITOOLS_SCRIPT, busybox_sh(), itools_source),
+        (ITOOLS_SCRIPT, dash(), itools_source),
+        (ITOOLS_SCRIPT, klibc(), itools_source),
+    ]
+}
+
+#[test]
+fn runtime_hooks_run_the_binder_with_apply_and_stay_quiet_when_it_succeeds() {
+    for (hook, shell, script) in runtime_cases() {
+        let context = format!("{hook} in {}", shell.name);
+        let boot = Boot::new(
+            "ok",
+            Binder::Exits(0),
+            "root=/dev/vda vfio.bind=1002:73ff@07:00",
+            true,
+        );
+        let output = boot.run(&shell, hook, script);
+        assert_survived(&output, &context);
+        assert_eq!(text(&output.stdout), "survived\n", "{context}");
+        assert_eq!(boot.binder_calls(), ["apply"], "{context}");
+        assert!(boot.kmsg().is_empty(), "{context}: {:?}", boot.kmsg());
+        assert_eq!(text(&output.stderr), "", "{context}");
+    }
+}
+
+#[test]
+fn runtime_hooks_report_a_failing_binder_and_the_boot_goes_on() {
+    for status in [1u8, 2, 127] {
+        for (hook, shell, script) in runtime_cases() {
+            let context = format!("{hook} in {}, binder exit {status}", shell.name);
+            let boot = Boot::new("fails", Binder::Exits(status), "quiet", true);
+            let output = boot.run(&shell, hook, script);
+            assert_survived(&output, &context);
+            assert_eq!(text(&output.stdout), "survived\n", "{context}");
+            assert_eq!(boot.binder_calls(), ["apply"], "{context}");
+            assert_eq!(
+                boot.kmsg(),
+                [format!(
+                    "<3>vfio-bind: 'vfio-bind apply' exited with status {status}; boot continues"
+                )],
+                "{context}"
+            );
+        }
+    }
+}
+
+#[test]
+fn runtime_hooks_report_a_missing_binder_and_the_boot_goes_on() {
+    for binder in [Binder::Missing, Binder::NotExecutable] {
+        for (hook, shell, script) in runtime_cases() {
+            let context = format!("{hook} in {}", shell.name);
+            let boot = Boot::new("missing", binder, "quiet", true);
+            let output = boot.run(&shell, hook, script);
+            assert_survived(&output, &context);
+            assert_eq!(text(&output.stdout), "survived\n", "{context}");
+            assert!(boot.binder_calls().is_empty(), "{context}");
+            assert_eq!(boot.kmsg(), [format!("<3>{MISSING_MESSAGE}")], "{context}");
+        }
+    }
+}
+
+/// Command lines that carry the escape hatch in the forms the kernel's parser accepts
+/// (lib/cmdline.c next_arg: any whitespace between words, quotes around a value).
+const ESCAPE_HATCH_CMDLINES: &[&str] = &[
+    "root=/dev/vda vfio.bind=1002:73ff@07:00 rd.vfio_bind=0 quiet",
+    "rd.vfio_bind=0",
+    "vfio.bind=1002:73ff@07:00\trd.vfio_bind=0",
+    "vfio.bind=1002:73ff@07:00 rd.vfio_bind=\"0\"",
+    "rd.vfio_bind=01",
+    "xrd.vfio_bind=0",
+];
+
+/// The binder alone decides on `rd.vfio_bind=0` (`vfio-bind apply` parses the command line
+/// and /etc/cmdline.d as the kernel does, logs one line and exits 0), so that every init
+/// honours the same forms. The hooks run it whatever the command line says, and add no
+/// line of their own when it exits 0.
+#[test]
+fn runtime_hooks_leave_rd_vfio_bind_0_to_the_binder() {
+    for cmdline in ESCAPE_HATCH_CMDLINES {
+        for (hook, shell, script) in runtime_cases() {
+            let context = format!("{hook} in {}, command line {cmdline:?}", shell.name);
+            let boot = Boot::new("escape-hatch", Binder::Exits(0), cmdline, true);
+            let output = boot.run(&shell, hook, script);
+            assert_survived(&output, &context);
+            assert_eq!(text(&output.stdout), "survived\n", "{context}");
+            assert_eq!(boot.binder_calls(), ["apply"], "{context}");
+            assert!(boot.kmsg().is_empty(), "{context}: {:?}", boot.kmsg());
+            assert_eq!(text(&output.stderr), "", "{context}");
+        }
+    }
+}
+
+#[test]
+fn runtime_hooks_fall_back_to_the_console_without_kmsg() {
+    for (hook, shell, script) in runtime_cases() {
+        let context = format!("{hook} in {}", shell.name);
+        // No /dev/kmsg and no /proc/cmdline in the fake root: neither stops the hook.
+        let boot = Boot::new("nokmsg", Binder::Missing, "", false);
+        fs::remove_file(boot.root.join("proc/cmdline")).unwrap();
+        let output = boot.run(&shell, hook, script);
+        assert_survived(&output, &context);
+        assert_eq!(
+            text(&output.stderr),
+            format!("{MISSING_MESSAGE}\n"),
+            "{context}"
+        );
+    }
+}
+
+#[test]
+fn runtime_hooks_use_the_image_paths_at_boot() {
+    // With VFIO_BIND_ROOT unset every path is the image's own.
+    for hook in [MKINITCPIO_HOOK, DRACUT_HOOK, ITOOLS_SCRIPT] {
+        let contents = fs::read_to_string(project(hook)).unwrap();
+        for path in ["/usr/bin/vfio-bind\" apply", "/dev/kmsg\""] {
+            assert!(contents.contains(path), "{hook}: {path}");
+        }
+        // The command line is the binder's to read: a hook that reads it would decide on
+        // the escape hatch a second way.
+        assert!(!code(&contents).contains("/proc/cmdline"), "{hook}");
+        assert!(contents.contains("${VFIO_BIND_ROOT:-}"), "{hook}");
+        assert!(!code(&contents).contains("set -e"), "{hook}");
+    }
+    // The hooks that are sourced must not exit at all.
+    for hook in [MKINITCPIO_HOOK, DRACUT_HOOK] {
+        let contents = fs::read_to_string(project(hook)).unwrap();
+        let code = code(&contents);
+        let mut words = code.split(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+        assert!(!words.any(|word| word == "exit"), "{hook}");
+    }
+}
