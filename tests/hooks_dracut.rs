@@ -56,13 +56,20 @@ const DRACUT_PREAMBLE: [&str; 4] = [
     "hostonly-after=[-h]",
 ];
 
+const DRACUT_BINARY: &str = "inst_binary ROOT/host/usr/bin/vfio-bind /usr/bin/vfio-bind";
+const DRACUT_CMDLINE_HOOK: &str = "inst_hook cmdline 00 MODDIR/vfio-bind.sh";
+const DRACUT_UNIT: [&str; 2] = [
+    "inst_simple ROOT/host/usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service",
+    "systemctl -q --root /INITDIR add-wants sysinit.target vfio-bind.service",
+];
+
 #[test]
 fn dracut_without_systemd_installs_a_cmdline_hook_at_00_and_no_unit() {
     let scratch = Scratch::new("dracut-plain");
     let log = dracut_setup(&scratch, &FULL_HOST, false);
     let mut expected = lines(&DRACUT_PREAMBLE);
-    expected.push("inst_binary ROOT/host/usr/bin/vfio-bind /usr/bin/vfio-bind".into());
-    expected.push("inst_hook cmdline 00 MODDIR/vfio-bind.sh".into());
+    expected.push(DRACUT_BINARY.into());
+    expected.push(DRACUT_CMDLINE_HOOK.into());
     assert_eq!(log, expected);
     // dracut only sources hooks whose names end in .sh.
     assert!(project(DRACUT_HOOK).is_file());
@@ -73,12 +80,8 @@ fn dracut_with_systemd_installs_the_unit_wanted_by_sysinit_and_no_hook() {
     let scratch = Scratch::new("dracut-systemd");
     let log = dracut_setup(&scratch, &FULL_HOST, true);
     let mut expected = lines(&DRACUT_PREAMBLE);
-    expected.push("inst_binary ROOT/host/usr/bin/vfio-bind /usr/bin/vfio-bind".into());
-    expected.push(
-        "inst_simple ROOT/host/usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service"
-            .into(),
-    );
-    expected.push("systemctl -q --root /INITDIR add-wants sysinit.target vfio-bind.service".into());
+    expected.push(DRACUT_BINARY.into());
+    expected.extend(lines(&DRACUT_UNIT));
     assert_eq!(log, expected);
 }
 
@@ -91,13 +94,18 @@ fn dracut_copies_host_rules_in_both_flavours() {
             ..FULL_HOST
         };
         let log = dracut_setup(&scratch, &host, systemd);
-        assert_eq!(
-            log.last().map(String::as_str),
-            Some(
-                "inst_simple ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf"
-            ),
-            "systemd={systemd}"
+        let mut expected = lines(&DRACUT_PREAMBLE);
+        expected.push(DRACUT_BINARY.into());
+        if systemd {
+            expected.extend(lines(&DRACUT_UNIT));
+        } else {
+            expected.push(DRACUT_CMDLINE_HOOK.into());
+        }
+        expected.push(
+            "inst_simple ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf"
+                .into(),
         );
+        assert_eq!(log, expected, "systemd={systemd}");
     }
 }
 
@@ -124,8 +132,11 @@ fn dracut_warns_and_goes_on_without_binary_or_unit() {
     // Without systemd the hook is still installed: at boot it reports the missing binary.
     let scratch = Scratch::new("dracut-missing-plain");
     let log = dracut_setup(&scratch, &host, false);
-    assert_eq!(
-        log.last().map(String::as_str),
-        Some("inst_hook cmdline 00 MODDIR/vfio-bind.sh")
+    let mut expected = lines(&DRACUT_PREAMBLE);
+    expected.push(
+        "dwarn vfio-bind: 'ROOT/host/usr/bin/vfio-bind' not found; the image will not bind anything"
+            .into(),
     );
+    expected.push(DRACUT_CMDLINE_HOOK.into());
+    assert_eq!(log, expected);
 }

@@ -215,7 +215,7 @@ pub fn make_host(scratch: &Scratch, host: &Host) -> PathBuf {
 }
 
 /// What the fake root holds when a runtime hook runs.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum Binder {
     /// A binder that logs its arguments and exits with this status.
     Exits(u8),
@@ -294,13 +294,4 @@ pub fn assert_survived(output: &Output, context: &str) {
         text(&output.stdout),
         text(&output.stderr)
     );
-}
-
-/// A shell file without its comment lines.
-pub fn code(contents: &str) -> String {
-    contents
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
