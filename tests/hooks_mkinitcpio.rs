@@ -1,5 +1,6 @@
 //! The mkinitcpio install hook, sourced the way mkinitcpio sources it, against the stand-in
-//! for mkinitcpio's functions (tests/hooks/mkinitcpio-stubs.bash), which logs every request.
+//! for mkinitcpio's functions that the VM test uses too (xtask/guest/mkinitcpio/build-driver.bash),
+//! which records every request.
 
 mod hooks_common;
 
@@ -8,57 +9,73 @@ use std::path::Path;
 
 use hooks_common::*;
 
-/// Sources the install hook the way mkinitcpio does (bash, extglob, the hook's `build` then
-/// `help`) with `HOOKS` as given and VFIO_BIND_ROOT at a fake host, and returns the
-/// stand-in log.
+/// Builds with the install hook the way mkinitcpio does (bash, extglob, `HOOKS` as given,
+/// the hook's `build` then `help`) with VFIO_BIND_ROOT at a fake host, and returns the
+/// calls it made.
 fn mkinitcpio_build(scratch: &Scratch, host: &Host, hooks: &str, nullglob: bool) -> Vec<String> {
     let root = make_host(scratch, host);
     mkinitcpio_build_from(scratch, Some(&root), hooks, nullglob)
 }
 
-/// As `mkinitcpio_build`, with VFIO_BIND_ROOT at `root`, or unset. The hook's variables
-/// must stay local: mkinitcpio's own (`root`...) are set around it and checked after.
+/// As `mkinitcpio_build`, with VFIO_BIND_ROOT at `root`, or unset. Runs the stand-in the VM
+/// test uses too (xtask/guest/mkinitcpio/build-driver.bash), and returns its records, one
+/// call a line, fields joined by spaces, the scratch root written `ROOT` and the project's
+/// runtime hooks directory `HOOKS`. The hook's variables must stay local: a caller's
+/// `root`... are set before the build and checked when the stand-in exits.
 fn mkinitcpio_build_from(
     scratch: &Scratch,
     root: Option<&Path>,
     hooks: &str,
     nullglob: bool,
 ) -> Vec<String> {
-    let log = scratch.join("log");
-    let _ = fs::remove_file(&log);
-    let script = format!(
-        r#"
-        shopt -s extglob {nullglob}
-        . "$STUBS" || exit 90
-        HOOKS=({hooks})
-        . "$HOOK" || exit 91
+    let records = scratch.join("records");
+    let _ = fs::remove_file(&records);
+    fs::write(&records, "").unwrap();
+    let script = r#"
         root=keep binary=keep unit=keep rules=keep
-        build || exit 92
-        [ "$root $binary $unit $rules" = "keep keep keep keep" ] || exit 94
-        help >"$HELP" || exit 93
-        "#,
-        nullglob = if nullglob { "nullglob" } else { "" },
-    );
-    let stubs = project("tests/hooks/mkinitcpio-stubs.bash");
+        trap '[ "$root $binary $unit $rules" = "keep keep keep keep" ] || exit 94' EXIT
+        . "$DRIVER" "$HOOK" "$HOOKSDIR"
+    "#;
+    let driver = project(MKINITCPIO_STAND_IN);
     let hook = project(MKINITCPIO_INSTALL);
+    let hooks_dir = project("mkinitcpio/hooks");
     let help = scratch.join("help");
     let mut env: Vec<(&str, &Path)> = vec![
-        ("HOOK_LOG", &log),
-        ("STUBS", &stubs),
+        ("VFIO_TEST_RECORDS", &records),
+        ("VFIO_TEST_HOOKS", Path::new(hooks)),
+        (
+            "VFIO_TEST_NULLGLOB",
+            Path::new(if nullglob { "1" } else { "0" }),
+        ),
+        ("VFIO_TEST_HELP", &help),
+        ("DRIVER", &driver),
         ("HOOK", &hook),
-        ("HELP", &help),
+        ("HOOKSDIR", &hooks_dir),
     ];
     if let Some(root) = root {
         env.push(("VFIO_BIND_ROOT", root));
     }
-    let output = run(&bash(), &script, &env);
+    let output = run(&bash(), script, &env);
     assert!(
         output.status.success(),
         "mkinitcpio build failed: {:?}\n{}",
         output.status,
         text(&output.stderr)
     );
-    log_lines(scratch, "log")
+    let scratch_root = scratch.path().to_str().unwrap();
+    let hooks_dir = hooks_dir.to_str().unwrap();
+    scratch
+        .read("records")
+        .split("\0\n")
+        .filter(|record| !record.is_empty())
+        .map(|record| {
+            record
+                .trim_end_matches('\0')
+                .replace('\0', " ")
+                .replace(hooks_dir, "HOOKS")
+                .replace(scratch_root, "ROOT")
+        })
+        .collect()
 }
 
 const MKINITCPIO_MODULES: [&str; 3] = [
@@ -67,6 +84,7 @@ const MKINITCPIO_MODULES: [&str; 3] = [
     "add_module vfio-pci?",
 ];
 const MKINITCPIO_BINARY: &str = "add_binary ROOT/host/usr/bin/vfio-bind /usr/bin/vfio-bind";
+const MKINITCPIO_RUNSCRIPT: &str = "add_runscript vfio-bind HOOKS/vfio-bind";
 const MKINITCPIO_UNIT: [&str; 2] = [
     "add_file ROOT/host/usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service 644",
     "add_symlink /etc/systemd/system/sysinit.target.wants/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service",
@@ -77,7 +95,7 @@ fn mkinitcpio_install_adds_binary_modules_runscript_and_unit_in_every_flavour() 
     let scratch = Scratch::new("mkinitcpio-flavours");
     let mut expected = lines(&MKINITCPIO_MODULES);
     expected.push(MKINITCPIO_BINARY.into());
-    expected.push("add_runscript vfio-bind".into());
+    expected.push(MKINITCPIO_RUNSCRIPT.into());
     expected.extend(lines(&MKINITCPIO_UNIT));
 
     // busybox init, systemd before and after the hook, and under nullglob (which would eat
@@ -124,7 +142,7 @@ fn mkinitcpio_install_adds_the_runscript_only_where_the_image_has_a_busybox_init
     let log = mkinitcpio_build(&scratch, &FULL_HOST, "vfio-bind base udev", false);
     let mut expected = lines(&MKINITCPIO_MODULES);
     expected.push(MKINITCPIO_BINARY.into());
-    expected.push("add_runscript vfio-bind".into());
+    expected.push(MKINITCPIO_RUNSCRIPT.into());
     expected.extend(lines(&MKINITCPIO_UNIT));
     assert_eq!(log, expected);
 }
@@ -139,7 +157,7 @@ fn mkinitcpio_install_copies_host_rules_when_there_are_some() {
     let log = mkinitcpio_build(&scratch, &host, "base systemd vfio-bind", false);
     let mut expected = lines(&MKINITCPIO_MODULES);
     expected.push(MKINITCPIO_BINARY.into());
-    expected.push("add_runscript vfio-bind".into());
+    expected.push(MKINITCPIO_RUNSCRIPT.into());
     expected.extend(lines(&MKINITCPIO_UNIT));
     expected.push(
         "add_file ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf 644".into(),
@@ -161,7 +179,7 @@ fn mkinitcpio_install_warns_and_goes_on_without_binary_or_unit() {
         "warning vfio-bind: '%s' not found; the image will not bind anything ROOT/host/usr/bin/vfio-bind"
             .into(),
     );
-    expected.push("add_runscript vfio-bind".into());
+    expected.push(MKINITCPIO_RUNSCRIPT.into());
     expected.push(
         "warning vfio-bind: '%s' not found; a systemd-based image will not run the binder ROOT/host/usr/lib/vfio-bind/vfio-bind.service"
             .into(),
@@ -185,7 +203,7 @@ fn mkinitcpio_install_reads_the_host_root_by_default() {
         "warning vfio-bind: '%s' not found; the image will not bind anything /usr/bin/vfio-bind"
             .into()
     });
-    expected.push("add_runscript vfio-bind".into());
+    expected.push(MKINITCPIO_RUNSCRIPT.into());
     if has("/usr/lib/vfio-bind/vfio-bind.service") {
         expected.extend(lines(&[
             "add_file /usr/lib/vfio-bind/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service 644",

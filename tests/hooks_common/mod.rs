@@ -2,8 +2,10 @@
 //! them, a scratch directory per test, a fake host for install hooks and a fake root for
 //! runtime hooks.
 //!
-//! Install hooks run against stand-ins for the generator's functions (tests/hooks/*-stubs*),
-//! which log every request; the tests compare that log with what each hook must ask for.
+//! Install hooks run against stand-ins for the generator's functions (tests/hooks/*-stubs*
+//! for dracut and initramfs-tools; for mkinitcpio the VM test's own, see
+//! `MKINITCPIO_STAND_IN`), which log every request; the tests compare that log with what
+//! each hook must ask for.
 //! Runtime hooks run in the shells that run them at boot (busybox ash, dash, klibc sh, bash)
 //! against a fake root given by VFIO_BIND_ROOT: a fake binder that logs its arguments, a
 //! fake /proc/cmdline and a regular file standing for /dev/kmsg. Every shell these tests
@@ -19,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const MKINITCPIO_INSTALL: &str = "mkinitcpio/install/vfio-bind";
 pub const MKINITCPIO_HOOK: &str = "mkinitcpio/hooks/vfio-bind";
+/// The stand-in for mkinitcpio's build side, shared with the VM test.
+pub const MKINITCPIO_STAND_IN: &str = "xtask/guest/mkinitcpio/build-driver.bash";
 pub const DRACUT_SETUP: &str = "dracut/90vfio-bind/module-setup.sh";
 pub const DRACUT_HOOK: &str = "dracut/90vfio-bind/vfio-bind.sh";
 pub const ITOOLS_HOOK: &str = "initramfs-tools/hooks/vfio-bind";
@@ -33,7 +37,7 @@ pub const SHELL_FILES: &[(&str, &str)] = &[
     (DRACUT_HOOK, "sh"),
     (ITOOLS_HOOK, "sh"),
     (ITOOLS_SCRIPT, "sh"),
-    ("tests/hooks/mkinitcpio-stubs.bash", "bash"),
+    (MKINITCPIO_STAND_IN, "bash"),
     ("tests/hooks/dracut-stubs.bash", "bash"),
     ("tests/hooks/initramfs-tools-stubs.sh", "sh"),
 ];
