@@ -325,6 +325,55 @@ fn config(built: &Built, hooks: &[&str], modules: &[&str]) -> String {
     )
 }
 
+/// Whether mkinitcpio v41 keeps this file of the modules directory after depmod: it runs
+/// `rm modules.!(*.bin|devname|softdep)`, so of the indexes only the binary ones,
+/// `modules.devname` and `modules.softdep` stay. Without `modules.dep`, busybox's modprobe
+/// cannot load anything: only kmod's can.
+fn mkinitcpio_keeps_module_index(name: &str) -> bool {
+    match name.strip_prefix("modules.") {
+        Some(rest) => rest.ends_with(".bin") || rest == "devname" || rest == "softdep",
+        None => true,
+    }
+}
+
+/// Removes the module indexes mkinitcpio v41 removes (see `mkinitcpio_keeps_module_index`).
+fn keep_only_binary_module_indexes(root: &Path, release: &str) -> TaskResult {
+    let dir = root.join("usr/lib/modules").join(release);
+    let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !mkinitcpio_keeps_module_index(&name) && entry.path().is_file() {
+            fs::remove_file(entry.path())
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every modprobe the image's programs may run (MODULES and the test hooks through PATH,
+/// the binder through src/apply.rs MODPROBE_PATHS, /usr/sbin first) must be kmod's, as
+/// mkinitcpio's `base` hook links them, and not the busybox applet.
+fn check_modprobe_is_kmod(root: &Path) -> TaskResult {
+    let kmod = fs::canonicalize(root.join("usr/bin/kmod"))
+        .map_err(|e| format!("{}/usr/bin/kmod: {e}", root.display()))?;
+    for path in [
+        "usr/sbin/modprobe",
+        "sbin/modprobe",
+        "usr/bin/modprobe",
+        "bin/modprobe",
+    ] {
+        let resolved = fs::canonicalize(root.join(path))
+            .map_err(|e| format!("{}/{path}: {e}", root.display()))?;
+        if resolved != kmod {
+            return Err(format!(
+                "/{path} in the mkinitcpio image is {}, not kmod",
+                resolved.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let root = dir.join("root");
     layout(&root)?;
@@ -367,6 +416,8 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     modules.extend(DISPLAY_DRIVERS.iter().map(|m| m.to_string()));
     modules.extend(built.modules.iter().cloned());
     install_modules(inputs.kernel, &root, &modules)?;
+    keep_only_binary_module_indexes(&root, &inputs.kernel.release)?;
+    check_modprobe_is_kmod(&root)?;
     fs::write(root.join("config"), config(&built, &hooks, &[EARLY_DRIVER]))
         .map_err(|e| format!("{}: {e}", root.display()))?;
 
@@ -431,6 +482,40 @@ mod tests {
                     function: "add_symlink".into(),
                     args: vec!["/a b".into(), "/c".into()]
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_the_module_indexes_mkinitcpio_keeps() {
+        let kept: Vec<&str> = [
+            "modules.alias",
+            "modules.alias.bin",
+            "modules.builtin",
+            "modules.builtin.bin",
+            "modules.builtin.modinfo",
+            "modules.dep",
+            "modules.dep.bin",
+            "modules.devname",
+            "modules.order",
+            "modules.softdep",
+            "modules.symbols",
+            "modules.symbols.bin",
+            "kernel",
+        ]
+        .into_iter()
+        .filter(|name| mkinitcpio_keeps_module_index(name))
+        .collect();
+        assert_eq!(
+            kept,
+            [
+                "modules.alias.bin",
+                "modules.builtin.bin",
+                "modules.dep.bin",
+                "modules.devname",
+                "modules.softdep",
+                "modules.symbols.bin",
+                "kernel",
             ]
         );
     }
