@@ -55,20 +55,15 @@ fn ids_only_rule_takes_both_audio_functions_like_vfio_pci_ids() {
     assert_eq!(tree.driver_of("0000:07:00.0"), None);
     // Each audio function shares its group with a GPU no rule selects.
     assert_eq!(
-        run.log
-            .iter()
-            .filter(|l| l.starts_with("warning: IOMMU group"))
-            .count(),
-        2,
-        "{:?}",
-        run.log
-    );
-    assert!(
-        run.log
-            .iter()
-            .any(|l| l.contains("Add: vfio.bind=1002:73ff@0000:07:00.0")),
-        "{:?}",
-        run.log
+        without_timing(&run.log),
+        [
+            "info: 1002:ab28: 0000:03:00.1, 0000:07:00.1 on vfio-pci",
+            "warning: IOMMU group 14 of 0000:03:00.1 also holds 0000:03:00.0 (1002:73df), which no rule selects; \
+             a VM cannot use the group while a driver holds it. Add: vfio.bind=1002:73df@0000:03:00.0",
+            "warning: IOMMU group 17 of 0000:07:00.1 also holds 0000:07:00.0 (1002:73ff), which no rule selects; \
+             a VM cannot use the group while a driver holds it. Add: vfio.bind=1002:73ff@0000:07:00.0",
+            "info: 1 of 1 rules applied, 2 functions on vfio-pci",
+        ]
     );
 }
 
@@ -415,10 +410,15 @@ fn a_failing_unbind_gives_the_rule_back() {
     assert_eq!(tree.driver_of("0000:0a:00.0").as_deref(), Some("nouveau"));
     assert_eq!(tree.override_of("0000:0a:00.0"), "");
     assert_eq!(tree.driver_of("0000:07:00.0").as_deref(), Some("vfio-pci"));
-    assert!(run
-        .log
-        .iter()
-        .any(|l| l.contains("cannot unbind 0000:0a:00.0 from nouveau (Device or resource busy)")));
+    assert_eq!(
+        without_timing(&run.log),
+        [
+            "err: 10de:1b80@0000:0a:00 not applied: cannot unbind 0000:0a:00.0 from nouveau \
+             (Device or resource busy); given back: 0000:0a:00.0 (on nouveau)",
+            "info: 1002:73ff@0000:07:00: 0000:07:00.0, 0000:07:00.1 on vfio-pci",
+            "err: 1 of 2 rules applied, 2 functions on vfio-pci",
+        ]
+    );
 }
 
 #[test]
@@ -471,9 +471,15 @@ fn a_device_that_vanishes_before_the_write_fails_its_rule_only() {
     let run = run_apply(&mut kernel, "vfio.bind=1002:73ff@07:00,10de:1b80@0a:00");
     assert_eq!(run.status, 1);
     assert_eq!(tree.driver_of("0000:0a:00.0").as_deref(), Some("vfio-pci"));
-    assert!(run.log.iter().any(
-        |l| l.contains("cannot write 0000:07:00.0/driver_override (No such file or directory)")
-    ));
+    assert_eq!(
+        without_timing(&run.log),
+        [
+            "err: 1002:73ff@0000:07:00 not applied: cannot write 0000:07:00.0/driver_override \
+             (No such file or directory); untouched: 0000:07:00.0, 0000:07:00.1",
+            "info: 10de:1b80@0000:0a:00: 0000:0a:00.0 on vfio-pci",
+            "err: 1 of 2 rules applied, 1 functions on vfio-pci",
+        ]
+    );
     assert_eq!(
         tree.override_of("0000:07:00.1"),
         "(null)",
@@ -494,12 +500,13 @@ fn a_dangling_driver_link_fails_the_unbind_and_the_rule_is_given_back() {
     let mut kernel = SimulatedKernel::new(&mut tree);
     let run = run_apply(&mut kernel, "vfio.bind=1002:73ff@07:00");
     assert_eq!(run.status, 1);
-    assert!(
-        run.log
-            .iter()
-            .any(|l| l.contains("cannot unbind 0000:07:00.1 from ghost")),
-        "{:?}",
-        run.log
+    assert_eq!(
+        without_timing(&run.log),
+        [
+            "err: 1002:73ff@0000:07:00 not applied: cannot unbind 0000:07:00.1 from ghost \
+             (No such file or directory); given back: 0000:07:00.0, 0000:07:00.1 (on ghost)",
+            "err: 0 of 1 rules applied, 0 functions on vfio-pci",
+        ]
     );
     assert_eq!(tree.override_of("0000:07:00.0"), "");
     assert_eq!(tree.override_of("0000:07:00.1"), "");
