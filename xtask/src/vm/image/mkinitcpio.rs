@@ -350,9 +350,10 @@ fn keep_only_binary_module_indexes(root: &Path, release: &str) -> TaskResult {
     Ok(())
 }
 
-/// Every modprobe the image's programs may run (MODULES and the test hooks through PATH,
-/// the binder through src/apply.rs MODPROBE_PATHS, /usr/sbin first) must be kmod's, as
-/// mkinitcpio's `base` hook links them, and not the busybox applet.
+/// Every modprobe the image's programs may run must be kmod's, as mkinitcpio's `base` hook
+/// links them, and not the busybox applet: the binder's (src/apply.rs MODPROBE_PATHS,
+/// /usr/sbin first) and /usr/bin/modprobe, where /init_functions sends a plain `modprobe`
+/// (MODULES, the test hooks) that busybox's ash would otherwise run as its own applet.
 fn check_modprobe_is_kmod(root: &Path) -> TaskResult {
     let kmod = fs::canonicalize(root.join("usr/bin/kmod"))
         .map_err(|e| format!("{}/usr/bin/kmod: {e}", root.display()))?;
