@@ -163,9 +163,12 @@ struct Image {
 impl Image {
     fn new(binder: Binder) -> Image {
         let scratch = Scratch::new("image");
-        let busybox = fs::read(require("busybox", "busybox-static")).unwrap();
-        scratch.write("image/bin/busybox", "", 0o755);
-        fs::write(scratch.join("image/bin/busybox"), busybox).unwrap();
+        fs::create_dir_all(scratch.join("image/bin")).unwrap();
+        fs::copy(
+            require("busybox", "busybox-static"),
+            scratch.join("image/bin/busybox"),
+        )
+        .unwrap();
         for applet in ["sh", "ash", "grep"] {
             std::os::unix::fs::symlink("busybox", scratch.join(&format!("image/bin/{applet}")))
                 .unwrap();
@@ -189,7 +192,7 @@ impl Image {
     fn run(&self, hook: &str, script: &str) -> Output {
         let contents = fs::read_to_string(project(hook)).unwrap();
         self.scratch.write("image/hook", &contents, 0o755);
-        Command::new(require("unshare", "util-linux"))
+        let output = Command::new(require("unshare", "util-linux"))
             .arg("-r")
             .arg(require("chroot", "coreutils"))
             .arg(self.scratch.join("image"))
@@ -197,7 +200,14 @@ impl Image {
             .env_clear()
             .env("PATH", "/bin")
             .output()
-            .expect("unshare runs")
+            .expect("unshare runs");
+        let stderr = text(&output.stderr);
+        assert!(
+            !stderr.starts_with("unshare:") && !stderr.starts_with("chroot:"),
+            "these tests need unprivileged user namespaces (`unshare -r chroot DIR` as this \
+             user): {stderr}"
+        );
+        output
     }
 
     fn lines(&self, relative: &str) -> Vec<String> {
