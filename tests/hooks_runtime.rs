@@ -189,18 +189,32 @@ impl Image {
     }
 
     /// Copies `hook` to /hook and runs `script` with `/bin/busybox ash -c` inside the image.
+    ///
+    /// The busybox copy was just written, and a process forked meanwhile by another test
+    /// thread holds it open for writing until it runs its own program: exec then fails with
+    /// ETXTBSY before anything in the image has run. That, and only that, is tried again.
     fn run(&self, hook: &str, script: &str) -> Output {
         let contents = fs::read_to_string(project(hook)).unwrap();
         self.scratch.write("image/hook", &contents, 0o755);
-        let output = Command::new(require("unshare", "util-linux"))
-            .arg("-r")
-            .arg(require("chroot", "coreutils"))
-            .arg(self.scratch.join("image"))
-            .args(["/bin/busybox", "ash", "-c", script])
-            .env_clear()
-            .env("PATH", "/bin")
-            .output()
-            .expect("unshare runs");
+        let mut attempts = 0;
+        let output = loop {
+            let output = Command::new(require("unshare", "util-linux"))
+                .arg("-r")
+                .arg(require("chroot", "coreutils"))
+                .arg(self.scratch.join("image"))
+                .args(["/bin/busybox", "ash", "-c", script])
+                .env_clear()
+                .env("PATH", "/bin")
+                .output()
+                .expect("unshare runs");
+            attempts += 1;
+            let busy = text(&output.stderr)
+                .ends_with("failed to run command '/bin/busybox': Text file busy\n");
+            if !busy || attempts == 20 {
+                break output;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         let stderr = text(&output.stderr);
         assert!(
             !stderr.starts_with("unshare:") && !stderr.starts_with("chroot:"),
