@@ -191,7 +191,7 @@ fn zsh_completes_an_option_to_a_word_of_its_own() {
 
 #[test]
 fn rule_is_offered_the_slots_and_functions_of_the_machine_but_no_bridge() {
-    let tree = seed_003_machine().unwrap();
+    let tree = host_and_guest_share_audio_ids().unwrap();
     let root = tree.root().display().to_string();
     let everything = set(&[
         "0000:00:00",
@@ -228,7 +228,7 @@ fn rule_is_offered_the_slots_and_functions_of_the_machine_but_no_bridge() {
 
 #[test]
 fn bind_and_release_are_offered_guarded_rules_that_select_what_they_name() {
-    let tree = seed_003_machine().unwrap();
+    let tree = host_and_guest_share_audio_ids().unwrap();
     let root = tree.root().display().to_string();
     for shell in SHELLS {
         for subcommand in ["bind", "release"] {

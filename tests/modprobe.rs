@@ -147,8 +147,8 @@ fn apply_gives_the_cards_back_when_modprobe_hangs_and_tries_no_further_module() 
     );
     let program = script.path.clone();
     let (status, log, overrides) = within(Duration::from_secs(5), move || {
-        // vfio-pci is not registered on seed 003's machine: apply must load it.
-        let tree = seed_003_machine().unwrap();
+        // vfio-pci is not registered in host_and_guest_share_audio_ids: apply must load it.
+        let tree = host_and_guest_share_audio_ids().unwrap();
         common::capture_log();
         let sysfs = Sysfs::new(tree.root()).unwrap();
         let no_fragments = tree.root().join("no-cmdline.d");

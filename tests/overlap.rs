@@ -36,8 +36,8 @@ fn check(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
     (status, String::from_utf8(out).unwrap())
 }
 
-/// The guest card of seed 003 after a boot in which its audio function stayed on
-/// snd_hda_intel, while the display went to vfio-pci.
+/// The guest card of `host_and_guest_share_audio_ids` after a boot in which its audio
+/// function stayed on snd_hda_intel, while the display went to vfio-pci.
 fn guest_card_with_audio_on_the_host() -> SysfsTree {
     let mut tree = SysfsTree::new().unwrap();
     tree.add(
@@ -73,7 +73,7 @@ fn check_reports_a_function_two_rules_share_under_both_rules() {
 fn a_failure_in_an_ids_rule_does_not_split_the_card_of_an_overlapping_card_rule() {
     // 1002:ab28 selects both audio functions (03:00.1, 07:00.1); the card rule selects
     // 07:00.0 and 07:00.1. The host's audio function refuses the override.
-    let mut tree = seed_003_machine().unwrap();
+    let mut tree = host_and_guest_share_audio_ids().unwrap();
     let mut kernel = SimulatedKernel::new(&mut tree);
     kernel.failing.push((
         Attribute::DriverOverride(address("0000:03:00.1")),
@@ -100,7 +100,7 @@ fn a_failure_in_an_ids_rule_does_not_split_the_card_of_an_overlapping_card_rule(
 
 #[test]
 fn a_function_two_rules_share_counts_once_and_both_rules_report_it() {
-    let mut tree = seed_003_machine().unwrap();
+    let mut tree = host_and_guest_share_audio_ids().unwrap();
     let mut kernel = SimulatedKernel::new(&mut tree);
     let run = run_apply(&mut kernel, "vfio.bind=@07:00,1002:ab28@07:00.1");
     assert_eq!(run.status, 0, "{:?}", run.log);
@@ -166,7 +166,7 @@ fn a_give_back_that_fails_is_reported_with_the_state_it_left() {
 
 #[test]
 fn a_failure_to_load_the_iommu_backend_is_reported() {
-    let mut tree = seed_003_machine().unwrap();
+    let mut tree = host_and_guest_share_audio_ids().unwrap();
     let mut kernel = SimulatedKernel::new(&mut tree);
     kernel.failing_module = Some("vfio_iommu_type1");
     let run = run_apply(&mut kernel, "vfio.bind=1002:73ff@07:00");

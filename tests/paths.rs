@@ -262,12 +262,19 @@ fn rule_offers_the_path_form_and_list_shows_paths() {
         Some("or by its path, which stays right when bus numbers move (they do when a card is added in an earlier slot): vfio.bind=1234:1111@0000:00:1d.0/00")
     );
     let output = vfio_bind(&["rule", "03:00.0", "--sysfs", root]);
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("vfio.bind=1234:1111@0000:00:1d.0/00.0\n")
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "vfio.bind=1234:1111@0000:03:00.0\n\
+         or by its path, which stays right when bus numbers move (they do when a card is added \
+         in an earlier slot): vfio.bind=1234:1111@0000:00:1d.0/00.0\n  \
+         takes 0000:03:00.0  1234:1111  driver=none\n"
     );
     // A card on the root bus has no path to offer.
     let output = vfio_bind(&["rule", "00:02", "--sysfs", root]);
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("by its path"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "vfio.bind=1af4:1050@0000:00:02\n  takes 0000:00:02.0  1af4:1050  driver=none\n"
+    );
 
     let output = vfio_bind(&[
         "list",
@@ -279,18 +286,32 @@ fn rule_offers_the_path_form_and_list_shows_paths() {
         "vfio.bind=1234:1111@00:1c.0/00",
     ]);
     assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("* 0000:02:00.0  1234:1111  [0380]  driver=none path=0000:00:1c.0/00.0\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("  0000:03:00.0  1234:1111  [0380]  driver=none path=0000:00:1d.0/00.0\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("  0000:00:02.0  1af4:1050  [0300]  driver=none boot_vga\n"),
-        "{stdout}"
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "IOMMU on: 5 groups",
+            "* = selected by the current vfio.bind rules (1 rules)",
+            "",
+            "IOMMU group 0",
+            "  0000:00:00.0  8086:29c0  [0600]  driver=none",
+            "",
+            "IOMMU group 1",
+            "  0000:00:02.0  1af4:1050  [0300]  driver=none boot_vga",
+            "",
+            "IOMMU group 2",
+            "  0000:00:1b.0  1b36:000c  [0604]  driver=none",
+            "  0000:01:00.0  1b36:000d  [0c03]  driver=none path=0000:00:1b.0/00.0",
+            "",
+            "IOMMU group 3",
+            "  0000:00:1c.0  1b36:000c  [0604]  driver=none",
+            "* 0000:02:00.0  1234:1111  [0380]  driver=none path=0000:00:1c.0/00.0",
+            "",
+            "IOMMU group 4",
+            "  0000:00:1d.0  1b36:000c  [0604]  driver=none",
+            "  0000:03:00.0  1234:1111  [0380]  driver=none path=0000:00:1d.0/00.0",
+        ]
     );
 }
 

@@ -503,9 +503,11 @@ impl Drop for SysfsTree {
     }
 }
 
-/// Seed 003's machine: the host's RX 6750 XT at 03:00 and the guest's RX 6600 at 07:00,
-/// whose HDMI-audio functions share the IDs 1002:ab28. Nothing bound yet (early boot).
-pub fn seed_003_machine() -> io::Result<SysfsTree> {
+/// A host card and a guest card of one vendor: the host's RX 6750 XT at 03:00 (boot VGA) and
+/// the guest's RX 6600 at 07:00, whose HDMI-audio functions share the IDs 1002:ab28, so an
+/// ID-only rule would take the host's audio too. Each card in its own IOMMU group, behind its
+/// own root port. Nothing bound yet (early boot).
+pub fn host_and_guest_share_audio_ids() -> io::Result<SysfsTree> {
     let mut tree = SysfsTree::new()?;
     tree.add(Function::new("0000:00:00.0", 0x1022, 0x14d8, CLASS_HOST_BRIDGE).group(0))?
         .add(Function::new("0000:00:01.1", 0x1022, 0x14db, CLASS_BRIDGE).group(1))?
@@ -586,7 +588,7 @@ mod tests {
 
     #[test]
     fn links_are_relative_and_resolve_inside_the_tree() {
-        let tree = seed_003_machine().unwrap();
+        let tree = host_and_guest_share_audio_ids().unwrap();
         let link = fs::read_link(tree.root().join("bus/pci/devices/0000:07:00.1")).unwrap();
         assert!(link.is_relative());
         assert_eq!(
@@ -623,7 +625,7 @@ mod tests {
 
     #[test]
     fn simulated_kernel_binds_by_override_only_with_a_group() {
-        let mut tree = seed_003_machine().unwrap();
+        let mut tree = host_and_guest_share_audio_ids().unwrap();
         tree.add(Function::new("0000:09:00.0", 0x10de, 0x1b80, CLASS_VGA).driver("nouveau"))
             .unwrap();
         assert_eq!(tree.driver_of("0000:09:00.0").as_deref(), Some("nouveau"));

@@ -138,8 +138,8 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
         let arg = |index: usize| call.args.get(index).map(String::as_str);
         let missing = || anyhow!("{}: missing argument", call.function);
         match call.function.as_str() {
-            "module" => built.modules.push(arg(0).ok_or_else(missing)?.to_string()),
-            "binary" => {
+            "add_module" => built.modules.push(arg(0).ok_or_else(missing)?.to_string()),
+            "add_binary" => {
                 let source = arg(0).ok_or_else(missing)?;
                 let path = if source.contains('/') {
                     PathBuf::from(source)
@@ -150,7 +150,7 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 let dest = arg(1).unwrap_or(source);
                 install_binary(root, &path, dest)?;
             }
-            "file" => {
+            "add_file" => {
                 use std::os::unix::fs::PermissionsExt;
                 let source = arg(0).ok_or_else(missing)?;
                 let dest = arg(1).filter(|d| !d.is_empty()).unwrap_or(source);
@@ -167,11 +167,11 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 };
                 install_file(root, Path::new(source), dest, mode)?;
             }
-            "dir" => {
+            "add_dir" => {
                 let path = super::in_root(root, arg(0).ok_or_else(missing)?);
                 create_dir_all(&path)?;
             }
-            "symlink" => {
+            "add_symlink" => {
                 let link = arg(0).ok_or_else(missing)?;
                 let target = match arg(1) {
                     Some(target) => target.to_string(),
@@ -182,14 +182,16 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 };
                 install_symlink(root, link, &target)?;
             }
-            "runscript" => {
+            "add_runscript" => {
                 let name = arg(0).ok_or_else(missing)?;
                 let script = arg(1).ok_or_else(missing)?;
                 add_runscript(root, name, Path::new(script), built)?;
             }
+            // Already printed by the stand-in, as mkinitcpio prints it.
+            "warning" => {}
             other => {
                 bail!(
-                    "the install hook called add_{other}, which the VM test's mkinitcpio stand-in does not carry out"
+                    "the install hook called {other}, which the VM test's mkinitcpio stand-in does not carry out"
                 )
             }
         }
@@ -329,6 +331,56 @@ fn config(built: &Built, hooks: &[&str], modules: &[&str]) -> String {
     )
 }
 
+/// Whether mkinitcpio v41 keeps this file of the modules directory after depmod: it runs
+/// `rm modules.!(*.bin|devname|softdep)`, so of the indexes only the binary ones,
+/// `modules.devname` and `modules.softdep` stay. Without `modules.dep`, busybox's modprobe
+/// cannot load anything: only kmod's can.
+fn mkinitcpio_keeps_module_index(name: &str) -> bool {
+    match name.strip_prefix("modules.") {
+        Some(rest) => rest.ends_with(".bin") || rest == "devname" || rest == "softdep",
+        None => true,
+    }
+}
+
+/// Removes the module indexes mkinitcpio v41 removes (see `mkinitcpio_keeps_module_index`).
+fn keep_only_binary_module_indexes(root: &Path, release: &str) -> TaskResult {
+    let dir = root.join("usr/lib/modules").join(release);
+    let entries = fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !mkinitcpio_keeps_module_index(&name) && entry.path().is_file() {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every modprobe the image's programs may run must be kmod's, as mkinitcpio's `base` hook
+/// links them, and not the busybox applet: the binder's (src/apply.rs MODPROBE_PATHS,
+/// /usr/sbin first) and /usr/bin/modprobe, where /init_functions sends a plain `modprobe`
+/// (MODULES, the test hooks) that busybox's ash would otherwise run as its own applet.
+fn check_modprobe_is_kmod(root: &Path) -> TaskResult {
+    let kmod = fs::canonicalize(root.join("usr/bin/kmod"))
+        .with_context(|| format!("cannot resolve {}/usr/bin/kmod", root.display()))?;
+    for path in [
+        "usr/sbin/modprobe",
+        "sbin/modprobe",
+        "usr/bin/modprobe",
+        "bin/modprobe",
+    ] {
+        let resolved = fs::canonicalize(root.join(path))
+            .with_context(|| format!("cannot resolve {}/{path}", root.display()))?;
+        if resolved != kmod {
+            bail!(
+                "/{path} in the mkinitcpio image is {}, not kmod",
+                resolved.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> TaskResult {
     let root = dir.join("root");
     layout(&root)?;
@@ -371,6 +423,8 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     modules.extend(DISPLAY_DRIVERS.iter().map(|m| m.to_string()));
     modules.extend(built.modules.iter().cloned());
     install_modules(inputs.kernel, &root, &modules)?;
+    keep_only_binary_module_indexes(&root, &inputs.kernel.release)?;
+    check_modprobe_is_kmod(&root)?;
     fs::write(root.join("config"), config(&built, &hooks, &[EARLY_DRIVER]))
         .with_context(|| format!("cannot write {}", root.display()))?;
 
@@ -427,18 +481,52 @@ mod tests {
 
     #[test]
     fn calls_split_on_nul_fields() {
-        let calls = parse_calls(b"module\0vfio-pci?\0\nsymlink\0/a b\0/c\0\n");
+        let calls = parse_calls(b"add_module\0vfio-pci?\0\nadd_symlink\0/a b\0/c\0\n");
         assert_eq!(
             calls,
             vec![
                 Call {
-                    function: "module".into(),
+                    function: "add_module".into(),
                     args: vec!["vfio-pci?".into()]
                 },
                 Call {
-                    function: "symlink".into(),
+                    function: "add_symlink".into(),
                     args: vec!["/a b".into(), "/c".into()]
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_the_module_indexes_mkinitcpio_keeps() {
+        let kept: Vec<&str> = [
+            "modules.alias",
+            "modules.alias.bin",
+            "modules.builtin",
+            "modules.builtin.bin",
+            "modules.builtin.modinfo",
+            "modules.dep",
+            "modules.dep.bin",
+            "modules.devname",
+            "modules.order",
+            "modules.softdep",
+            "modules.symbols",
+            "modules.symbols.bin",
+            "kernel",
+        ]
+        .into_iter()
+        .filter(|name| mkinitcpio_keeps_module_index(name))
+        .collect();
+        assert_eq!(
+            kept,
+            [
+                "modules.alias.bin",
+                "modules.builtin.bin",
+                "modules.dep.bin",
+                "modules.devname",
+                "modules.softdep",
+                "modules.symbols.bin",
+                "kernel",
             ]
         );
     }
