@@ -369,9 +369,9 @@ mod tests {
         }
     }
 
-    /// Seed 003: the host's RX 6750 XT at 03:00, the guest's RX 6600 at 07:00, and both
-    /// HDMI-audio functions 1002:ab28.
-    fn seed_003() -> [Function; 5] {
+    /// The host's RX 6750 XT at 03:00 and the guest's RX 6600 at 07:00, whose HDMI-audio
+    /// functions are both 1002:ab28 (the machine of seed 003).
+    fn host_and_guest_share_audio_ids() -> [Function; 5] {
         [
             function("0000:00:01.1", "1022:14db", 0x060400, 1),
             function("0000:03:00.0", "1002:73df", 0x030000, 14),
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn guarded_slot_rule_takes_the_whole_card_and_nothing_else() {
-        let plan = plan("1002:73ff@07:00", &seed_003());
+        let plan = plan("1002:73ff@07:00", &host_and_guest_share_audio_ids());
         assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
         assert_eq!(
             plan.verdicts[0],
@@ -440,13 +440,13 @@ mod tests {
 
     #[test]
     fn ids_rule_takes_every_function_with_them_like_vfio_pci_ids() {
-        let plan = plan("1002:ab28", &seed_003());
+        let plan = plan("1002:ab28", &host_and_guest_share_audio_ids());
         assert_eq!(addresses(&plan.targets), ["0000:03:00.1", "0000:07:00.1"]);
     }
 
     #[test]
     fn a_moved_card_fails_the_guard_and_nothing_is_selected() {
-        let plan = plan("1002:73ff@03:00", &seed_003());
+        let plan = plan("1002:73ff@03:00", &host_and_guest_share_audio_ids());
         assert!(plan.targets.is_empty());
         let found = [
             Some("1002:73df".parse().unwrap()),
@@ -462,14 +462,17 @@ mod tests {
 
     #[test]
     fn function_rule_is_guarded_by_its_own_ids() {
-        let plan = plan("1002:ab28@07:00.1 1002:73ff@07:00.1", &seed_003());
+        let plan = plan(
+            "1002:ab28@07:00.1 1002:73ff@07:00.1",
+            &host_and_guest_share_audio_ids(),
+        );
         assert_eq!(addresses(&plan.targets), ["0000:07:00.1"]);
         assert!(matches!(plan.verdicts[1], Verdict::GuardMismatch { .. }));
     }
 
     #[test]
     fn empty_location_and_unknown_ids_select_nothing() {
-        let plan = plan("@09:00 10de:1b80", &seed_003());
+        let plan = plan("@09:00 10de:1b80", &host_and_guest_share_audio_ids());
         assert_eq!(
             plan.verdicts.as_slice(),
             [Verdict::NothingThere, Verdict::NothingThere]
@@ -478,7 +481,7 @@ mod tests {
 
     #[test]
     fn bridges_are_set_aside_and_a_bridge_only_rule_fails() {
-        let plan = plan("@00:01", &seed_003());
+        let plan = plan("@00:01", &host_and_guest_share_audio_ids());
         assert!(plan.targets.is_empty());
         assert_eq!(addresses(&plan.bridges), ["0000:00:01.1"]);
         assert_eq!(plan.verdicts[0], Verdict::OnlyBridges);
@@ -486,7 +489,10 @@ mod tests {
 
     #[test]
     fn overlapping_rules_take_a_function_once() {
-        let plan = plan("1002:ab28 1002:73ff@07:00", &seed_003());
+        let plan = plan(
+            "1002:ab28 1002:73ff@07:00",
+            &host_and_guest_share_audio_ids(),
+        );
         assert_eq!(
             addresses(&plan.targets),
             ["0000:03:00.1", "0000:07:00.0", "0000:07:00.1"]
@@ -511,7 +517,7 @@ mod tests {
     #[test]
     fn a_rule_too_big_for_the_plan_selects_nothing() {
         let many = network_functions(MAX_TARGETS + 1);
-        let mut functions = seed_003().to_vec();
+        let mut functions = host_and_guest_share_audio_ids().to_vec();
         functions.extend(many);
         let plan = plan("1002:73ff@07:00 8086:1520", &functions);
         assert_eq!(plan.verdicts[1], Verdict::TooManyFunctions);
@@ -522,7 +528,7 @@ mod tests {
     fn a_rule_is_not_blamed_for_room_other_rules_took() {
         // 65 functions of a bare-IDs rule come first in directory order, then the card.
         let mut functions = network_functions(MAX_TARGETS + 1);
-        functions.extend(seed_003());
+        functions.extend(host_and_guest_share_audio_ids());
         let plan = plan_in_two_passes(&rules("1002:73ff@07:00 8086:1520"), &functions);
         assert_eq!(
             plan.verdicts[0],
@@ -551,7 +557,7 @@ mod tests {
             }
             rules.push(format!("1002:73ff@{bus:02x}:00").parse().unwrap());
         }
-        functions.extend(seed_003());
+        functions.extend(host_and_guest_share_audio_ids());
         rules.push("1002:73ff@07:00".parse().unwrap());
         let plan = plan_in_two_passes(&rules, &functions);
         assert!(matches!(plan.verdicts[0], Verdict::GuardMismatch { .. }));
@@ -589,7 +595,7 @@ mod tests {
 
     #[test]
     fn group_companions_are_found_and_named_by_a_rule() {
-        let mut functions = seed_003().to_vec();
+        let mut functions = host_and_guest_share_audio_ids().to_vec();
         let mut usb = function("0000:07:00.2", "1002:73a6", 0x0c0330, 17);
         usb.driver = Some(DriverName::try_from("xhci_hcd").unwrap());
         functions.push(usb.clone());

@@ -12,9 +12,10 @@ pub enum Cards {
     /// Two identical cards: bochs-display (1234:1111) + ich9-intel-hda (8086:293e) at
     /// 00:04.0/.1 and 00:05.0/.1.
     Twins,
-    /// Seed 003's shape: two AMD-vendor cards (ati-vga rv100, 1002:5159) with audio
+    /// A host card and a guest card whose audio functions share IDs (seed 003's machine):
+    /// two AMD-vendor cards (ati-vga rv100, 1002:5159) with audio
     /// functions of identical IDs, the host's at 00:03, the guest's at 00:07.
-    Seed003,
+    SharedAudioIds,
     /// Identical twins (bochs-display, 1234:1111), each on its own bus behind a PCIe root
     /// port: the "left" one behind 00:1c.0 (bus 01), the "right" one behind 00:1d.0 (bus 02).
     RootPortTwins,
@@ -49,7 +50,7 @@ impl Cards {
     pub fn qemu_args(self) -> Vec<String> {
         let (display, slots): (&str, &[&str]) = match self {
             Cards::Twins | Cards::UefiTwins => ("bochs-display", &["04", "05"]),
-            Cards::Seed003 => ("ati-vga,model=rv100", &["03", "07"]),
+            Cards::SharedAudioIds => ("ati-vga,model=rv100", &["03", "07"]),
             Cards::UefiSingle => ("bochs-display", &["04"]),
             Cards::UefiVga => ("VGA", &["04"]),
             Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => {
@@ -75,7 +76,7 @@ impl Cards {
     /// Command-line words the cards need: radeon crashes on ati-vga when fbcon takes it.
     pub fn append(self) -> &'static str {
         match self {
-            Cards::Seed003 => ATI_VGA_APPEND,
+            Cards::SharedAudioIds => ATI_VGA_APPEND,
             Cards::Twins
             | Cards::RootPortTwins
             | Cards::RootPortTwinsUsbFirst
@@ -88,9 +89,10 @@ impl Cards {
     /// The firmware the cards boot with.
     pub fn firmware(self) -> Firmware {
         match self {
-            Cards::Twins | Cards::Seed003 | Cards::RootPortTwins | Cards::RootPortTwinsUsbFirst => {
-                Firmware::SeaBios
-            }
+            Cards::Twins
+            | Cards::SharedAudioIds
+            | Cards::RootPortTwins
+            | Cards::RootPortTwinsUsbFirst => Firmware::SeaBios,
             Cards::UefiTwins | Cards::UefiSingle | Cards::UefiVga => Firmware::Uefi,
         }
     }
@@ -324,7 +326,7 @@ pub const BAKED_RULE: &str = "vfio.bind=1234:1111@00:05";
 pub const SCENARIOS: &[Scenario] = &[
     //   no  name                                          images          cards                  kernel command line                                               functions end on
     boot(1,  "identical twins",                            EVERY_IMAGE,    Twins,                 "vfio.bind=1234:1111@00:05",                                      SECOND_TAKEN).viable(&["00:05.0"]).untouched(UNTOUCHED_SECOND),
-    boot(2,  "seed 003 shape",                             MKINITCPIO,     Seed003,               "vfio.bind=1002:5159@00:07",                                      GUESTS_RV100_TAKEN).viable(&["00:07.0"]).untouched(&[("00:07.0", RADEON), ("00:07.1", HDA)]),
+    boot(2,  "host and guest share audio IDs",             MKINITCPIO,     SharedAudioIds,        "vfio.bind=1002:5159@00:07",                                             GUESTS_RV100_TAKEN).viable(&["00:07.0"]).untouched(&[("00:07.0", RADEON), ("00:07.1", HDA)]),
     boot(3,  "guard mismatch",                             EVERY_IMAGE,    Twins,                 "vfio.bind=1002:73ff@00:05",                                      ALL_NATIVE).binder_errors(&[&["1002:73ff", "1234:1111"]]),
     boot(4,  "malformed beside good",                      MKINITCPIO,     Twins,                 "vfio.bind=1234:1111@00:05,12g4:1111@00:04",                      SECOND_TAKEN).viable(&["00:05.0"]).binder_errors(&[&["12g4:1111@00:04"]]).untouched(UNTOUCHED_SECOND),
     boot(5,  "native driver first",                        MKINITCPIO,     Twins,                 "vfiotest.preload=bochs,snd_hda_intel vfio.bind=1234:1111@00:05", SECOND_TAKEN).viable(&["00:05.0"]).binder_says(&[&["0000:00:05.0", "from bochs-drm"], &["0000:00:05.1", "from snd_hda_intel"]]).console(&["Initialized bochs-drm", "for 0000:00:05.0"]),
