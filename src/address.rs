@@ -119,18 +119,18 @@ fn parse_function(text: &str) -> Option<u8> {
 /// A PCI slot: every function of one card sits in it. `DDDD:BB:SS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SlotAddress {
-    pub domain: u32,
-    pub bus: u8,
-    pub slot: u8,
+    domain: u32,
+    bus: u8,
+    slot: u8,
 }
 
 /// One PCI function, as sysfs names it. `DDDD:BB:SS.F`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddress {
-    pub domain: u32,
-    pub bus: u8,
-    pub slot: u8,
-    pub function: u8,
+    domain: u32,
+    bus: u8,
+    slot: u8,
+    function: u8,
 }
 
 impl SlotAddress {
@@ -159,6 +159,19 @@ impl SlotAddress {
     pub fn functions(self) -> impl Iterator<Item = PciAddress> {
         (0..=MAX_FUNCTION).filter_map(move |function| self.function(function))
     }
+
+    pub const fn domain(self) -> u32 {
+        self.domain
+    }
+
+    pub const fn bus(self) -> u8 {
+        self.bus
+    }
+
+    /// The slot (device) number, 0 to [`MAX_SLOT`].
+    pub const fn slot(self) -> u8 {
+        self.slot
+    }
 }
 
 impl PciAddress {
@@ -176,6 +189,24 @@ impl PciAddress {
             bus: self.bus,
             slot: self.slot,
         }
+    }
+
+    pub const fn domain(self) -> u32 {
+        self.domain
+    }
+
+    pub const fn bus(self) -> u8 {
+        self.bus
+    }
+
+    /// The slot (device) number, 0 to [`MAX_SLOT`].
+    pub const fn slot(self) -> u8 {
+        self.slot
+    }
+
+    /// The function number, 0 to [`MAX_FUNCTION`].
+    pub const fn function(self) -> u8 {
+        self.function
     }
 }
 
@@ -265,8 +296,8 @@ impl FromStr for PciAddress {
 /// A vendor:device ID pair, as `lspci -nn` and `vfio-pci.ids=` write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciIds {
-    pub vendor: u16,
-    pub device: u16,
+    vendor: u16,
+    device: u16,
 }
 
 /// Parses a vendor and a device ID, four hex digits each; `vendor_error` or
@@ -287,6 +318,14 @@ fn parse_ids(
 impl PciIds {
     pub const fn new(vendor: u16, device: u16) -> Self {
         PciIds { vendor, device }
+    }
+
+    pub const fn vendor(self) -> u16 {
+        self.vendor
+    }
+
+    pub const fn device(self) -> u16 {
+        self.device
     }
 
     /// From the `vendor` and `device` attributes as read (sysfs shows `0x1002`); `None`

@@ -61,7 +61,7 @@ impl Host {
             }
             findings.extend(doctor::reset(
                 function.address,
-                function.ids.map(|ids| ids.vendor),
+                function.ids.map(|ids| ids.vendor()),
                 &method,
             ));
         }

@@ -31,7 +31,7 @@ impl PciNames {
     }
 
     pub fn parse(text: &str, wanted: &BTreeSet<PciIds>) -> PciNames {
-        let wanted_vendors: BTreeSet<u16> = wanted.iter().map(|ids| ids.vendor).collect();
+        let wanted_vendors: BTreeSet<u16> = wanted.iter().map(|ids| ids.vendor()).collect();
         let mut names = PciNames::default();
         let mut vendor: Option<u16> = None;
         let mut class: Option<u8> = None;
@@ -75,7 +75,7 @@ impl PciNames {
 
     /// `Vendor Device`, or whichever part is known.
     pub fn describe(&self, ids: PciIds) -> Option<String> {
-        match (self.vendors.get(&ids.vendor), self.devices.get(&ids)) {
+        match (self.vendors.get(&ids.vendor()), self.devices.get(&ids)) {
             (Some(vendor), Some(device)) => Some(format!("{vendor} {device}")),
             (Some(vendor), None) => Some(vendor.clone()),
             (None, Some(device)) => Some(device.clone()),

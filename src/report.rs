@@ -113,8 +113,8 @@ fn list_json(
     );
     for (index, function) in functions.iter().enumerate() {
         let hex4 = |value: Option<u16>| value.map(|value| format!("{value:04x}"));
-        let vendor = hex4(function.ids.map(|ids| ids.vendor));
-        let device = hex4(function.ids.map(|ids| ids.device));
+        let vendor = hex4(function.ids.map(|ids| ids.vendor()));
+        let device = hex4(function.ids.map(|ids| ids.device()));
         let class = function.class.map(|class| format!("{class:06x}"));
         let path = path_of(sysfs, function.address).map(|path| path.to_string());
         let name = names.and_then(|names| function.ids.and_then(|ids| names.describe(ids)));

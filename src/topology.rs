@@ -42,7 +42,8 @@ impl fmt::Display for ResolveError {
             ResolveError::NoRoot(root) => write!(
                 f,
                 "the path starts at {root}, which is not a function on root bus pci{:04x}:{:02x}",
-                root.domain, root.bus
+                root.domain(),
+                root.bus()
             ),
             ResolveError::NotABridge { device, hop } => write!(
                 f,
@@ -67,8 +68,8 @@ pub fn resolve(sysfs: &Sysfs, path: &PciPath) -> Result<Location, ResolveError> 
         directory,
         "{}/devices/pci{:04x}:{:02x}/{root}",
         sysfs.root(),
-        root.domain,
-        root.bus
+        root.domain(),
+        root.bus()
     )
     .map_err(|_| ResolveError::TooLong)?;
     if nix::sys::stat::stat(directory.as_str()).is_err() {
@@ -82,7 +83,7 @@ pub fn resolve(sysfs: &Sysfs, path: &PciPath) -> Result<Location, ResolveError> 
                 hop: *hop,
             });
         }
-        current = child_at(&directory, current.domain, *hop).ok_or(ResolveError::NoHop {
+        current = child_at(&directory, current.domain(), *hop).ok_or(ResolveError::NoHop {
             bridge: current,
             hop: *hop,
         })?;
@@ -120,11 +121,11 @@ fn child_at(directory: &str, domain: u32, hop: Hop) -> Option<PciAddress> {
         else {
             return;
         };
-        let wanted = child.domain == domain
-            && child.slot == hop.slot
+        let wanted = child.domain() == domain
+            && child.slot() == hop.slot
             && hop
                 .function
-                .is_none_or(|function| function == child.function);
+                .is_none_or(|function| function == child.function());
         if wanted && found.is_none_or(|found| child < found) {
             found = Some(child);
         }
@@ -146,8 +147,8 @@ pub fn path_of_link(target: &str) -> Option<PciPath> {
     for component in components {
         let device: PciAddress = component.parse().ok()?;
         hops.push(Hop {
-            slot: device.slot,
-            function: Some(device.function),
+            slot: device.slot(),
+            function: Some(device.function()),
         })
         .ok()?;
     }

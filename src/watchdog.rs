@@ -162,10 +162,10 @@ fn report(change: u8, address: Option<PciAddress>, what: fmt::Arguments<'_>) {
     record[0] = KIND_STEP;
     if let Some(address) = address {
         record[1] = change;
-        record[2..6].copy_from_slice(&address.domain.to_le_bytes());
-        record[6] = address.bus;
-        record[7] = address.slot;
-        record[8] = address.function;
+        record[2..6].copy_from_slice(&address.domain().to_le_bytes());
+        record[6] = address.bus();
+        record[7] = address.slot();
+        record[8] = address.function();
     }
     let mut text = Truncating {
         buffer: &mut record[HEADER_SIZE..],
@@ -678,11 +678,15 @@ impl Watch {
         if change == OVERRIDE_UNCHANGED {
             return;
         }
-        let address = PciAddress {
-            domain: u32::from_le_bytes([record[2], record[3], record[4], record[5]]),
-            bus: record[6],
-            slot: record[7],
-            function: record[8],
+        // Written by `report` from a valid address; a record that does not hold one names
+        // no function.
+        let Some(address) = PciAddress::new(
+            u32::from_le_bytes([record[2], record[3], record[4], record[5]]),
+            record[6],
+            record[7],
+            record[8],
+        ) else {
+            return;
         };
         self.current_address = Some(address);
         if change == OVERRIDE_UNCHANGED_AT {
@@ -830,12 +834,7 @@ mod tests {
 
     #[test]
     fn the_last_override_step_of_each_function_decides_what_is_reported_left() {
-        let address = |function| PciAddress {
-            domain: 0,
-            bus: 7,
-            slot: 0,
-            function,
-        };
+        let address = |function| PciAddress::new(0, 7, 0, function).unwrap();
         let record = |change, function: u8| {
             let mut record = [0u8; RECORD_SIZE];
             record[0] = KIND_STEP;

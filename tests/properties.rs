@@ -11,9 +11,7 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use vfio_bind::address::{
-    Address, Hop, IdGuard, Location, PciAddress, PciIds, PciPath, SlotAddress, MAX_HOPS,
-};
+use vfio_bind::address::{Address, Hop, IdGuard, Location, PciIds, PciPath, SlotAddress, MAX_HOPS};
 use vfio_bind::cmdline::{self, RuleProblem, RuleSet, MAX_RULES};
 use vfio_bind::rule::Rule;
 
@@ -165,7 +163,7 @@ fn rule_like() -> impl Strategy<Value = String> {
 }
 
 fn ids() -> impl Strategy<Value = PciIds> {
-    (any::<u16>(), any::<u16>()).prop_map(|(vendor, device)| PciIds { vendor, device })
+    (any::<u16>(), any::<u16>()).prop_map(|(vendor, device)| PciIds::new(vendor, device))
 }
 
 fn slot() -> impl Strategy<Value = SlotAddress> {
@@ -174,20 +172,14 @@ fn slot() -> impl Strategy<Value = SlotAddress> {
         any::<u8>(),
         0u8..=0x1f,
     )
-        .prop_map(|(domain, bus, slot)| SlotAddress { domain, bus, slot })
+        .prop_map(|(domain, bus, slot)| SlotAddress::new(domain, bus, slot).unwrap())
 }
 
 fn location() -> impl Strategy<Value = Location> {
     prop_oneof![
         slot().prop_map(Location::Slot),
-        (slot(), 0u8..=7).prop_map(|(slot, function)| {
-            Location::Function(PciAddress {
-                domain: slot.domain,
-                bus: slot.bus,
-                slot: slot.slot,
-                function,
-            })
-        }),
+        (slot(), 0u8..=7)
+            .prop_map(|(slot, function)| Location::Function(slot.function(function).unwrap())),
     ]
 }
 
@@ -206,12 +198,7 @@ fn guard() -> impl Strategy<Value = IdGuard> {
 
 /// A path: a root-bus function and 1 to MAX_HOPS hops, the last one maybe a whole slot.
 fn path() -> impl Strategy<Value = PciPath> {
-    let root = (slot(), 0u8..=7).prop_map(|(slot, function)| PciAddress {
-        domain: slot.domain,
-        bus: slot.bus,
-        slot: slot.slot,
-        function,
-    });
+    let root = (slot(), 0u8..=7).prop_map(|(slot, function)| slot.function(function).unwrap());
     let hops = prop::collection::vec((0u8..=0x1f, 0u8..=7), 1..=MAX_HOPS);
     (root, hops, any::<bool>()).prop_map(|(root, hops, whole_slot)| {
         let mut hops: Vec<Hop> = hops
@@ -260,8 +247,8 @@ fn spelled(rule: Rule, upper: bool, short_domain: bool, domain_digits: usize) ->
     let pair_text = |ids: PciIds| {
         format!(
             "{}:{}",
-            hex(ids.vendor.into(), 4, upper),
-            hex(ids.device.into(), 4, upper)
+            hex(ids.vendor().into(), 4, upper),
+            hex(ids.device().into(), 4, upper)
         )
     };
     let ids_text = |guard: IdGuard| match guard.subsystem {
@@ -271,19 +258,26 @@ fn spelled(rule: Rule, upper: bool, short_domain: bool, domain_digits: usize) ->
     let slot_text = |slot: SlotAddress| {
         let bus_and_slot = format!(
             "{}:{}",
-            hex(slot.bus.into(), 2, upper),
-            hex(slot.slot.into(), 2, upper)
+            hex(slot.bus().into(), 2, upper),
+            hex(slot.slot().into(), 2, upper)
         );
-        if short_domain && slot.domain == 0 {
+        if short_domain && slot.domain() == 0 {
             bus_and_slot
         } else {
-            format!("{}:{bus_and_slot}", hex(slot.domain, domain_digits, upper))
+            format!(
+                "{}:{bus_and_slot}",
+                hex(slot.domain(), domain_digits, upper)
+            )
         }
     };
     let location_text = |location: Location| match location {
         Location::Slot(slot) => slot_text(slot),
         Location::Function(address) => {
-            format!("{}.{}", slot_text(address.slot_address()), address.function)
+            format!(
+                "{}.{}",
+                slot_text(address.slot_address()),
+                address.function()
+            )
         }
     };
     let location_text = |address: Address| match address {
