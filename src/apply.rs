@@ -26,12 +26,12 @@ use log::{error, info, warn, Level};
 use nix::errno::Errno;
 
 use crate::address::PciAddress;
-use crate::cmdline::MAX_RULES;
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::kmsg;
 use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
+use crate::ruleset::MAX_RULES;
 use crate::sources::Gathered;
 use crate::sysfs::{Attribute, Sysfs};
 

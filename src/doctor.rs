@@ -3,9 +3,9 @@
 //! /proc files, module lists, image bytes), returning findings with their fix.
 
 use crate::address::PciAddress;
-use crate::cmdline::RuleSet;
 use crate::image::ImageFile;
 use crate::rule::Rule;
+use crate::ruleset::RuleSet;
 
 /// How bad a finding is. A `Problem` makes `check` exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -8,7 +8,8 @@
 //! - `address`: PCI addresses, slots, device ids and paths, parsed and printed.
 //! - `function`: what one PCI function is (address, ids, class, drivers).
 //! - `rule`: one binding rule (`1002:73ff@07:00`), parsed and printed.
-//! - `cmdline`: kernel command-line parameters, and the rule set they give.
+//! - `cmdline`: kernel command-line parameters, split as the kernel splits them.
+//! - `ruleset`: the rules of one run, kept in order without duplicates, each loss reported.
 //! - `plan`: which functions the rules select, and what is done with each.
 //! - `iomem`: the `/proc/iomem` tree, parsed: who claims a card's memory.
 //! - `doctor`: the passthrough checks behind `check`, judged from what `host` read.
@@ -48,6 +49,7 @@ pub mod pciids;
 pub mod plan;
 pub mod report;
 pub mod rule;
+pub mod ruleset;
 pub mod sources;
 pub mod sysfs;
 pub mod topology;

@@ -10,9 +10,9 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::address::{Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
-use crate::cmdline::MAX_RULES;
 use crate::function::Function;
 use crate::rule::Rule;
+use crate::ruleset::MAX_RULES;
 
 /// How many cards of [`FUNCTIONS_PER_SLOT`] functions one run can hand to vfio-pci.
 const MAX_CARDS: usize = 8;

@@ -23,9 +23,9 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, stat, FileStat, Mode, SFlag};
 
 use crate::cmdline::{
-    binder_disabled, is_kernel_space, requests_noiommu, Escaped, RuleProblem, RuleSet,
-    DISABLE_PARAMETER, MAX_RULES,
+    binder_disabled, is_kernel_space, requests_noiommu, Escaped, DISABLE_PARAMETER,
 };
+use crate::ruleset::{RuleProblem, RuleSet, MAX_RULES};
 use crate::sysfs::for_each_entry;
 
 /// The longest text read from one source. The kernel's own limit (COMMAND_LINE_SIZE) is

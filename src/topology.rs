@@ -15,8 +15,8 @@ use heapless::{String, Vec};
 use log::{error, info};
 
 use crate::address::{Address, Hop, Location, PciAddress, PciPath, MAX_HOPS};
-use crate::cmdline::MAX_RULES;
 use crate::function::is_bridge_class;
+use crate::ruleset::MAX_RULES;
 use crate::sysfs::{for_each_entry, read_attribute, Sysfs, PATH_CAPACITY, ROOT_CAPACITY};
 
 /// Longest directory path a walk builds: the root, `devices/pciDDDDDDDD:BB/`, and the

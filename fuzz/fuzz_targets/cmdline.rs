@@ -11,7 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vfio_bind::cmdline::{self, Escaped, RuleProblem, RuleSet, MAX_RULES};
+use vfio_bind::cmdline::{self, Escaped};
+use vfio_bind::ruleset::{RuleProblem, RuleSet, MAX_RULES};
 use vfio_bind::rule::Rule;
 
 fn contains(whole: &[u8], part: &[u8]) -> bool {
