@@ -24,18 +24,19 @@ fn dracut_setup(scratch: &Scratch, host: &Host, systemd: bool) -> Vec<String> {
         install
     "#;
     let modules = if systemd { "systemd base" } else { "base" };
-    let output = Command::new(require("bash", "bash"))
-        .arg("-c")
-        .arg(script)
-        .env_remove("VFIO_BIND_ROOT")
-        .env("HOOK_LOG", &log)
-        .env("STUBS", project("tests/hooks/dracut-stubs.bash"))
-        .env("SETUP", project(DRACUT_SETUP))
-        .env("STUB_MODDIR", project("dracut/90vfio-bind"))
-        .env("STUB_DRACUT_MODULES", modules)
-        .env("VFIO_BIND_ROOT", &root)
-        .output()
-        .expect("bash runs");
+    let output = output_of(
+        Command::new(require("bash", "bash"))
+            .arg("-c")
+            .arg(script)
+            .env_remove("VFIO_BIND_ROOT")
+            .env("HOOK_LOG", &log)
+            .env("STUBS", project("tests/hooks/dracut-stubs.bash"))
+            .env("SETUP", project(DRACUT_SETUP))
+            .env("STUB_MODDIR", project("dracut/90vfio-bind"))
+            .env("STUB_DRACUT_MODULES", modules)
+            .env("VFIO_BIND_ROOT", &root),
+    )
+    .expect("bash runs");
     assert!(
         output.status.success(),
         "dracut module failed: {:?}\n{}",

@@ -158,11 +158,12 @@ fn initramfs_tools_init_top_script_runs_first_by_its_name() {
 #[test]
 fn initramfs_tools_scripts_answer_prereqs_with_nothing() {
     for file in [ITOOLS_HOOK, ITOOLS_SCRIPT] {
-        let output = Command::new(require("dash", "dash"))
-            .arg(project(file))
-            .arg("prereqs")
-            .output()
-            .unwrap();
+        let output = output_of(
+            Command::new(require("dash", "dash"))
+                .arg(project(file))
+                .arg("prereqs"),
+        )
+        .unwrap();
         assert!(output.status.success(), "{file}");
         assert_eq!(text(&output.stdout), "\n", "{file}");
     }
@@ -179,7 +180,7 @@ fn initramfs_tools_init_top_script_exits_0_when_run_as_a_program() {
                 .args(&shell.argv[1..])
                 .arg(project(ITOOLS_SCRIPT))
                 .env("VFIO_BIND_ROOT", &boot.root);
-            let output = command.output().unwrap();
+            let output = output_of(&mut command).unwrap();
             assert!(
                 output.status.success(),
                 "{}: {:?} {}",

@@ -164,10 +164,12 @@ impl Image {
     fn new(binder: Binder) -> Image {
         let scratch = Scratch::new("image");
         fs::create_dir_all(scratch.join("image/bin")).unwrap();
-        fs::copy(
-            require("busybox", "busybox-static"),
-            scratch.join("image/bin/busybox"),
-        )
+        writing_executable(|| {
+            fs::copy(
+                require("busybox", "busybox-static"),
+                scratch.join("image/bin/busybox"),
+            )
+        })
         .unwrap();
         for applet in ["sh", "ash", "grep"] {
             std::os::unix::fs::symlink("busybox", scratch.join(&format!("image/bin/{applet}")))
@@ -198,15 +200,16 @@ impl Image {
         self.scratch.write("image/hook", &contents, 0o755);
         let mut attempts = 0;
         let output = loop {
-            let output = Command::new(require("unshare", "util-linux"))
-                .arg("-r")
-                .arg(require("chroot", "coreutils"))
-                .arg(self.scratch.join("image"))
-                .args(["/bin/busybox", "ash", "-c", script])
-                .env_clear()
-                .env("PATH", "/bin")
-                .output()
-                .expect("unshare runs");
+            let output = output_of(
+                Command::new(require("unshare", "util-linux"))
+                    .arg("-r")
+                    .arg(require("chroot", "coreutils"))
+                    .arg(self.scratch.join("image"))
+                    .args(["/bin/busybox", "ash", "-c", script])
+                    .env_clear()
+                    .env("PATH", "/bin"),
+            )
+            .expect("unshare runs");
             attempts += 1;
             let busy = text(&output.stderr)
                 .ends_with("failed to run command '/bin/busybox': Text file busy\n");

@@ -25,11 +25,12 @@ fn every_shell_file_declares_its_dialect_and_passes_shellcheck() {
         "shellcheck",
         "shellcheck (or set VFIO_BIND_SKIP_SHELLCHECK=1 to skip this check knowingly)",
     );
-    let output = Command::new(shellcheck)
-        .arg("--severity=style")
-        .args(SHELL_FILES.iter().map(|(file, _)| project(file)))
-        .output()
-        .expect("shellcheck runs");
+    let output = output_of(
+        Command::new(shellcheck)
+            .arg("--severity=style")
+            .args(SHELL_FILES.iter().map(|(file, _)| project(file))),
+    )
+    .expect("shellcheck runs");
     assert!(
         output.status.success(),
         "shellcheck found problems:\n{}{}",
@@ -53,7 +54,7 @@ fn hook_files_parse_in_the_shells_that_run_them() {
     for (file, shell) in checks {
         let mut command = Command::new(&shell.argv[0]);
         command.args(&shell.argv[1..]).arg("-n").arg(project(file));
-        let output = command.output().expect("shell runs");
+        let output = output_of(&mut command).expect("shell runs");
         assert!(
             output.status.success(),
             "{file} does not parse in {}: {}",

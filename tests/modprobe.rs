@@ -61,6 +61,29 @@ fn within<T: Send + 'static>(deadline: Duration, task: impl FnOnce() -> T + Send
         .unwrap_or_else(|_| panic!("still running after {deadline:?}: the wait is not bounded"))
 }
 
+/// The tests write a script and then run it: one at a time, so that no test forks while
+/// another holds its new script open for writing (exec would then fail with ETXTBSY).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether the process is still there after up to 2 s: a killed one may take a moment to
+/// be gone on a loaded machine, one left running is still there.
+fn still_running_after_a_while(pid: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        if !process_alive(pid) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 fn process_alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
         !stat
@@ -74,6 +97,7 @@ fn process_alive(pid: &str) -> bool {
 
 #[test]
 fn a_modprobe_that_hangs_is_killed_at_its_limit() {
+    let _alone = one_at_a_time();
     let script = Script::new("hangs", "echo $$ > \"$DIR/pid\"\nexec sleep 60");
     let program = script.path.clone();
     let started = Instant::now();
@@ -90,13 +114,14 @@ fn a_modprobe_that_hangs_is_killed_at_its_limit() {
         "took {took:?}"
     );
     assert!(
-        !process_alive(&script.read("pid")),
+        !still_running_after_a_while(&script.read("pid")),
         "the modprobe was left running"
     );
 }
 
 #[test]
 fn a_modprobe_that_finishes_reports_its_status() {
+    let _alone = one_at_a_time();
     let works = Script::new("works", "echo \"$1\" >> \"$DIR/modules\"");
     assert_eq!(
         modprobe::run(&works.path, "vfio-pci", Duration::from_secs(5)),
@@ -141,6 +166,7 @@ impl Kernel for ScriptedModprobe {
 
 #[test]
 fn apply_gives_the_cards_back_when_modprobe_hangs_and_tries_no_further_module() {
+    let _alone = one_at_a_time();
     let script = Script::new(
         "hangs-in-apply",
         "echo \"$1\" >> \"$DIR/modules\"\nexec sleep 60",

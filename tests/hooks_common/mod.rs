@@ -18,6 +18,37 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+/// Keeps forks away from executables being written. A process forked while another test
+/// thread holds a new script open for writing keeps that descriptor until it execs, and a
+/// shell that runs the script in that window gets ETXTBSY ("Text file busy"): the fake
+/// binder then seems not to run at all. Writers of files take it exclusively; every spawn
+/// takes it shared, for the fork and exec only.
+static FORK_GUARD: RwLock<()> = RwLock::new(());
+
+/// Runs `write`, which creates a file that will be executed, with no fork in between.
+pub fn writing_executable<T>(write: impl FnOnce() -> T) -> T {
+    let _exclusive = FORK_GUARD
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    write()
+}
+
+/// Runs `command` to completion, started under [`FORK_GUARD`].
+pub fn output_of(command: &mut Command) -> std::io::Result<Output> {
+    let child = {
+        let _shared = FORK_GUARD
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?
+    };
+    child.wait_with_output()
+}
 
 pub const MKINITCPIO_INSTALL: &str = "mkinitcpio/install/vfio-bind";
 pub const MKINITCPIO_HOOK: &str = "mkinitcpio/hooks/vfio-bind";
@@ -122,9 +153,7 @@ pub fn run(shell: &Shell, script: &str, env: &[(&str, &Path)]) -> Output {
     for (name, value) in env {
         command.env(name, value);
     }
-    command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", shell.name))
+    output_of(&mut command).unwrap_or_else(|error| panic!("cannot run {}: {error}", shell.name))
 }
 
 /// A directory of its own for one test, removed when dropped.
@@ -156,8 +185,10 @@ impl Scratch {
     pub fn write(&self, relative: &str, contents: &str, mode: u32) -> PathBuf {
         let path = self.join(relative);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, contents).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        writing_executable(|| {
+            fs::write(&path, contents).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        });
         path
     }
 
