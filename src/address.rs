@@ -124,12 +124,11 @@ pub struct SlotAddress {
     slot: u8,
 }
 
-/// One PCI function, as sysfs names it. `DDDD:BB:SS.F`.
+/// One PCI function, as sysfs names it. `DDDD:BB:SS.F`. Ordered as sysfs lists them:
+/// by slot, then function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddress {
-    domain: u32,
-    bus: u8,
-    slot: u8,
+    slot: SlotAddress,
     function: u8,
 }
 
@@ -148,9 +147,7 @@ impl SlotAddress {
             return None;
         }
         Some(PciAddress {
-            domain: self.domain,
-            bus: self.bus,
-            slot: self.slot,
+            slot: self,
             function,
         })
     }
@@ -184,24 +181,20 @@ impl PciAddress {
     }
 
     pub fn slot_address(&self) -> SlotAddress {
-        SlotAddress {
-            domain: self.domain,
-            bus: self.bus,
-            slot: self.slot,
-        }
+        self.slot
     }
 
     pub const fn domain(self) -> u32 {
-        self.domain
+        self.slot.domain
     }
 
     pub const fn bus(self) -> u8 {
-        self.bus
+        self.slot.bus
     }
 
     /// The slot (device) number, 0 to [`MAX_SLOT`].
     pub const fn slot(self) -> u8 {
-        self.slot
+        self.slot.slot
     }
 
     /// The function number, 0 to [`MAX_FUNCTION`].
