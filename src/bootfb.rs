@@ -112,11 +112,30 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
             None
         }
     };
+    let wanted = match iomem {
+        Some(iomem) => framebuffers_in_targets(sysfs, plan, iomem),
+        None => Vec::new(),
+    };
+    if let Some(index) = console_card(sysfs, plan, &wanted) {
+        release_consoles(sysfs, kernel, plan, index, &mut done);
+    }
+    unbind_framebuffers(sysfs, kernel, plan, wanted, &mut done);
+    report_released(plan, &done);
+    done
+}
 
-    let mut wanted: Vec<(usize, FramebufferDriver, DeviceName), MAX_FRAMEBUFFER_DEVICES> =
-        Vec::new();
+/// A framebuffer device to unbind: the target whose BAR it holds, its driver, its name.
+type Wanted = (usize, FramebufferDriver, DeviceName);
+
+/// The firmware framebuffers that lie in a target's BAR, each with the one platform device
+/// that owns it; the kernel's own (`BOOTFB`), or one that cannot be told apart, gets a line.
+fn framebuffers_in_targets(
+    sysfs: &Sysfs,
+    plan: &Plan,
+    iomem: &str,
+) -> Vec<Wanted, MAX_FRAMEBUFFER_DEVICES> {
+    let mut wanted: Vec<Wanted, MAX_FRAMEBUFFER_DEVICES> = Vec::new();
     for (index, target) in plan.targets.iter().enumerate() {
-        let Some(iomem) = iomem else { break };
         let address = address_text(&target.function);
         for claim in claims_in(iomem, &address) {
             let ClaimKind::Framebuffer(framebuffer) = claim.kind else {
@@ -150,46 +169,62 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
             }
         }
     }
+    wanted
+}
 
-    // The console is let go only where a driver is to be unbound from a card showing it
-    // (runtime); at early boot the card has no driver, and the framebuffer console follows
-    // the framebuffer as the kernel unregisters it.
-    // Which card that is: the one behind the framebuffer the console draws on (fb0 unless
-    // `fbcon=map:` says otherwise), directly or through its firmware framebuffer. A GPU that
-    // only has a second framebuffer is let go without touching the host's console.
-    let console_device = sysfs.console_framebuffer_device();
-    let console_target = plan.targets.iter().enumerate().position(|(index, target)| {
+/// The target that shows the console and has a driver to be unbound from it (runtime; at
+/// early boot the card has no driver, and the framebuffer console follows the framebuffer
+/// as the kernel unregisters it). Which card that is: the one behind the framebuffer the
+/// console draws on (fb0 unless `fbcon=map:` says otherwise), directly or through its
+/// firmware framebuffer. A GPU that only has a second framebuffer is let go without
+/// touching the host's console.
+fn console_card(sysfs: &Sysfs, plan: &Plan, wanted: &[Wanted]) -> Option<usize> {
+    let console_device = sysfs.console_framebuffer_device()?;
+    plan.targets.iter().enumerate().position(|(index, target)| {
         let function = &target.function;
-        let Some(device) = console_device.as_deref() else {
-            return false;
-        };
         is_display(function)
             && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
-            && (address_text(function).as_str() == device
+            && (address_text(function).as_str() == console_device.as_str()
                 || wanted
                     .iter()
-                    .any(|(card, _, name)| *card == index && name.as_str() == device))
-    });
-    if let Some(index) = console_target {
-        for console in sysfs.vtconsoles() {
-            if !(console.framebuffer && console.bound) {
-                continue;
-            }
-            match kernel.write(sysfs, Attribute::VtconsoleBind(console.number), "0") {
-                Ok(()) => {
-                    let _ = done.consoles.push(console.number);
-                }
-                Err(errno) => error!(
-                    "{}: cannot let go of the framebuffer console vtcon{} ({})",
-                    plan.targets[index].function.address,
-                    console.number,
-                    errno.desc()
-                ),
-            }
-        }
-        done.console_target = Some(index);
-    }
+                    .any(|(card, _, name)| *card == index && *name == console_device))
+    })
+}
 
+/// Lets go of every bound frame-buffer virtual console, for the card at `index`.
+fn release_consoles(
+    sysfs: &Sysfs,
+    kernel: &mut dyn Kernel,
+    plan: &Plan,
+    index: usize,
+    done: &mut LetGo,
+) {
+    for console in sysfs.vtconsoles() {
+        if !(console.framebuffer && console.bound) {
+            continue;
+        }
+        match kernel.write(sysfs, Attribute::VtconsoleBind(console.number), "0") {
+            Ok(()) => {
+                let _ = done.consoles.push(console.number);
+            }
+            Err(errno) => error!(
+                "{}: cannot let go of the framebuffer console vtcon{} ({})",
+                plan.targets[index].function.address,
+                console.number,
+                errno.desc()
+            ),
+        }
+    }
+    done.console_target = Some(index);
+}
+
+fn unbind_framebuffers(
+    sysfs: &Sysfs,
+    kernel: &mut dyn Kernel,
+    plan: &Plan,
+    wanted: Vec<Wanted, MAX_FRAMEBUFFER_DEVICES>,
+    done: &mut LetGo,
+) {
     for (index, driver, device) in wanted {
         match kernel.write(sysfs, Attribute::PlatformUnbind(driver), &device) {
             Ok(()) => {
@@ -204,7 +239,10 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
             ),
         }
     }
+}
 
+/// One line per card whose consoles or framebuffers were let go.
+fn report_released(plan: &Plan, done: &LetGo) {
     for index in 0..plan.targets.len() {
         let consoles: &[u8] = if done.console_target == Some(index) {
             &done.consoles
@@ -229,7 +267,6 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
             }
         );
     }
-    done
 }
 
 /// After the read-back: takes back what [`let_go`] let go for every card that is not on
