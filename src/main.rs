@@ -418,34 +418,7 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
     let started = Instant::now();
     let (cli, arguments) = parse_arguments(out)?;
     match cli.command {
-        Command::Apply(args) => {
-            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
-            let destination = if sysfs.is_real() && !args.dry_run {
-                Destination::KernelLog
-            } else {
-                Destination::Stderr
-            };
-            kmsg::init(destination, LevelFilter::Info);
-            let cmdline = arguments.cmdline(args.cmdline.as_deref());
-            let cmdline_dir = arguments.path(&args.cmdline_dir);
-            let timeout = timeout(args.timeout)?;
-            Ok(bounded(
-                &sysfs,
-                !args.dry_run,
-                started,
-                timeout,
-                &mut || {
-                    let gathered = gather_logged(cmdline.as_deref(), &cmdline_dir);
-                    let mut kernel = RunningKernel {
-                        modules_allowed: sysfs.is_real(),
-                    };
-                    let plan_out: Option<&mut dyn Write> =
-                        if args.dry_run { Some(&mut *out) } else { None };
-                    apply(&sysfs, &gathered, &mut kernel, started, plan_out)
-                },
-            ))
-        }
+        Command::Apply(args) => run_apply(&args, &arguments, started, out),
         Command::List(args) => {
             let sysfs = open_sysfs(&arguments.path(&args.sysfs), None)?;
             kmsg::init(Destination::Stderr, LevelFilter::Info);
@@ -466,58 +439,110 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
             };
             Ok(report::rule(&sysfs, location, out))
         }
-        Command::Bind(args) => {
-            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
-            kmsg::init(Destination::Stderr, LevelFilter::Info);
-            let timeout = timeout(args.timeout)?;
-            let mut gathered = rules_from_arguments(&args.rules)?;
-            // The boot's no-IOMMU switch holds for a runtime bind too: modprobe hands it to
-            // vfio when it loads (once loaded, vfio's own parameter says so; see apply).
-            gathered.noiommu = sysfs.is_real()
-                && std::fs::read("/proc/cmdline")
-                    .is_ok_and(|text| vfio_bind::cmdline::requests_noiommu(&text));
-            Ok(bounded(&sysfs, true, started, timeout, &mut || {
-                let mut kernel = RunningKernel {
-                    modules_allowed: sysfs.is_real(),
-                };
-                apply(&sysfs, &gathered, &mut kernel, started, None)
-            }))
-        }
-        Command::Release(args) => {
-            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
-            kmsg::init(Destination::Stderr, LevelFilter::Info);
-            let timeout = timeout(args.timeout)?;
-            let gathered = rules_from_arguments(&args.rules)?;
-            Ok(bounded(&sysfs, true, started, timeout, &mut || {
-                let mut kernel = RunningKernel {
-                    modules_allowed: false,
-                };
-                release_rules(&sysfs, &gathered, &mut kernel, started)
-            }))
-        }
-        Command::Check(args) => {
-            let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
-            let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
-            kmsg::init(Destination::Stderr, LevelFilter::Info);
-            let cmdline = arguments.cmdline(args.cmdline.as_deref());
-            let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
-            let host_root = match (&args.host_root, sysfs.is_real()) {
-                (Some(root), _) => Some(arguments.path(root)),
-                (None, true) => Some(PathBuf::from("/")),
-                (None, false) => None,
-            };
-            let host = host_root.as_deref().map(vfio_bind::host::Host::new);
-            Ok(report::check(
-                &sysfs,
-                &gathered,
-                host.as_ref(),
-                format(args.json),
-                out,
-            ))
-        }
+        Command::Bind(args) => run_bind(&args, &arguments, started),
+        Command::Release(args) => run_release(&args, &arguments, started),
+        Command::Check(args) => run_check(&args, &arguments, out),
     }
+}
+
+/// `apply`: the rules of the command line and the fragments, under the watchdog.
+fn run_apply(
+    args: &ApplyArgs,
+    arguments: &Arguments,
+    started: Instant,
+    out: &mut CheckedOutput<'_>,
+) -> Result<u8, ExitCode> {
+    let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+    let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
+    let destination = if sysfs.is_real() && !args.dry_run {
+        Destination::KernelLog
+    } else {
+        Destination::Stderr
+    };
+    kmsg::init(destination, LevelFilter::Info);
+    let cmdline = arguments.cmdline(args.cmdline.as_deref());
+    let cmdline_dir = arguments.path(&args.cmdline_dir);
+    let timeout = timeout(args.timeout)?;
+    Ok(bounded(
+        &sysfs,
+        !args.dry_run,
+        started,
+        timeout,
+        &mut || {
+            let gathered = gather_logged(cmdline.as_deref(), &cmdline_dir);
+            let mut kernel = RunningKernel {
+                modules_allowed: sysfs.is_real(),
+            };
+            let plan_out: Option<&mut dyn Write> =
+                if args.dry_run { Some(&mut *out) } else { None };
+            apply(&sysfs, &gathered, &mut kernel, started, plan_out)
+        },
+    ))
+}
+
+/// `bind`: the argument rules, as at boot, under the watchdog.
+fn run_bind(args: &BindArgs, arguments: &Arguments, started: Instant) -> Result<u8, ExitCode> {
+    let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+    let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
+    kmsg::init(Destination::Stderr, LevelFilter::Info);
+    let timeout = timeout(args.timeout)?;
+    let mut gathered = rules_from_arguments(&args.rules)?;
+    // The boot's no-IOMMU switch holds for a runtime bind too: modprobe hands it to vfio
+    // when it loads (once loaded, vfio's own parameter says so; see apply).
+    gathered.noiommu = sysfs.is_real()
+        && std::fs::read("/proc/cmdline")
+            .is_ok_and(|text| vfio_bind::cmdline::requests_noiommu(&text));
+    Ok(bounded(&sysfs, true, started, timeout, &mut || {
+        let mut kernel = RunningKernel {
+            modules_allowed: sysfs.is_real(),
+        };
+        apply(&sysfs, &gathered, &mut kernel, started, None)
+    }))
+}
+
+/// `release`: the argument rules given back to their drivers, under the watchdog.
+fn run_release(
+    args: &ReleaseArgs,
+    arguments: &Arguments,
+    started: Instant,
+) -> Result<u8, ExitCode> {
+    let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+    let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
+    kmsg::init(Destination::Stderr, LevelFilter::Info);
+    let timeout = timeout(args.timeout)?;
+    let gathered = rules_from_arguments(&args.rules)?;
+    Ok(bounded(&sysfs, true, started, timeout, &mut || {
+        let mut kernel = RunningKernel {
+            modules_allowed: false,
+        };
+        release_rules(&sysfs, &gathered, &mut kernel, started)
+    }))
+}
+
+/// `check`: the rules, the groups, the BARs, and the host checks where a host root is known.
+fn run_check(
+    args: &CheckArgs,
+    arguments: &Arguments,
+    out: &mut CheckedOutput<'_>,
+) -> Result<u8, ExitCode> {
+    let iomem = args.iomem.as_ref().map(|path| arguments.path(path));
+    let sysfs = open_sysfs(&arguments.path(&args.sysfs), iomem.as_deref())?;
+    kmsg::init(Destination::Stderr, LevelFilter::Info);
+    let cmdline = arguments.cmdline(args.cmdline.as_deref());
+    let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
+    let host_root = match (&args.host_root, sysfs.is_real()) {
+        (Some(root), _) => Some(arguments.path(root)),
+        (None, true) => Some(PathBuf::from("/")),
+        (None, false) => None,
+    };
+    let host = host_root.as_deref().map(vfio_bind::host::Host::new);
+    Ok(report::check(
+        &sysfs,
+        &gathered,
+        host.as_ref(),
+        format(args.json),
+        out,
+    ))
 }
 
 fn format(json: bool) -> report::Format {
