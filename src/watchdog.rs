@@ -425,15 +425,10 @@ impl Pipes {
     }
 }
 
-/// After a kill: gives back, in a second bounded worker, every function whose override
-/// the killed worker set and did not clear, but the one it was stuck on (a write to that
-/// function would wait for the same device lock). Its writes report steps like the
-/// worker's, so `watch` ends up knowing what was given back.
-fn give_back_after_kill(
-    watch: &mut Watch,
-    deadline: Instant,
-    give_back: &mut dyn FnMut(PciAddress),
-) {
+/// The functions the killed worker left overridden, but the one it was stuck on (a write
+/// to that function would wait for the same device lock); clears the worker's current
+/// step, which is over now.
+fn left_overridden(watch: &mut Watch) -> heapless::Vec<PciAddress, MAX_TARGETS> {
     let stuck_on = watch
         .step_running
         .then_some(watch.current_address)
@@ -461,6 +456,19 @@ fn give_back_after_kill(
     watch.step_running = false;
     watch.current_function = None;
     watch.current_address = None;
+    targets
+}
+
+/// After a kill: gives back, in a second bounded worker, every function whose override
+/// the killed worker set and did not clear, but the one it was stuck on (a write to that
+/// function would wait for the same device lock). Its writes report steps like the
+/// worker's, so `watch` ends up knowing what was given back.
+fn give_back_after_kill(
+    watch: &mut Watch,
+    deadline: Instant,
+    give_back: &mut dyn FnMut(PciAddress),
+) {
+    let targets = left_overridden(watch);
     if targets.is_empty() || Instant::now() >= deadline {
         return;
     }
