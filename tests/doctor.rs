@@ -39,19 +39,7 @@ fn efi_variable(text: &str) -> Vec<u8> {
 /// The guest card on vfio-pci, with no reset method, behind a VT-d unit without interrupt
 /// remapping.
 fn bound_card() -> SysfsTree {
-    let mut tree = SysfsTree::new().unwrap();
-    tree.add(
-        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
-            .group(17)
-            .driver("vfio-pci"),
-    )
-    .unwrap()
-    .add(
-        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
-            .group(17)
-            .driver("vfio-pci"),
-    )
-    .unwrap();
+    let tree = guest_card_after_boot("vfio-pci").unwrap();
     write(&tree.attribute("0000:07:00.0", "reset_method"), b"\n");
     write(&tree.attribute("0000:07:00.1", "reset_method"), b"flr\n");
     write(

@@ -70,19 +70,7 @@ fn list_json_has_one_object_per_function_with_the_documented_fields() {
 
 #[test]
 fn check_json_has_one_object_per_finding_with_its_fix_and_the_same_exit_status() {
-    let mut tree = SysfsTree::new().unwrap();
-    tree.add(
-        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
-            .group(17)
-            .driver("vfio-pci"),
-    )
-    .unwrap()
-    .add(
-        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
-            .group(17)
-            .driver("snd_hda_intel"),
-    )
-    .unwrap();
+    let tree = guest_card_after_boot("snd_hda_intel").unwrap();
     let (status, value, stdout) = run(&["check", "--json"], &tree, "vfio.bind=1002:73ff@07:00.0");
     assert_eq!(status, Some(1), "{stdout}");
     assert_eq!(value["schema"], "vfio-bind.check/1");

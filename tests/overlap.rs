@@ -36,28 +36,9 @@ fn check(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
     (status, String::from_utf8(out).unwrap())
 }
 
-/// The guest card of `host_and_guest_share_audio_ids` after a boot in which its audio
-/// function stayed on snd_hda_intel, while the display went to vfio-pci.
-fn guest_card_with_audio_on_the_host() -> SysfsTree {
-    let mut tree = SysfsTree::new().unwrap();
-    tree.add(
-        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
-            .group(17)
-            .driver("vfio-pci"),
-    )
-    .unwrap()
-    .add(
-        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
-            .group(17)
-            .driver("snd_hda_intel"),
-    )
-    .unwrap();
-    tree
-}
-
 #[test]
 fn check_reports_a_function_two_rules_share_under_both_rules() {
-    let tree = guest_card_with_audio_on_the_host();
+    let tree = guest_card_after_boot("snd_hda_intel").unwrap();
     let (status, stdout) = check(&tree, "vfio.bind=@07:00,1002:ab28@07:00.1");
     assert_eq!(status, 1, "{stdout}");
     assert_eq!(

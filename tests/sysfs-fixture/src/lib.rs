@@ -503,6 +503,24 @@ impl Drop for SysfsTree {
     }
 }
 
+/// The guest's card alone (the RX 6600 of [`host_and_guest_share_audio_ids`], both
+/// functions in IOMMU group 17) after a boot: the display on vfio-pci, the HDMI-audio
+/// function on `audio_driver` (`vfio-pci` when the binder took the whole card).
+pub fn guest_card_after_boot(audio_driver: &str) -> io::Result<SysfsTree> {
+    let mut tree = SysfsTree::new()?;
+    tree.add(
+        Function::new("0000:07:00.0", 0x1002, 0x73ff, CLASS_VGA)
+            .group(17)
+            .driver("vfio-pci"),
+    )?
+    .add(
+        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+            .group(17)
+            .driver(audio_driver),
+    )?;
+    Ok(tree)
+}
+
 /// A host card and a guest card of one vendor: the host's RX 6750 XT at 03:00 (boot VGA) and
 /// the guest's RX 6600 at 07:00, whose HDMI-audio functions share the IDs 1002:ab28, so an
 /// ID-only rule would take the host's audio too. Each card in its own IOMMU group, behind its
