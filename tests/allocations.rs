@@ -1,8 +1,9 @@
 //! The apply path's heap use does not grow with the number of devices or rules.
 //!
 //! A counting global allocator counts the allocations made while `apply` runs (the real
-//! logger, the real sysfs writer, no simulated kernel) on a small and a large fixture, and
-//! with one rule and with many. The counts must be equal.
+//! logger, the real sysfs writer, no simulated kernel) on a small and a large fixture, with
+//! one rule and with many, with path rules, and on a UEFI boot display whose BAR holds a
+//! firmware framebuffer to let go and take back. The counts must be equal, and nought.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -91,7 +92,10 @@ fn machine_with_cards(cards: usize) -> SysfsTree {
 /// Allocations made by one apply run on `tree` with `cmdline`.
 fn allocations_during_apply(tree: &SysfsTree, cmdline: &str) -> usize {
     kmsg::init(Destination::Stderr, LevelFilter::Info);
-    let sysfs = Sysfs::new(tree.root()).unwrap();
+    let mut sysfs = Sysfs::new(tree.root()).unwrap();
+    if tree.iomem_path().exists() {
+        sysfs = sysfs.with_iomem(&tree.iomem_path()).unwrap();
+    }
     let fragments = tree.root().join("no-cmdline.d");
     let mut kernel = RunningKernel {
         modules_allowed: false,
@@ -140,4 +144,52 @@ fn path_rules_are_resolved_without_allocating() {
     // Card 1 sits behind root port 0000:00:00.1 on bus 02; the second rule's hop is missing.
     let rules = "vfio.bind=1002:73ff@0000:00:00.1/00,@0000:00:00.2/07.0,1002:73ff:1002:0e3a";
     assert_eq!(allocations_during_apply(&tree, rules), 0, "apply allocated");
+}
+
+/// The boot display of [`uefi_boot_display`], the rule that takes it, and its BAR0.
+const EFIFB_CARD_RULE: &str = "vfio.bind=1234:1111@00:02.0";
+const BAR0: &str = "  80000000-80ffffff : 0000:00:02.0";
+
+/// The boot display (class 0x0380) on no driver, efifb in its BAR0, and a few hundred
+/// other iomem lines, as on a real machine.
+fn uefi_boot_display(with_efifb: bool) -> SysfsTree {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add_driver("vfio-pci").unwrap();
+    tree.add(Function::new("0000:00:02.0", 0x1234, 0x1111, 0x038000).group(1))
+        .unwrap();
+    let mut iomem = String::new();
+    for line in 0..300u64 {
+        iomem.push_str(&format!(
+            "{:08x}-{:08x} : System RAM\n",
+            line << 20,
+            (line << 20) + 0xfffff
+        ));
+    }
+    iomem.push_str(&format!("80000000-afffffff : PCI Bus 0000:00\n{BAR0}\n"));
+    tree.set_iomem(&iomem).unwrap();
+    if with_efifb {
+        tree.add_platform_framebuffer(
+            "efi-framebuffer.0",
+            Some("efi-framebuffer"),
+            BAR0,
+            "    80000000-802fffff : efifb",
+        )
+        .unwrap();
+    }
+    tree
+}
+
+#[test]
+fn letting_go_of_efifb_and_taking_it_back_allocates_nothing() {
+    let with = uefi_boot_display(true);
+    let without = uefi_boot_display(false);
+    let on_with = allocations_during_apply(&with, EFIFB_CARD_RULE);
+    // The real writer wrote the unbind, then the bind of the give-back, to the fixture.
+    assert_eq!(
+        with.read("bus/platform/drivers/efi-framebuffer/bind"),
+        "efi-framebuffer.0"
+    );
+    assert_eq!(on_with, allocations_during_apply(&without, EFIFB_CARD_RULE));
+    assert_eq!(on_with, 0, "apply allocated");
+    // No kernel binds on a fixture: apply gave the card back, and the framebuffer too.
 }
