@@ -5,53 +5,17 @@
 //! One test only, alone in this binary: it forks, and the test harness must have no other
 //! test thread running at that moment.
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+mod kmsg_stand_in;
+
 use std::time::{Duration, Instant};
 
+use kmsg_stand_in::{packet_pair, packets};
 use log::{Level, LevelFilter};
 use vfio_bind::kmsg::{self, KMSG_RECORD_BUDGET};
 use vfio_bind::watchdog::{self, Side};
 
 /// The kernel's default burst for writers of /dev/kmsg (`printk.devkmsg=ratelimit`).
 const KERNEL_BURST: usize = 10;
-
-/// A SOCK_SEQPACKET pair: each write on one end arrives as one packet on the other.
-fn packet_pair() -> (File, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two new descriptors into `fds`, which we then own.
-    let result = unsafe {
-        nix::libc::socketpair(
-            nix::libc::AF_UNIX,
-            nix::libc::SOCK_SEQPACKET,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(result, 0);
-    // SAFETY: both descriptors are fresh and owned by nothing else.
-    unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-fn packets(reader: &OwnedFd) -> Vec<String> {
-    let mut packets = Vec::new();
-    let mut buffer = [0u8; 2048];
-    loop {
-        // SAFETY: `buffer` is ours and `recv` writes at most its length into it.
-        let length = unsafe {
-            nix::libc::recv(
-                reader.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                nix::libc::MSG_DONTWAIT,
-            )
-        };
-        if length <= 0 {
-            return packets;
-        }
-        packets.push(String::from_utf8_lossy(&buffer[..length as usize]).into_owned());
-    }
-}
 
 /// Runs `work` in a supervised worker, which never returns into the test harness; the
 /// supervisor's status.
