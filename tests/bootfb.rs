@@ -8,10 +8,12 @@ mod common;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{capture_log, captured, without_timing, Run, SimulatedKernel};
+use common::{
+    capture_log, captured, check_text, gathered_from, without_timing, Run, SimulatedKernel,
+};
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources};
+use vfio_bind::sources::Gathered;
 use vfio_bind::sysfs::{Attribute, Sysfs};
 
 /// bochs-display: a display controller of class 0x0380, which vfio-pci does not clear of
@@ -58,14 +60,7 @@ fn sysfs_of(tree: &SysfsTree) -> Sysfs {
 }
 
 fn gathered(cmdline: &str, tree: &SysfsTree) -> Gathered {
-    let no_fragments = tree.root().join("no-cmdline.d");
-    gather(
-        &RuleSources {
-            cmdline: Some(cmdline.as_bytes()),
-            fragment_dir: &no_fragments,
-        },
-        &mut log_problem,
-    )
+    gathered_from(tree, cmdline)
 }
 
 /// `apply` (or `bind`: the same function) with the tree's iomem.
@@ -306,16 +301,7 @@ fn a_driver_that_will_not_let_go_leaves_the_card_and_its_consoles_as_they_were()
 fn check_output(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
     capture_log();
     let sysfs = sysfs_of(tree);
-    let gathered = gathered(cmdline, tree);
-    let mut out = Vec::new();
-    let status = vfio_bind::report::check(
-        &sysfs,
-        &gathered,
-        None,
-        vfio_bind::report::Format::Text,
-        &mut out,
-    );
-    (status, String::from_utf8(out).unwrap())
+    check_text(&sysfs, &gathered(cmdline, tree))
 }
 
 #[test]

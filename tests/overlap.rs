@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{run_apply, run_release, without_timing, SimulatedKernel};
+use common::{check_text, gathered_from, run_apply, run_release, without_timing, SimulatedKernel};
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::sources::{gather, log_problem, RuleSources};
 use vfio_bind::sysfs::{Attribute, Sysfs};
 
 fn address(text: &str) -> vfio_bind::address::PciAddress {
@@ -16,24 +15,10 @@ fn address(text: &str) -> vfio_bind::address::PciAddress {
 
 /// Runs `check` as the command does, returning its exit status and what it printed.
 fn check(tree: &SysfsTree, cmdline: &str) -> (u8, String) {
-    let sysfs = Sysfs::new(tree.root()).unwrap();
-    let no_fragments = tree.root().join("no-cmdline.d");
-    let gathered = gather(
-        &RuleSources {
-            cmdline: Some(cmdline.as_bytes()),
-            fragment_dir: &no_fragments,
-        },
-        &mut log_problem,
-    );
-    let mut out = Vec::new();
-    let status = vfio_bind::report::check(
-        &sysfs,
-        &gathered,
-        None,
-        vfio_bind::report::Format::Text,
-        &mut out,
-    );
-    (status, String::from_utf8(out).unwrap())
+    check_text(
+        &Sysfs::new(tree.root()).unwrap(),
+        &gathered_from(tree, cmdline),
+    )
 }
 
 #[test]

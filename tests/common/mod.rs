@@ -185,12 +185,7 @@ pub struct Run {
 pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
     capture_log();
     let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
-    let no_fragments = kernel.tree.root().join("no-cmdline.d");
-    let sources = RuleSources {
-        cmdline: Some(cmdline.as_bytes()),
-        fragment_dir: &no_fragments,
-    };
-    let gathered = gather(&sources, &mut log_problem);
+    let gathered = gathered_from(kernel.tree, cmdline);
     let status = apply(&sysfs, &gathered, kernel, Instant::now(), None);
     Run {
         status,
@@ -198,6 +193,29 @@ pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
         modules: std::mem::take(&mut kernel.modules_loaded),
         log: captured(),
     }
+}
+
+/// The rules of `cmdline` (and of no fragment directory), each problem logged.
+pub fn gathered_from(tree: &SysfsTree, cmdline: &str) -> vfio_bind::sources::Gathered {
+    let no_fragments = tree.root().join("no-cmdline.d");
+    let sources = RuleSources {
+        cmdline: Some(cmdline.as_bytes()),
+        fragment_dir: &no_fragments,
+    };
+    gather(&sources, &mut log_problem)
+}
+
+/// `check` as the command runs it (text, no host checks): its status and what it printed.
+pub fn check_text(sysfs: &Sysfs, gathered: &vfio_bind::sources::Gathered) -> (u8, String) {
+    let mut out = Vec::new();
+    let status = vfio_bind::report::check(
+        sysfs,
+        gathered,
+        None,
+        vfio_bind::report::Format::Text,
+        &mut out,
+    );
+    (status, String::from_utf8(out).unwrap())
 }
 
 /// Runs `release` for the rules in `rules` (space separated) against a simulated kernel.
