@@ -26,6 +26,18 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// `apply`/`list`/`check` arguments that keep the host's /proc/cmdline and /etc out.
+/// `command` (one or more words) followed by [`on_fixture`]'s options.
+fn command_on_fixture<'a>(
+    command: &[&'a str],
+    tree: &'a SysfsTree,
+    no_fragments: &'a str,
+    cmdline: &'a str,
+) -> Vec<&'a str> {
+    let mut arguments = command.to_vec();
+    arguments.extend(on_fixture(tree, no_fragments, cmdline));
+    arguments
+}
+
 fn on_fixture<'a>(tree: &'a SysfsTree, no_fragments: &'a str, cmdline: &'a str) -> Vec<&'a str> {
     vec![
         "--sysfs",
@@ -40,12 +52,12 @@ fn on_fixture<'a>(tree: &'a SysfsTree, no_fragments: &'a str, cmdline: &'a str) 
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let tree = host_and_guest_share_audio_ids().unwrap();
-    let mut arguments = vec!["apply", "--dry-run"];
-    arguments.extend(on_fixture(
+    let arguments = command_on_fixture(
+        &["apply", "--dry-run"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     let output = vfio_bind(&arguments);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
@@ -59,12 +71,12 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 #[test]
 fn without_a_kernel_to_bind_apply_gives_the_card_back_and_fails() {
     let tree = host_and_guest_share_audio_ids().unwrap();
-    let mut arguments = vec!["apply"];
-    arguments.extend(on_fixture(
+    let arguments = command_on_fixture(
+        &["apply"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     let output = vfio_bind(&arguments);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr).replace(tree.root().to_str().unwrap(), "SYSFS");
@@ -159,8 +171,7 @@ fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_and_fails() {
     let mut cmdline = "vfio.bind=1002:73ff@07:00 ".to_string();
     cmdline.push_str(&"quiet ".repeat(2000));
     cmdline.push_str("vfio.bind=1002:73df@03:00");
-    let mut arguments = vec!["apply", "--dry-run"];
-    arguments.extend(on_fixture(&tree, "/nonexistent", &cmdline));
+    let arguments = command_on_fixture(&["apply", "--dry-run"], &tree, "/nonexistent", &cmdline);
     let output = vfio_bind(&arguments);
     // Rules past the limit are lost: said once, and the run fails.
     assert_eq!(output.status.code(), Some(1));
@@ -175,12 +186,12 @@ fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_and_fails() {
 #[test]
 fn list_groups_functions_and_marks_the_selected_ones() {
     let tree = host_and_guest_share_audio_ids().unwrap();
-    let mut arguments = vec!["list"];
-    arguments.extend(on_fixture(
+    let arguments = command_on_fixture(
+        &["list"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     let output = vfio_bind(&arguments);
     assert_eq!(output.status.code(), Some(0));
     let stdout = text(&output.stdout);
@@ -270,8 +281,7 @@ fn host_and_guest_after_the_binder_ran(audio_on_host: bool) -> SysfsTree {
 }
 
 fn check(tree: &SysfsTree, cmdline: &str) -> (Option<i32>, String) {
-    let mut arguments = vec!["check"];
-    arguments.extend(on_fixture(tree, "/nonexistent", cmdline));
+    let arguments = command_on_fixture(&["check"], tree, "/nonexistent", cmdline);
     let output = vfio_bind(&arguments);
     (output.status.code(), text(&output.stdout))
 }
@@ -447,8 +457,7 @@ fn rd_vfio_bind_0_makes_apply_do_nothing_with_one_line() {
         "\"rd.vfio_bind=0\" vfio.bind=1002:73ff@07:00",
         "rd.vfio_bind=\"no\"\x0bvfio.bind=1002:73ff@07:00",
     ] {
-        let mut arguments = vec!["apply"];
-        arguments.extend(on_fixture(&tree, "/nonexistent", cmdline));
+        let arguments = command_on_fixture(&["apply"], &tree, "/nonexistent", cmdline);
         let output = vfio_bind(&arguments);
         assert_eq!(output.status.code(), Some(0), "{cmdline}");
         assert_eq!(
@@ -463,12 +472,12 @@ fn rd_vfio_bind_0_makes_apply_do_nothing_with_one_line() {
     let fragments = tree.root().join("cmdline.d");
     std::fs::create_dir(&fragments).unwrap();
     std::fs::write(fragments.join("off.conf"), "rd.vfio_bind=0\n").unwrap();
-    let mut arguments = vec!["apply"];
-    arguments.extend(on_fixture(
+    let arguments = command_on_fixture(
+        &["apply"],
         &tree,
         fragments.to_str().unwrap(),
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     let output = vfio_bind(&arguments);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
@@ -481,8 +490,7 @@ fn rd_vfio_bind_0_makes_apply_do_nothing_with_one_line() {
         "vfio.bind=1002:73ff@07:00 rd.vfio_bind=1",
         "vfio.bind=1002:73ff@07:00 -- rd.vfio_bind=0",
     ] {
-        let mut arguments = vec!["apply", "--dry-run"];
-        arguments.extend(on_fixture(&tree, "/nonexistent", cmdline));
+        let arguments = command_on_fixture(&["apply", "--dry-run"], &tree, "/nonexistent", cmdline);
         let output = vfio_bind(&arguments);
         assert!(
             text(&output.stdout).contains("would hand to vfio-pci"),
@@ -506,8 +514,7 @@ fn fragment_dir(tree: &SysfsTree) -> std::path::PathBuf {
 /// `command` with the fixture and `fragments`, and no kernel command-line rules, run under
 /// a time limit: the binder must never wait on a fragment.
 fn run_bounded(command: &[&str], tree: &SysfsTree, fragments: &Path) -> Output {
-    let mut arguments = command.to_vec();
-    arguments.extend(on_fixture(tree, fragments.to_str().unwrap(), "quiet"));
+    let arguments = command_on_fixture(command, tree, fragments.to_str().unwrap(), "quiet");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(&arguments)
         .stdout(std::process::Stdio::piped())
@@ -707,24 +714,24 @@ fn output_that_cannot_be_written_fails_with_one_line() {
             .open("/dev/full")
             .unwrap()
     };
-    let mut dry_run = vec!["apply", "--dry-run"];
-    dry_run.extend(on_fixture(
+    let dry_run = command_on_fixture(
+        &["apply", "--dry-run"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
-    let mut list = vec!["list"];
-    list.extend(on_fixture(
+    );
+    let list = command_on_fixture(
+        &["list"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
-    let mut check = vec!["check"];
-    check.extend(on_fixture(
+    );
+    let check = command_on_fixture(
+        &["check"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     let rule = vec!["rule", "07:00", "--sysfs", root];
     for arguments in [&dry_run, &list, &check, &rule, &vec!["--help"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
@@ -753,18 +760,18 @@ fn output_that_cannot_be_written_fails_with_one_line() {
 #[test]
 fn output_to_a_closed_pipe_never_aborts() {
     let tree = host_and_guest_share_audio_ids().unwrap();
-    let mut list = vec!["list"];
-    list.extend(on_fixture(
+    let list = command_on_fixture(
+        &["list"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
-    let mut dry_run = vec!["apply", "--dry-run"];
-    dry_run.extend(on_fixture(
+    );
+    let dry_run = command_on_fixture(
+        &["apply", "--dry-run"],
         &tree,
         "/nonexistent",
         "vfio.bind=1002:73ff@07:00",
-    ));
+    );
     for arguments in [&list, &dry_run] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
