@@ -10,8 +10,9 @@ _vfio_bind_options() {
         apply) echo --sysfs --cmdline --cmdline-dir --dry-run --iomem --timeout --help ;;
         list) echo --sysfs --cmdline --cmdline-dir --json --help ;;
         check) echo --sysfs --cmdline --cmdline-dir --json --host-root --iomem --help ;;
-        rule) echo --sysfs --help ;;
-        bind | release) echo --sysfs --iomem --timeout --help ;;
+        rule) echo --sysfs --host-root --help ;;
+        bind) echo --sysfs --iomem --timeout --force --host-root --help ;;
+        release) echo --sysfs --iomem --timeout --help ;;
     esac
 }
 

@@ -72,5 +72,7 @@ complete -c vfio-bind -n '__fish_seen_subcommand_from list check' -l json -d 'Ma
 complete -c vfio-bind -n '__fish_seen_subcommand_from apply check bind release' -l iomem -r -F -d 'The iomem tree to read (default /proc/iomem)'
 complete -c vfio-bind -n '__fish_seen_subcommand_from apply bind release' -l timeout -r -d 'Give up after this many seconds (default 10)'
 complete -c vfio-bind -n '__fish_seen_subcommand_from check' -l host-root -r -a '(__fish_complete_directories)' -d 'Root of /proc, /lib/modules, /boot and /etc for the host checks'
+complete -c vfio-bind -n '__fish_seen_subcommand_from rule bind' -l host-root -r -a '(__fish_complete_directories)' -d 'Root of /proc: what the host uses (mounts, swaps, routes)'
+complete -c vfio-bind -n '__fish_seen_subcommand_from bind' -l force -d 'Bind even a function the host uses'
 complete -c vfio-bind -n '__fish_seen_subcommand_from rule' -a '(__vfio_bind_addresses)' -d 'PCI address'
 complete -c vfio-bind -n '__fish_seen_subcommand_from bind release' -a '(__vfio_bind_rules)' -d 'Rule'

@@ -29,6 +29,11 @@ impl Host {
         }
     }
 
+    /// The root the host's files are read under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative.trim_start_matches('/'))
     }

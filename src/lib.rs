@@ -13,6 +13,8 @@
 //! - `plan`: which functions the rules select, and what is done with each.
 //! - `iomem`: the `/proc/iomem` tree, parsed: who claims a card's memory.
 //! - `doctor`: the passthrough checks behind `check`, judged from what `host` read.
+//! - `guard`: which functions the host itself needs (its mounts, swap, default routes,
+//!   only console), judged from what `host_usage` read.
 //! - `image`: an initramfs image's format and contents, from its bytes.
 //! - `json`: the JSON string escaping the `--json` outputs use.
 //! - `exit`: the exit statuses.
@@ -28,6 +30,7 @@
 //! - `watchdog`: the supervisor that ends every run in time, and the worker it watches.
 //! - `lock`: the lock that keeps two binders apart.
 //! - `host`: reading what the host checks need (sysfs, the kernel's config, images).
+//! - `host_usage`: reading what the host is using (mounts, swaps, routes, displays) for `guard`.
 //! - `report`: the commands for people: `list`, `rule` and `check`, plain or `--json`.
 //! - `pciids`: vendor and device names from `pci.ids`, for the listings.
 
@@ -38,7 +41,9 @@ pub mod cmdline;
 pub mod doctor;
 pub mod exit;
 pub mod function;
+pub mod guard;
 pub mod host;
+pub mod host_usage;
 pub mod image;
 pub mod iomem;
 pub mod json;

@@ -116,6 +116,10 @@ struct RuleArgs {
     /// sysfs root to read (default /sys)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     sysfs: PathBuf,
+    /// root of /proc, whose mounts, swaps and routes say what the host uses (default / on
+    /// the real /sys; with a fixture --sysfs, none unless given)
+    #[argh(option)]
+    host_root: Option<PathBuf>,
 }
 
 /// Check, after boot, that every rule matched and its group is ready for a VM, and what
@@ -172,6 +176,14 @@ struct BindArgs {
     /// give up after this many seconds, lock wait included (default 10)
     #[argh(option, default = "DEFAULT_TIMEOUT_SECONDS")]
     timeout: u64,
+    /// bind even a function the host uses (its root or another mounted filesystem, swap,
+    /// a default route, its only display), which is otherwise refused
+    #[argh(switch)]
+    force: bool,
+    /// root of /proc, whose mounts, swaps and routes say what the host uses (default / on
+    /// the real /sys; with a fixture --sysfs, none unless given)
+    #[argh(option)]
+    host_root: Option<PathBuf>,
 }
 
 /// Give cards back to their own drivers (for a libvirt release hook).
@@ -437,7 +449,9 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
                 );
                 return Err(ExitCode::from(EXIT_USAGE));
             };
-            Ok(report::rule(&sysfs, location, out))
+            let holdings = host_root(args.host_root.as_deref(), &sysfs, &arguments)
+                .map(|root| vfio_bind::host_usage::holdings(&root, &sysfs));
+            Ok(report::rule(&sysfs, location, holdings.as_ref(), out))
         }
         Command::Bind(args) => run_bind(&args, &arguments, started),
         Command::Release(args) => run_release(&args, &arguments, started),
@@ -487,6 +501,14 @@ fn run_bind(args: &BindArgs, arguments: &Arguments, started: Instant) -> Result<
     kmsg::init(Destination::Stderr, LevelFilter::Info);
     let timeout = timeout(args.timeout)?;
     let mut gathered = rules_from_arguments(&args.rules)?;
+    if !args.force {
+        if let Some(root) = host_root(args.host_root.as_deref(), &sysfs, arguments) {
+            let holdings = vfio_bind::host_usage::holdings(&root, &sysfs);
+            if report::refuse_held(&sysfs, &gathered, &holdings) {
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
     // The boot's no-IOMMU switch holds for a runtime bind too: modprobe hands it to vfio
     // when it loads (once loaded, vfio's own parameter says so; see apply).
     gathered.noiommu = sysfs.is_real()
@@ -530,11 +552,7 @@ fn run_check(
     kmsg::init(Destination::Stderr, LevelFilter::Info);
     let cmdline = arguments.cmdline(args.cmdline.as_deref());
     let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
-    let host_root = match (&args.host_root, sysfs.is_real()) {
-        (Some(root), _) => Some(arguments.path(root)),
-        (None, true) => Some(PathBuf::from("/")),
-        (None, false) => None,
-    };
+    let host_root = host_root(args.host_root.as_deref(), &sysfs, arguments);
     let host = host_root.as_deref().map(vfio_bind::host::Host::new);
     Ok(report::check(
         &sysfs,
@@ -543,6 +561,16 @@ fn run_check(
         format(args.json),
         out,
     ))
+}
+
+/// The host root to read `/proc` (and the doctor's files) under: the one given, else `/`
+/// when working on the real `/sys`; for a fixture sysfs given none, the host is not read.
+fn host_root(given: Option<&Path>, sysfs: &Sysfs, arguments: &Arguments) -> Option<PathBuf> {
+    match (given, sysfs.is_real()) {
+        (Some(root), _) => Some(arguments.path(root)),
+        (None, true) => Some(PathBuf::from("/")),
+        (None, false) => None,
+    }
 }
 
 fn format(json: bool) -> report::Format {

@@ -9,6 +9,7 @@ use crate::apply::scan;
 use crate::doctor::{Finding, Severity};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::function::{base_and_subclass, Function, VFIO_PCI};
+use crate::guard::{HeldList, Holdings, LostList};
 use crate::host::Host;
 use crate::json;
 use crate::pciids::PciNames;
@@ -177,8 +178,14 @@ fn describe_line(
     line
 }
 
-/// `vfio-bind rule ADDR`: the guarded rule for a card or function, and what it leaves out.
-pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
+/// `vfio-bind rule ADDR`: the guarded rule for a card or function, what it leaves out, and
+/// what of the host's it would take (`holdings`, when the host is known).
+pub fn rule(
+    sysfs: &Sysfs,
+    location: Location,
+    holdings: Option<&Holdings>,
+    out: &mut dyn Write,
+) -> u8 {
     let present = sysfs.functions_at(location);
     let Some(first) = present.first() else {
         let _ = writeln!(out, "no PCI function at {location}");
@@ -220,6 +227,19 @@ pub fn rule(sysfs: &Sysfs, location: Location, out: &mut dyn Write) -> u8 {
     }
     for function in present.iter() {
         let _ = writeln!(out, "  takes {}", FunctionShown(function));
+    }
+    for function in present.iter() {
+        let held = holdings.map(|h| h.of(function.address)).unwrap_or_default();
+        if !held.is_empty() {
+            let _ = writeln!(
+                out,
+                "warning: {} holds {}: with this rule the host loses {} at the next boot. If that boot stops, add {}=0 to the kernel command line at the boot menu: vfio-bind then binds nothing",
+                function.address,
+                HeldList(&held),
+                LostList(&held),
+                crate::cmdline::DISABLE_PARAMETER,
+            );
+        }
     }
     if !companions.is_empty() {
         let _ = writeln!(
@@ -386,6 +406,10 @@ fn examine(
     for (index, rule) in rules.iter().enumerate() {
         check_rule(rule, &plan, index, &mut say);
     }
+    if let Some(host) = host {
+        let holdings = crate::host_usage::holdings(host.root(), sysfs);
+        check_held(rules, &plan, &holdings, &mut say);
+    }
     check_groups(sysfs, &plan, &mut say);
     crate::bootfb::check_bars(sysfs, &mut say);
     if let Some(host) = host {
@@ -432,6 +456,60 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severi
         Verdict::TooManyFunctions => say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
         Verdict::NoRoom => say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
     }
+}
+
+/// A rule that selects a function the host uses takes it away at the next boot (at boot
+/// `apply` cannot tell: the root is not mounted yet, and the network not up).
+fn check_held(
+    rules: &[Rule],
+    plan: &Plan,
+    holdings: &Holdings,
+    say: &mut dyn FnMut(Severity, String),
+) {
+    for (index, rule) in rules.iter().enumerate() {
+        for target in plan.targets_of(index) {
+            let address = target.function.address;
+            let held = holdings.of(address);
+            if held.is_empty() {
+                continue;
+            }
+            say(
+                Severity::Problem,
+                format!(
+                    "{rule}: at the next boot the host loses {}: {address} holds {}. Fix: take the rule out before rebooting, or stop the host using it first; if a boot stops there, add {}=0 at the boot menu",
+                    LostList(&held),
+                    HeldList(&held),
+                    crate::cmdline::DISABLE_PARAMETER,
+                ),
+            );
+        }
+    }
+}
+
+/// For runtime `bind`: refuses, with one line each, the rules that select a function the
+/// host uses, before anything is written. Returns whether any was refused.
+pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> bool {
+    let rules = gathered.rules.rules();
+    let Ok(plan) = scan(sysfs, rules) else {
+        // The bind that follows reports it.
+        return false;
+    };
+    let mut refused = false;
+    for (index, rule) in rules.iter().enumerate() {
+        for target in plan.targets_of(index) {
+            let held = holdings.of(target.function.address);
+            if held.is_empty() {
+                continue;
+            }
+            refused = true;
+            log::error!(
+                "{rule} refused: {} holds {}, which the host would lose; nothing was touched (--force binds it anyway)",
+                target.function.address,
+                HeldList(&held)
+            );
+        }
+    }
+    refused
 }
 
 /// A group is viable when every endpoint in it is on vfio-pci or on no driver.

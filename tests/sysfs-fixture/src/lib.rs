@@ -489,6 +489,138 @@ impl SysfsTree {
         Ok(())
     }
 
+    /// Adds `class/CLASS/NAME`, a link to `DIRECTORY` (relative to the root), which is
+    /// created; returns the directory's path.
+    fn add_class_entry(&self, class: &str, name: &str, directory: &Path) -> io::Result<PathBuf> {
+        let dir = self.root.join(directory);
+        fs::create_dir_all(&dir)?;
+        let class_dir = self.root.join("class").join(class);
+        fs::create_dir_all(&class_dir)?;
+        symlink(Path::new("../..").join(directory), class_dir.join(name))?;
+        Ok(dir)
+    }
+
+    /// The directory a `class/CLASS/NAME` link leads to, relative to the root.
+    fn class_entry_dir(&self, class: &str, name: &str) -> io::Result<PathBuf> {
+        let link = fs::read_link(self.root.join("class").join(class).join(name))?;
+        // The link is `../../devices/...`: drop the two `..`.
+        Ok(link.components().skip(2).collect())
+    }
+
+    /// Adds a whole disk on the PCI function at `address`, at `below` inside its directory
+    /// (`nvme/nvme0` for NVMe, `virtio1` for virtio-blk, `ata1/host0/target0:0:0/0:0:0:0`
+    /// for AHCI), as the kernel lays it out: `.../block/NAME` with its `dev` number.
+    pub fn add_disk(
+        &mut self,
+        name: &str,
+        number: (u32, u32),
+        address: &str,
+        below: &str,
+    ) -> io::Result<&mut Self> {
+        let directory = self
+            .device_dir(address)?
+            .join(below)
+            .join("block")
+            .join(name);
+        let dir = self.add_class_entry("block", name, &directory)?;
+        fs::write(dir.join("dev"), format!("{}:{}\n", number.0, number.1))?;
+        Ok(self)
+    }
+
+    /// Adds a partition of a disk added before: a directory inside the disk's.
+    pub fn add_partition(
+        &mut self,
+        disk: &str,
+        name: &str,
+        number: (u32, u32),
+    ) -> io::Result<&mut Self> {
+        let directory = self.class_entry_dir("block", disk)?.join(name);
+        let dir = self.add_class_entry("block", name, &directory)?;
+        fs::write(dir.join("dev"), format!("{}:{}\n", number.0, number.1))?;
+        fs::write(dir.join("partition"), "2\n")?;
+        Ok(self)
+    }
+
+    /// Adds a block device of no hardware (`devices/virtual/block/NAME`: device-mapper, md,
+    /// loop, zram) built on `slaves`, with `attributes` as `(path, contents)`:
+    /// `("dm/uuid", "CRYPT-LUKS2-...")`, `("dm/name", "root")`, `("md/level", "raid1")`,
+    /// `("loop/backing_file", "/srv/disk.img")`.
+    pub fn add_virtual_block(
+        &mut self,
+        name: &str,
+        number: (u32, u32),
+        slaves: &[&str],
+        attributes: &[(&str, &str)],
+    ) -> io::Result<&mut Self> {
+        let directory = Path::new("devices/virtual/block").join(name);
+        let dir = self.add_class_entry("block", name, &directory)?;
+        fs::write(dir.join("dev"), format!("{}:{}\n", number.0, number.1))?;
+        fs::create_dir_all(dir.join("slaves"))?;
+        for slave in slaves {
+            let target = self.class_entry_dir("block", slave)?;
+            symlink(
+                up_to_root(&directory.join("slaves")).join(target),
+                dir.join("slaves").join(slave),
+            )?;
+        }
+        for (path, contents) in attributes {
+            let file = dir.join(path);
+            fs::create_dir_all(file.parent().expect("an attribute's directory"))?;
+            fs::write(file, format!("{contents}\n"))?;
+        }
+        Ok(self)
+    }
+
+    /// Adds a network interface: on the PCI function at `on` (its address, and the path
+    /// inside its directory, e.g. `virtio2`; empty for a NIC's own function), or virtual (a
+    /// bond, a bridge, a VLAN) when `None`, with a `lower_NAME` link to each of `lowers`.
+    pub fn add_interface(
+        &mut self,
+        name: &str,
+        on: Option<(&str, &str)>,
+        lowers: &[&str],
+    ) -> io::Result<&mut Self> {
+        let directory = match on {
+            Some((address, below)) => self.device_dir(address)?.join(below).join("net").join(name),
+            None => Path::new("devices/virtual/net").join(name),
+        };
+        let dir = self.add_class_entry("net", name, &directory)?;
+        if let Some((address, _)) = on {
+            symlink(
+                up_to_root(&directory).join(self.device_dir(address)?),
+                dir.join("device"),
+            )?;
+        }
+        for lower in lowers {
+            let target = self.class_entry_dir("net", lower)?;
+            symlink(
+                up_to_root(&directory).join(target),
+                dir.join(format!("lower_{lower}")),
+            )?;
+        }
+        Ok(self)
+    }
+
+    /// Adds DRM card `cardN` of the PCI function at `address` (`.../drm/cardN`).
+    pub fn add_drm_card(&mut self, number: u32, address: &str) -> io::Result<&mut Self> {
+        let directory = self
+            .device_dir(address)?
+            .join("drm")
+            .join(format!("card{number}"));
+        self.add_class_entry("drm", &format!("card{number}"), &directory)?;
+        Ok(self)
+    }
+
+    /// Adds framebuffer `fbN` of a platform device (`efi-framebuffer.0`, `simple-framebuffer.0`).
+    pub fn add_platform_graphics(&mut self, number: u32, device: &str) -> io::Result<&mut Self> {
+        let directory = Path::new("devices/platform")
+            .join(device)
+            .join("graphics")
+            .join(format!("fb{number}"));
+        self.add_class_entry("graphics", &format!("fb{number}"), &directory)?;
+        Ok(self)
+    }
+
     /// Removes a device the way a hot unplug does (its link and its directory).
     pub fn remove_device(&mut self, address: &str) -> io::Result<()> {
         let relative = self.device_dir(address)?;
