@@ -277,10 +277,11 @@ pub fn apply(
         );
         return EXIT_OK;
     }
-    let plan = match plan_or_refuse(sysfs, gathered, started) {
+    let mut plan = match plan_or_refuse(sysfs, gathered, started) {
         Ok(plan) => plan,
         Err(status) => return status,
     };
+    plan.refuse_foreign_overrides();
     let rules = gathered.rules.rules();
     for (index, verdict) in plan.verdicts.iter().enumerate() {
         report_verdict(&rules[index], verdict);
@@ -713,6 +714,12 @@ fn report_verdict(rule: &Rule, verdict: &Verdict) {
         }
         Verdict::NoRoom => error!(
             "{rule} not applied: the rules together select more than {MAX_TARGETS} functions and this one's did not fit; nothing it selects was touched"
+        ),
+        Verdict::ForeignOverride {
+            address,
+            driver_override,
+        } => error!(
+            "{rule} not applied: {address} has driver_override={driver_override}, which vfio-bind did not set; nothing it selects was touched (to hand it over, clear it first: echo > /sys/bus/pci/devices/{address}/driver_override)"
         ),
     }
 }

@@ -10,7 +10,7 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::address::{Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
-use crate::function::Function;
+use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::rule::Rule;
 use crate::ruleset::MAX_RULES;
 
@@ -39,6 +39,13 @@ pub enum Verdict {
     /// The rules together select more than [`MAX_TARGETS`] functions, and this one's did
     /// not fit beside those of the rules before it.
     NoRoom,
+    /// A function the rule selects has a `driver_override` naming another driver
+    /// (`pci-stub`), which someone else set: not vfio-bind's to overwrite, so the rule
+    /// selects nothing.
+    ForeignOverride {
+        address: PciAddress,
+        driver_override: DriverName,
+    },
 }
 
 /// A set of rules, by index: [`MAX_RULES`] is 32, so one bit each.
@@ -278,6 +285,42 @@ impl Plan {
             }
         }
         Some(keep)
+    }
+
+    /// Refuses every rule that selects a function whose `driver_override` names another
+    /// driver than vfio-pci: someone else set it (an administrator parking a card on
+    /// `pci-stub`), and overwriting it, then clearing it on a give-back, would hand the card
+    /// to the very driver it was kept from. A rule applies whole or not at all, so the
+    /// rule's other functions are dropped too, unless a rule still in play selects them.
+    /// (Bridges are left in [`Plan::bridges`]: they are only ever warned about.)
+    pub fn refuse_foreign_overrides(&mut self) {
+        for target in &self.targets {
+            let Some(name) = target
+                .function
+                .driver_override
+                .as_ref()
+                .filter(|name| name.as_str() != VFIO_PCI)
+            else {
+                continue;
+            };
+            for rule in target.rules.iter() {
+                let verdict = &mut self.verdicts[rule];
+                if matches!(verdict, Verdict::Selected { .. }) {
+                    *verdict = Verdict::ForeignOverride {
+                        address: target.function.address,
+                        driver_override: name.clone(),
+                    };
+                }
+            }
+        }
+        let verdicts = &self.verdicts;
+        let in_play = |target: &Target| {
+            target
+                .rules
+                .iter()
+                .any(|rule| matches!(verdicts[rule], Verdict::Selected { .. }))
+        };
+        self.targets.retain(in_play);
     }
 
     /// The targets a rule selected, those it shares with other rules included.
@@ -591,6 +634,39 @@ mod tests {
         );
         assert_eq!(plan.verdicts[1], Verdict::NoRoom);
         assert_eq!(plan.targets.len(), 40);
+    }
+
+    #[test]
+    fn a_foreign_override_refuses_every_rule_that_selects_the_function_and_only_those() {
+        let mut functions = host_and_guest_share_audio_ids().to_vec();
+        functions[4].driver_override = Some(DriverName::try_from("pci-stub").unwrap());
+        let mut plan = plan(
+            "1002:73ff@07:00 1002:ab28@07:00.1 1002:73df@03:00 @07:00.0",
+            &functions,
+        );
+        plan.refuse_foreign_overrides();
+        let refused = Verdict::ForeignOverride {
+            address: "0000:07:00.1".parse().unwrap(),
+            driver_override: DriverName::try_from("pci-stub").unwrap(),
+        };
+        assert_eq!(plan.verdicts[0], refused);
+        assert_eq!(plan.verdicts[1], refused);
+        assert!(matches!(plan.verdicts[2], Verdict::Selected { .. }));
+        assert!(matches!(plan.verdicts[3], Verdict::Selected { .. }));
+        // 07:00.0 stays for the rule @07:00.0, which does not select the parked function.
+        assert_eq!(
+            addresses(&plan.targets),
+            ["0000:03:00.0", "0000:03:00.1", "0000:07:00.0"]
+        );
+    }
+
+    #[test]
+    fn an_override_to_vfio_pci_is_not_foreign() {
+        let mut functions = host_and_guest_share_audio_ids().to_vec();
+        functions[3].driver_override = Some(DriverName::try_from(VFIO_PCI).unwrap());
+        let mut plan = plan("1002:73ff@07:00", &functions);
+        plan.refuse_foreign_overrides();
+        assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
     }
 
     #[test]

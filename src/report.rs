@@ -396,13 +396,15 @@ fn examine(
         say(Severity::Problem, "no vfio.bind= rules on the kernel command line or in /etc/cmdline.d. Fix: add one; vfio-bind rule ADDR prints it".into());
         return EXIT_FAILED;
     }
-    let plan = match scan(sysfs, rules) {
+    let mut plan = match scan(sysfs, rules) {
         Ok(plan) => plan,
         Err(failure) => {
             say(Severity::Problem, failure.to_string());
             return EXIT_FAILED;
         }
     };
+    // As apply does: a rule that selects a function parked on another driver is refused.
+    plan.refuse_foreign_overrides();
     for (index, rule) in rules.iter().enumerate() {
         check_rule(rule, &plan, index, &mut say);
     }
@@ -455,6 +457,9 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severi
         Verdict::OnlyBridges => say(Severity::Problem, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
         Verdict::TooManyFunctions => say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
         Verdict::NoRoom => say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::ForeignOverride { address, driver_override } => say(Severity::Problem,
+            format!("{rule}: {address} has driver_override={driver_override}, which vfio-bind does not overwrite, so the rule is not applied. Fix: to hand it over, clear it (echo > /sys/bus/pci/devices/{address}/driver_override) where it is set; or take the rule out"),
+        ),
     }
 }
 
