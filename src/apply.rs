@@ -294,6 +294,7 @@ pub fn apply(
         );
     }
     if let Some(out) = dry_run {
+        warn_about_twins(sysfs, rules, &plan);
         print_plan(out, rules, &plan);
         return if all_selected(&plan) && !gathered.has_rejects() {
             EXIT_OK
@@ -939,6 +940,20 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
             "{} more functions share an IOMMU group with a bound one; run vfio-bind check",
             count - SHOWN
         );
+    }
+}
+
+/// For `--dry-run`: a bus-number rule whose card has an identical twin on the host takes
+/// the twin once a card added in an earlier slot moves the buses; the path form does not.
+fn warn_about_twins(sysfs: &Sysfs, rules: &[Rule], plan: &Plan) {
+    for (index, rule) in rules.iter().enumerate() {
+        let targets = plan.targets_of(index).map(|target| &target.function);
+        if let Some(twin) = crate::topology::twin_of(sysfs, rule, targets) {
+            warn!(
+                "{rule}: {twin}; name it by its path instead: vfio.bind={}",
+                twin.path_rule
+            );
+        }
     }
 }
 

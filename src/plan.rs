@@ -9,7 +9,7 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::address::{Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
+use crate::address::{Address, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::rule::Rule;
 use crate::ruleset::MAX_RULES;
@@ -367,6 +367,29 @@ pub fn plan_rules<E>(
     Ok(planner.finish())
 }
 
+/// Whether `other` is a twin of `target`, a function a bus-number rule selects: outside
+/// the rule's location, and such that the rule's guard cannot tell them apart (it passes
+/// the guard as `target` does; for a rule with no IDs, it has `target`'s IDs and subsystem
+/// IDs). When a card added in an earlier slot moves the buses, such a rule takes the twin.
+/// Path rules and IDs-only rules have no twins: the first follows its card, the second
+/// takes every match anyway.
+pub fn is_twin(rule: &Rule, target: &Function, other: &Function) -> bool {
+    let Some(Address::Bus(location)) = rule.location() else {
+        return false;
+    };
+    if location.contains(other.address) || other.is_bridge() || target.ids.is_none() {
+        return false;
+    }
+    match rule.ids() {
+        Some(guard) => {
+            other.ids == target.ids
+                && guard.matches(target.ids, target.subsystem)
+                && guard.matches(other.ids, other.subsystem)
+        }
+        None => other.ids == target.ids && other.subsystem == target.subsystem,
+    }
+}
+
 /// The rule that would add `function` to vfio-pci alone, guarded by its own IDs.
 pub fn rule_for(function: &Function) -> Rule {
     let location = Location::Function(function.address);
@@ -667,6 +690,34 @@ mod tests {
         let mut plan = plan("1002:73ff@07:00", &functions);
         plan.refuse_foreign_overrides();
         assert_eq!(addresses(&plan.targets), ["0000:07:00.0", "0000:07:00.1"]);
+    }
+
+    #[test]
+    fn twins_are_what_a_bus_number_rules_guard_cannot_tell_apart() {
+        let with_subsystem = |address: &str, subsystem: &str| Function {
+            subsystem: Some(subsystem.parse().unwrap()),
+            ..function(address, "10de:1e89", 0x030000, 1)
+        };
+        let first = with_subsystem("0000:06:00.0", "1462:3750");
+        let second = with_subsystem("0000:0a:00.0", "1462:3750");
+        let other_maker = with_subsystem("0000:0b:00.0", "1043:8800");
+        let rule = |text: &str| text.parse::<Rule>().unwrap();
+        assert!(is_twin(&rule("10de:1e89@0a:00"), &second, &first));
+        assert!(is_twin(&rule("10de:1e89@0a:00"), &second, &other_maker));
+        assert!(is_twin(&rule("@0a:00.0"), &second, &first));
+        assert!(!is_twin(&rule("@0a:00.0"), &second, &other_maker));
+        assert!(!is_twin(
+            &rule("10de:1e89:1462:3750@0a:00"),
+            &second,
+            &other_maker
+        ));
+        assert!(!is_twin(&rule("10de:1e89@00:1d.0/00"), &second, &first));
+        assert!(!is_twin(&rule("10de:1e89"), &second, &first));
+        assert!(!is_twin(&rule("10de:1e89@0a:00"), &second, &second));
+        // The card's audio function is no twin of a rule guarded by the display's IDs.
+        let audio = function("0000:0a:00.1", "10de:10f8", 0x040300, 1);
+        let other_audio = function("0000:06:00.1", "10de:10f8", 0x040300, 1);
+        assert!(!is_twin(&rule("10de:1e89@0a:00"), &audio, &other_audio));
     }
 
     #[test]

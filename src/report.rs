@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use crate::address::{Address, Location, PciIds, PciPath};
+use crate::address::{Location, PciIds, PciPath};
 use crate::apply::scan;
 use crate::doctor::{Finding, Severity};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
@@ -17,7 +17,7 @@ use crate::plan::{rule_for, IdsList, Plan, Verdict};
 use crate::rule::Rule;
 use crate::sources::Gathered;
 use crate::sysfs::Sysfs;
-use crate::topology::path_of;
+use crate::topology::{path_form, path_of, twin_of};
 
 /// Every function, sorted by address. An unreadable device list reads as empty.
 fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
@@ -196,13 +196,7 @@ pub fn rule(
         Some(ids) => Rule::Guarded(ids.into(), location.into()),
     };
     // Below a bridge, the same card by its path: what tells identical cards apart for good.
-    let path_rule = path_of(sysfs, first.address).map(|path| {
-        let path = match location {
-            Location::Slot(_) => path.to_slot(),
-            Location::Function(_) => path,
-        };
-        rule.with_address(Address::Path(path))
-    });
+    let path_rule = path_form(sysfs, &rule, location, first.address);
     let mut rules = vec![rule];
     let groups: BTreeSet<u32> = present
         .iter()
@@ -407,6 +401,16 @@ fn examine(
     plan.refuse_foreign_overrides();
     for (index, rule) in rules.iter().enumerate() {
         check_rule(rule, &plan, index, &mut say);
+        let targets = plan.targets_of(index).map(|target| &target.function);
+        if let Some(twin) = twin_of(sysfs, rule, targets) {
+            say(
+                Severity::Warning,
+                format!(
+                    "{rule}: {twin}. Fix: name it by its path: vfio.bind={}",
+                    twin.path_rule
+                ),
+            );
+        }
     }
     if let Some(host) = host {
         let holdings = crate::host_usage::holdings(host.root(), sysfs);

@@ -189,6 +189,82 @@ pub fn resolve_rules(
     resolved
 }
 
+/// The same rule by path, for a rule at `location` whose first function is `address`
+/// below a bridge (a slot rule gets a slot path); `None` on a root bus, which no added card
+/// renumbers.
+pub fn path_form(
+    sysfs: &Sysfs,
+    rule: &crate::rule::Rule,
+    location: Location,
+    address: PciAddress,
+) -> Option<crate::rule::Rule> {
+    let path = path_of(sysfs, address)?;
+    let path = match location {
+        Location::Slot(_) => path.to_slot(),
+        Location::Function(_) => path,
+    };
+    Some(rule.with_address(Address::Path(path)))
+}
+
+/// A function a bus-number rule selects, its twin elsewhere (see [`crate::plan::is_twin`]),
+/// and the rule by path that tells them apart. Reads as "0000:0a:00.0 has a twin at
+/// 0000:06:00.0 (10de:1e89:1462:3750): ...".
+pub struct Twin {
+    pub function: PciAddress,
+    pub twin: PciAddress,
+    pub twin_ids: crate::address::IdGuard,
+    pub path_rule: crate::rule::Rule,
+}
+
+impl fmt::Display for Twin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} has a twin at {} ({}): bus numbers move when a card is added in an earlier slot, and this rule would then take the other one",
+            self.function, self.twin, self.twin_ids
+        )
+    }
+}
+
+/// The first of `targets` (the functions `rule` selects) that has a twin on the host, when
+/// the rule names it by bus number and a path form exists. Reads every function once per
+/// target, heap-free.
+pub fn twin_of<'f>(
+    sysfs: &Sysfs,
+    rule: &crate::rule::Rule,
+    targets: impl Iterator<Item = &'f crate::function::Function>,
+) -> Option<Twin> {
+    let Some(Address::Bus(location)) = rule.location() else {
+        return None;
+    };
+    for target in targets {
+        let mut found = None;
+        let _ = sysfs.for_each_function(|other| {
+            if found.is_none() && crate::plan::is_twin(rule, target, other) {
+                found = other.ids.map(|ids| {
+                    let twin_ids = crate::address::IdGuard {
+                        ids,
+                        subsystem: other.subsystem,
+                    };
+                    (other.address, twin_ids)
+                });
+            }
+        });
+        let Some((twin, twin_ids)) = found else {
+            continue;
+        };
+        if let Some(path_rule) = path_form(sysfs, rule, location, target.address) {
+            return Some(Twin {
+                function: target.address,
+                twin,
+                twin_ids,
+                path_rule,
+            });
+        }
+    }
+    None
+}
+
 /// Whether a rule (as written) names its card by path. When such a rule selects nothing,
 /// [`resolve_rules`] has already said which hop failed.
 pub fn is_path_rule(rule: &crate::rule::Rule) -> bool {
