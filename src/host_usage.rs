@@ -22,11 +22,7 @@ pub fn holdings(host_root: &Path, sysfs: &Sysfs) -> Holdings {
 
 /// The facts the guard judges.
 pub fn read(host_root: &Path, sysfs: &Sysfs) -> Facts {
-    let proc_text = |relative: &str| {
-        fs::read(host_root.join(relative))
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-    };
+    let proc_text = |relative: &str| read_regular(&host_root.join(relative)).unwrap_or_default();
     let reader = Reader::new(sysfs);
     let mut default_routes: Vec<(IpFamily, String)> = Vec::new();
     for interface in guard::ipv4_default_routes(&proc_text("proc/net/route")) {
@@ -52,6 +48,16 @@ pub fn read(host_root: &Path, sysfs: &Sysfs) -> Facts {
         drm_cards: reader.displays("class/drm", "card"),
         boot_vga,
     }
+}
+
+/// A file's text, if it is a regular file (as `/proc` and sysfs files are): a FIFO or a
+/// device in a host root or fixture is never opened, so nothing here can block.
+fn read_regular(path: &Path) -> Option<String> {
+    if !fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let bytes = fs::read(path).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 struct Reader {
@@ -85,8 +91,7 @@ impl Reader {
     }
 
     fn text(&self, relative: &str) -> Option<String> {
-        let bytes = fs::read(self.root.join(relative)).ok()?;
-        Some(String::from_utf8_lossy(&bytes).trim().to_string())
+        Some(read_regular(&self.root.join(relative))?.trim().to_string())
     }
 
     /// Where a path below the root really is, relative to the root (`devices/pci0000:00/

@@ -467,3 +467,33 @@ fn on_this_machine_the_function_behind_root_is_warned_about_and_a_rule_for_it_is
         "{stdout}"
     );
 }
+
+#[test]
+fn a_fifo_in_the_host_root_is_never_opened() {
+    let mut tree = workstation();
+    let host = luks_root_host(&mut tree);
+    nix::unistd::mkfifo(
+        &host.root.join("proc/net/route"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["rule", "3d:00", "--sysfs", path(tree.root()), "--host-root"])
+        .arg(&host.root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("rule blocked on a FIFO in the host root");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    // The mounts are still read: the FIFO only hides the routes.
+    assert_eq!(warnings(&stdout).len(), 1, "{stdout}");
+}
