@@ -499,8 +499,12 @@ fn check_held(
 /// host uses, before anything is written. Returns whether any was refused.
 pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> bool {
     let rules = gathered.rules.rules();
-    let Ok(plan) = scan(sysfs, rules) else {
-        // The bind that follows reports it.
+    // Quietly: the bind that follows says where each path led, and any failure to list.
+    let resolved = crate::topology::resolve_rules_quietly(sysfs, rules);
+    let planned = crate::plan::plan_rules(&resolved, |planner| {
+        sysfs.for_each_function(|function| planner.observe(function))
+    });
+    let Ok(plan) = planned else {
         return false;
     };
     let mut refused = false;

@@ -168,16 +168,37 @@ pub fn resolve_rules(
     sysfs: &Sysfs,
     rules: &[crate::rule::Rule],
 ) -> Vec<crate::rule::Rule, MAX_RULES> {
+    resolve_each(sysfs, rules, true)
+}
+
+/// The rules with each path resolved, saying nothing: for a look before the run that will
+/// say it (runtime `bind`'s guard, which must not log each path twice).
+pub fn resolve_rules_quietly(
+    sysfs: &Sysfs,
+    rules: &[crate::rule::Rule],
+) -> Vec<crate::rule::Rule, MAX_RULES> {
+    resolve_each(sysfs, rules, false)
+}
+
+fn resolve_each(
+    sysfs: &Sysfs,
+    rules: &[crate::rule::Rule],
+    say: bool,
+) -> Vec<crate::rule::Rule, MAX_RULES> {
     let mut resolved = Vec::new();
     for rule in rules.iter().take(MAX_RULES) {
         let concrete = match rule.location() {
             Some(Address::Path(path)) => match resolve(sysfs, &path) {
                 Ok(location) => {
-                    info!("{rule}: resolved to {location}");
+                    if say {
+                        info!("{rule}: resolved to {location}");
+                    }
                     rule.with_address(Address::Resolved(path, location))
                 }
                 Err(problem) => {
-                    error!("{rule} not applied: {problem}");
+                    if say {
+                        error!("{rule} not applied: {problem}");
+                    }
                     *rule
                 }
             },

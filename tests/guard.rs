@@ -497,3 +497,24 @@ fn a_fifo_in_the_host_root_is_never_opened() {
     // The mounts are still read: the FIFO only hides the routes.
     assert_eq!(warnings(&stdout).len(), 1, "{stdout}");
 }
+
+#[test]
+fn bind_by_path_of_a_function_the_host_does_not_use_says_where_the_path_led_once() {
+    let mut tree = workstation();
+    let host = luks_root_host(&mut tree);
+    let output = vfio_bind(&[
+        "bind",
+        "10de:2204@00:01.0/00",
+        "--sysfs",
+        path(tree.root()),
+        "--host-root",
+        path(&host.root),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr.matches("resolved to 0000:01:00").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused"), "{stderr}");
+}
