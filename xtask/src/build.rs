@@ -103,6 +103,49 @@ fn ensure_target(rustup: Option<&Path>, sysroot: &Path, target: &str, dir: &Path
     added && target_installed(sysroot, target)
 }
 
+/// Whether rustup has a toolchain whose name starts with `name` (`nightly` for
+/// `nightly-x86_64-unknown-linux-gnu`). Asked before any `rustup +nightly ...`, which may
+/// install a missing toolchain.
+fn has_toolchain(name: &str) -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .is_ok_and(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|line| line.starts_with(name))
+        })
+}
+
+/// What rustup would add for the builds of `cargo xtask build`, as `rustup` arguments run in
+/// the checkout: the musl target of the toolchain this checkout uses (the static binary),
+/// and where a nightly toolchain is installed, its `rust-src` and musl target (the small
+/// binary). Empty without rustup.
+pub fn missing_rustup_pieces() -> Vec<Vec<&'static str>> {
+    let mut pieces = Vec::new();
+    if find_program("rustup").is_none() {
+        return pieces;
+    }
+    if sysroot().is_some_and(|sysroot| !target_installed(&sysroot, MUSL_TARGET)) {
+        pieces.push(vec!["target", "add", MUSL_TARGET]);
+    }
+    if has_toolchain("nightly") {
+        if !rustup_lists("nightly", &["component", "list", "--installed"], "rust-src") {
+            pieces.push(vec![
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]);
+        }
+        if !rustup_lists("nightly", &["target", "list", "--installed"], MUSL_TARGET) {
+            pieces.push(vec!["target", "add", MUSL_TARGET, "--toolchain", "nightly"]);
+        }
+    }
+    pieces
+}
+
 fn cargo_build(
     toolchain: Option<&str>,
     target: &str,

@@ -438,6 +438,7 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
 }
 
 pub fn run(_args: CheckPackagesArgs) -> TaskResult {
+    crate::setup::ensure("check-packages", crate::setup::CHECK_PACKAGES)?;
     let root = project_root();
     let work = root.join("target/packages");
     let binary = crate::build::build_static_binary()?;
