@@ -25,11 +25,16 @@ pub struct TestArgs {
     no_vm: bool,
 }
 
-/// What the run needs from the host: the tests', then the VM test's unless it is left out.
+/// What the run needs from the host: the tests', then the VM test's unless it is left out,
+/// each once.
 fn needs(with_vm: bool) -> Vec<Need> {
     let mut needs = setup::TESTS.to_vec();
     if with_vm {
-        needs.extend(crate::vm::host_needs());
+        for need in crate::vm::host_needs() {
+            if !needs.contains(&need) {
+                needs.push(need);
+            }
+        }
     }
     needs
 }
@@ -129,6 +134,11 @@ mod tests {
         assert_eq!(without, setup::TESTS);
         assert!(with.len() > without.len());
         assert!(with.iter().any(|need| need.package == "qemu-system-x86"));
+        // busybox: both the hook tests and the VM test's images want it; named once.
+        assert_eq!(
+            with.iter().filter(|need| need.name() == "busybox").count(),
+            1
+        );
     }
 
     #[test]
