@@ -3,17 +3,20 @@
 //!
 //! makepkg refuses to run as root, and the PKGBUILD's `build()` and `package()` run
 //! `cargo xtask` in the checkout it lives in. So the checkout (without `target/` and `.git`)
-//! is copied into `target/packages/arch/checkout`, where makepkg writes its `src/`, `pkg/`
-//! and the package beside the PKGBUILD, and compiles into the copy's own `target/`. As an
-//! ordinary user makepkg runs there with the user's own toolchain. As root (CI) it runs as
-//! `nobody`, which owns the copy (and its `target/`, kept in `target/packages/arch-cargo-target`
-//! from one run to the next): in a private mount namespace, the toolchain rustc uses
-//! here (its sysroot) and the cargo registry are bind-mounted into the build directory, as
-//! they sit under /root, which `nobody` cannot enter; cargo runs offline from that
+//! is copied into a build directory, where makepkg writes its `src/`, `pkg/` and the package
+//! beside the PKGBUILD, and compiles into the copy's `target/` (kept in
+//! `target/packages/arch-cargo-target` from one run to the next). The copy is in
+//! `target/packages/arch/checkout`; as an ordinary user makepkg runs there, with the user's
+//! own toolchain. As root
+//! (CI) it runs as `nobody`, owner of the build directory, in a private mount namespace
+//! where the build directory, the kept `target/`, the toolchain rustc uses here (its
+//! sysroot) and the cargo registry are bind-mounted into a private /tmp (they may sit under
+//! /root, which `nobody` cannot enter; see [`as_build_user`]); cargo runs offline from that
 //! registry, whose crates the root build has just fetched.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -45,16 +48,16 @@ pub fn arch_files(work: &Path, crate_version: &str) -> TaskResult<BTreeMap<Strin
     // The copy's target/ outlives it, so that the next run compiles only what changed.
     let cargo_target = work.join("arch-cargo-target");
     create_dir_all(&cargo_target)?;
-    std::os::unix::fs::symlink(&cargo_target, checkout.join("target"))
-        .context("cannot link the copy's target directory")?;
     let startdir = checkout.join("packaging/arch");
     let mut command = Command::new(&makepkg);
     // --nodeps: the dependencies are Arch packages, and this host has no pacman database.
-    command
-        .args(["--nodeps", "--noconfirm", "--nocolor"])
-        .current_dir(&startdir);
+    command.args(["--nodeps", "--noconfirm", "--nocolor"]);
     if nix::unistd::Uid::effective().is_root() {
-        as_build_user(&mut command, &dir, &[&checkout, &cargo_target])?;
+        as_build_user(&mut command, &dir, &cargo_target)?;
+    } else {
+        std::os::unix::fs::symlink(&cargo_target, checkout.join("target"))
+            .context("cannot link the copy's target directory")?;
+        command.current_dir(&startdir);
     }
     run_checked(&mut command).context("makepkg failed")?;
     let packages: Vec<PathBuf> = std::fs::read_dir(&startdir)
@@ -103,14 +106,23 @@ fn copy_checkout(root: &Path, copy: &Path) -> TaskResult {
     run_checked(command.arg(copy))
 }
 
-/// Makes `command` run as [`BUILD_USER`], owner of `writable`, in a private mount namespace
-/// where the toolchain and the cargo registry are bind-mounted below `dir`, with an
-/// environment of its own: a home in `dir`, the toolchain's `bin` first in PATH, cargo
-/// offline.
-fn as_build_user(command: &mut Command, dir: &Path, writable: &[&Path]) -> TaskResult {
+/// Where the build directory appears to [`BUILD_USER`]: in a private /tmp of its own mount
+/// namespace, at the same path every run, so that cargo's fingerprints (absolute paths)
+/// match and the kept target/ is reused.
+const BUILD_MOUNT: &str = "/tmp/vfio-bind-makepkg";
+
+/// Makes `command` run makepkg as [`BUILD_USER`] in a private mount namespace, in the copy
+/// of the checkout in `dir`: `dir` is bind-mounted at [`BUILD_MOUNT`] in a private /tmp, and
+/// below it `cargo_target` as the copy's target/, the toolchain rustc uses here (its
+/// sysroot) and the cargo registry; the environment is its own: a home in `dir`, the
+/// toolchain's `bin` first in PATH, cargo offline. `nobody` reaches all of them through
+/// the mounts, without entering the directories above them (/root, say).
+fn as_build_user(command: &mut Command, dir: &Path, cargo_target: &Path) -> TaskResult {
+    use nix::fcntl::{open, OFlag};
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
-    use nix::unistd::{setgid, setgroups, setuid, User};
+    use nix::sys::stat::Mode;
+    use nix::unistd::{chdir, mkdir, setgid, setgroups, setuid, User};
     use std::ffi::CStr;
 
     let user = User::from_name(BUILD_USER)
@@ -119,48 +131,54 @@ fn as_build_user(command: &mut Command, dir: &Path, writable: &[&Path]) -> TaskR
         .with_context(|| {
             format!("no user {BUILD_USER} to run makepkg as (makepkg refuses root)")
         })?;
-    let sysroot = rustc_sysroot()?;
-    let toolchain = dir.join("toolchain");
-    let home = dir.join("home");
-    let cargo_home = dir.join("cargo-home");
-    let mut binds = vec![(sysroot, toolchain.clone())];
+    let mounted = Path::new(BUILD_MOUNT);
+    // (source on the host, path below dir where it is mounted)
+    let mut binds = vec![
+        (cargo_target.to_path_buf(), "checkout/target"),
+        (rustc_sysroot()?, "toolchain"),
+    ];
     let root_cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
-    for cache in ["registry", "git"] {
+    for (cache, below) in [
+        ("registry", "cargo-home/registry"),
+        ("git", "cargo-home/git"),
+    ] {
         if root_cargo_home.join(cache).is_dir() {
-            binds.push((root_cargo_home.join(cache), cargo_home.join(cache)));
+            binds.push((root_cargo_home.join(cache), below));
         }
     }
-    for (_, target) in &binds {
-        create_dir_all(target)?;
+    for (_, below) in &binds {
+        create_dir_all(&dir.join(below))?;
     }
-    create_dir_all(&home)?;
+    create_dir_all(&dir.join("home"))?;
     let owner = format!("{}:{}", user.uid, user.gid);
-    for path in writable
-        .iter()
-        .copied()
-        .chain([home.as_path(), &cargo_home])
-    {
+    for path in [dir, cargo_target] {
         run_checked(Command::new("chown").args(["-R", &owner]).arg(path))?;
     }
     // Every string is made before the fork: between fork and exec nothing may allocate.
     let cstring = |path: &Path| {
         CString::new(path.as_os_str().as_bytes()).context("a path contains a NUL byte")
     };
-    let binds: Vec<(CString, CString)> = binds
-        .iter()
-        .map(|(source, target)| Ok((cstring(source)?, cstring(target)?)))
-        .collect::<TaskResult<_>>()?;
+    let build_mount = cstring(mounted)?;
+    let mut mounts = vec![(cstring(dir)?, build_mount.clone(), MsFlags::MS_BIND)];
+    for (source, below) in &binds {
+        mounts.push((
+            cstring(source)?,
+            cstring(&mounted.join(below))?,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+        ));
+    }
+    let startdir = cstring(&mounted.join("checkout/packaging/arch"))?;
     command
         .env_clear()
-        .env("HOME", &home)
+        .env("HOME", mounted.join("home"))
         .env(
             "PATH",
-            format!("{}/bin:/usr/local/bin:/usr/bin:/bin", toolchain.display()),
+            format!("{BUILD_MOUNT}/toolchain/bin:/usr/local/bin:/usr/bin:/bin"),
         )
-        .env("CARGO_HOME", &cargo_home)
+        .env("CARGO_HOME", mounted.join("cargo-home"))
         .env("CARGO_NET_OFFLINE", "true")
         .env("LANG", "C.UTF-8")
         // makepkg lists the host's pacman packages in .BUILDINFO; this host has no pacman
@@ -180,15 +198,38 @@ fn as_build_user(command: &mut Command, dir: &Path, writable: &[&Path]) -> TaskR
                 MsFlags::MS_REC | MsFlags::MS_PRIVATE,
                 NONE,
             )?;
-            for (source, target) in &binds {
+            // Each source is opened before the private /tmp hides what is below /tmp (a
+            // checkout there), then mounted from /proc/self/fd/N.
+            let mut sources = [const { None }; 8];
+            if mounts.len() > sources.len() {
+                return Err(std::io::Error::other("too many mounts"));
+            }
+            for (slot, (source, _, _)) in sources.iter_mut().zip(&mounts) {
+                *slot = Some(open(
+                    source.as_c_str(),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?);
+            }
+            mount(
+                Some(c"tmpfs"),
+                c"/tmp",
+                Some(c"tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(c"mode=1777"),
+            )?;
+            mkdir(build_mount.as_c_str(), Mode::from_bits_truncate(0o755))?;
+            for (source, (_, target, flags)) in sources.iter().flatten().zip(&mounts) {
+                let mut buffer = [0u8; 32];
                 mount(
-                    Some(source.as_c_str()),
+                    Some(fd_path(source.as_raw_fd(), &mut buffer)),
                     target.as_c_str(),
                     NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    *flags,
                     NONE,
                 )?;
             }
+            chdir(startdir.as_c_str())?;
             setgroups(&[])?;
             setgid(gid)?;
             setuid(uid)?;
@@ -196,6 +237,29 @@ fn as_build_user(command: &mut Command, dir: &Path, writable: &[&Path]) -> TaskR
         });
     }
     Ok(())
+}
+
+/// `/proc/self/fd/FD` as a C string written into `buffer`, without allocating (it is made
+/// between fork and exec).
+fn fd_path(fd: std::os::fd::RawFd, buffer: &mut [u8; 32]) -> &std::ffi::CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buffer[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut count = 0;
+    let mut rest = fd.unsigned_abs();
+    loop {
+        digits[count] = b'0' + (rest % 10) as u8;
+        count += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for index in 0..count {
+        buffer[PREFIX.len() + index] = digits[count - 1 - index];
+    }
+    buffer[PREFIX.len() + count] = 0;
+    std::ffi::CStr::from_bytes_until_nul(buffer).unwrap_or(c"/proc/self/fd")
 }
 
 /// The sysroot of the toolchain rustc is here (rust-toolchain.toml's, through rustup).
@@ -401,6 +465,17 @@ makedepend = cargo
             let error = format!("{:#}", check_pkginfo(&text, "0.1.0").unwrap_err());
             assert!(error.contains(reason), "{reason}: {error}");
         }
+    }
+
+    #[test]
+    fn fd_paths_are_written_without_allocating() {
+        let mut buffer = [0u8; 32];
+        assert_eq!(fd_path(3, &mut buffer), c"/proc/self/fd/3");
+        assert_eq!(fd_path(0, &mut buffer), c"/proc/self/fd/0");
+        assert_eq!(
+            fd_path(1234567890, &mut buffer),
+            c"/proc/self/fd/1234567890"
+        );
     }
 
     #[test]
