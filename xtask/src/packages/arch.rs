@@ -7,12 +7,11 @@
 //! beside the PKGBUILD, and compiles into the copy's `target/` (kept in
 //! `target/packages/arch-cargo-target` from one run to the next). The copy is in
 //! `target/packages/arch/checkout`; as an ordinary user makepkg runs there, with the user's
-//! own toolchain. As root
-//! (CI) it runs as `nobody`, owner of the build directory, in a private mount namespace
-//! where the build directory, the kept `target/`, the toolchain rustc uses here (its
-//! sysroot) and the cargo registry are bind-mounted into a private /tmp (they may sit under
-//! /root, which `nobody` cannot enter; see [`as_build_user`]); cargo runs offline from that
-//! registry, whose crates the root build has just fetched.
+//! own toolchain. As root (CI) it runs as `nobody`, owner of the build directory, in a
+//! private mount namespace where the build directory, the kept `target/`, the toolchain
+//! rustc uses here (its sysroot) and the cargo registry are bind-mounted into a private
+//! /tmp (they may sit under /root, which `nobody` cannot enter; see [`as_build_user`]);
+//! cargo runs offline from that registry, whose crates the root build has just fetched.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
