@@ -6,16 +6,19 @@
 //! backtrace machinery: about 230 KiB instead of 576 KiB (docs/performance.md measures each
 //! option). A panic then aborts without a message; the binder has no panicking path on its
 //! input. Otherwise the stable toolchain builds it: the musl target gives a fully static
-//! binary (rust-toolchain.toml lists it, so rustup adds it on a fresh machine); without it,
-//! glibc with `crt-static` does too (vfio-bind uses no NSS or dlopen), at 1.25 MiB.
+//! binary. rust-toolchain.toml lists the target, but rustup adds a toolchain file's targets
+//! only when it installs the toolchain, not to a stable one already there, so the build adds
+//! it itself with `rustup target add` when it is missing, and says so. Without rustup (or
+//! when the download fails), glibc with `crt-static` makes a static binary too (vfio-bind
+//! uses no NSS or dlopen), at 1.25 MiB.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
 use argh::FromArgs;
 
-use crate::util::{project_root, run_checked, TaskResult};
+use crate::util::{find_program, project_root, run_checked, TaskResult};
 
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -61,17 +64,86 @@ fn rustup_lists(toolchain: &str, what: &[&str], line: &str) -> bool {
         })
 }
 
-/// Whether rustc (the default toolchain) has the standard library for `target`.
-fn target_installed(target: &str) -> bool {
-    let Ok(output) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
+/// The sysroot of the rustc this checkout uses (rust-toolchain.toml's, through rustup).
+fn sysroot() -> Option<PathBuf> {
+    let output = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(project_root())
+        .output()
+        .ok()?;
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    PathBuf::from(sysroot)
+    (output.status.success() && !sysroot.is_empty()).then(|| PathBuf::from(sysroot))
+}
+
+/// Whether `sysroot` has the standard library for `target`.
+fn target_installed(sysroot: &Path, target: &str) -> bool {
+    sysroot
         .join("lib/rustlib")
         .join(target)
         .join("lib")
         .is_dir()
+}
+
+/// Makes sure `sysroot` has the standard library for `target`: when it is missing and
+/// `rustup` is given, runs `rustup target add TARGET` in `dir` (the checkout, where
+/// rust-toolchain.toml picks the toolchain), saying so. Returns whether the target is there.
+fn ensure_target(rustup: Option<&Path>, sysroot: &Path, target: &str, dir: &Path) -> bool {
+    if target_installed(sysroot, target) {
+        return true;
+    }
+    let Some(rustup) = rustup else {
+        return false;
+    };
+    eprintln!("xtask: the {target} target is not installed; adding it: rustup target add {target}");
+    let added = Command::new(rustup)
+        .args(["target", "add", target])
+        .current_dir(dir)
+        .status()
+        .is_ok_and(|status| status.success());
+    added && target_installed(sysroot, target)
+}
+
+/// Whether rustup has a toolchain whose name starts with `name` (`nightly` for
+/// `nightly-x86_64-unknown-linux-gnu`). Asked before any `rustup +nightly ...`, which may
+/// install a missing toolchain.
+fn has_toolchain(name: &str) -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .is_ok_and(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|line| line.starts_with(name))
+        })
+}
+
+/// What rustup would add for the builds of `cargo xtask build`, as `rustup` arguments run in
+/// the checkout: the musl target of the toolchain this checkout uses (the static binary),
+/// and where a nightly toolchain is installed, its `rust-src` and musl target (the small
+/// binary). Empty without rustup.
+pub fn missing_rustup_pieces() -> Vec<Vec<&'static str>> {
+    let mut pieces = Vec::new();
+    if find_program("rustup").is_none() {
+        return pieces;
+    }
+    if sysroot().is_some_and(|sysroot| !target_installed(&sysroot, MUSL_TARGET)) {
+        pieces.push(vec!["target", "add", MUSL_TARGET]);
+    }
+    if has_toolchain("nightly") {
+        if !rustup_lists("nightly", &["component", "list", "--installed"], "rust-src") {
+            pieces.push(vec![
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]);
+        }
+        if !rustup_lists("nightly", &["target", "list", "--installed"], MUSL_TARGET) {
+            pieces.push(vec!["target", "add", MUSL_TARGET, "--toolchain", "nightly"]);
+        }
+    }
+    pieces
 }
 
 fn cargo_build(
@@ -142,10 +214,18 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
             );
         }
     }
-    if target_installed(MUSL_TARGET) {
+    let musl = sysroot().is_some_and(|sysroot| {
+        ensure_target(
+            find_program("rustup").as_deref(),
+            &sysroot,
+            MUSL_TARGET,
+            &project_root(),
+        )
+    });
+    if musl {
         cargo_build(None, MUSL_TARGET, STATIC_RELOCATION, &[])
     } else {
-        eprintln!("xtask: the {MUSL_TARGET} target is not installed (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.25 MiB instead of 576 KiB)");
+        eprintln!("xtask: the {MUSL_TARGET} target is not installed and could not be added (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.25 MiB instead of 576 KiB)");
         cargo_build(
             None,
             GNU_TARGET,
@@ -181,5 +261,73 @@ mod tests {
             value("targets").contains(&format!("\"{MUSL_TARGET}\"")),
             "{file}"
         );
+    }
+
+    /// A stand-in for rustup that logs its arguments and, when `works`, installs the target
+    /// it is asked for into `sysroot`, as `rustup target add` does.
+    fn fake_rustup(dir: &Path, sysroot: &Path, works: bool) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let rustup = dir.join("rustup");
+        let install = if works {
+            format!("mkdir -p '{}/lib/rustlib/'\"$3\"/lib", sysroot.display())
+        } else {
+            "echo 'error: could not download' >&2; exit 1".to_string()
+        };
+        std::fs::write(
+            &rustup,
+            format!(
+                "#!/bin/sh\necho \"$PWD: $*\" >>'{}/calls'\n{install}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rustup, std::fs::Permissions::from_mode(0o755)).unwrap();
+        rustup
+    }
+
+    #[test]
+    fn a_missing_target_is_added_with_rustup_in_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysroot = dir.path().join("sysroot");
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir_all(&checkout).unwrap();
+        let rustup = fake_rustup(dir.path(), &sysroot, true);
+        let calls = || std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+
+        assert!(!target_installed(&sysroot, MUSL_TARGET));
+        assert!(ensure_target(
+            Some(&rustup),
+            &sysroot,
+            MUSL_TARGET,
+            &checkout
+        ));
+        assert!(target_installed(&sysroot, MUSL_TARGET));
+        let added = format!("{}: target add {MUSL_TARGET}\n", checkout.display());
+        assert_eq!(calls(), added);
+        // Once there, rustup is not asked again.
+        assert!(ensure_target(
+            Some(&rustup),
+            &sysroot,
+            MUSL_TARGET,
+            &checkout
+        ));
+        assert_eq!(calls(), added);
+    }
+
+    #[test]
+    fn without_rustup_or_when_it_fails_the_target_stays_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysroot = dir.path().join("sysroot");
+        assert!(!ensure_target(None, &sysroot, MUSL_TARGET, dir.path()));
+        let rustup = fake_rustup(dir.path(), &sysroot, false);
+        assert!(!ensure_target(
+            Some(&rustup),
+            &sysroot,
+            MUSL_TARGET,
+            dir.path()
+        ));
+        assert!(std::fs::read_to_string(dir.path().join("calls"))
+            .unwrap()
+            .ends_with(&format!("target add {MUSL_TARGET}\n")));
     }
 }

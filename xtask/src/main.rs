@@ -6,6 +6,8 @@ mod bench;
 mod build;
 mod install;
 mod packages;
+mod setup;
+mod suite;
 mod util;
 mod vm;
 
@@ -27,6 +29,7 @@ enum Task {
     VmRun(vm::VmRunArgs),
     Bench(bench::BenchArgs),
     CheckPackages(packages::CheckPackagesArgs),
+    Test(suite::TestArgs),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Task::VmRun(args) => vm::run_one(args),
         Task::Bench(args) => bench::run(args),
         Task::CheckPackages(args) => packages::run(args),
+        Task::Test(args) => suite::run(args),
     };
     if let Err(error) = result {
         eprintln!("xtask: {error:#}");

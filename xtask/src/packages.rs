@@ -1,11 +1,12 @@
 //! `cargo xtask check-packages`: the Arch, RPM and Debian packages ship exactly what
 //! `cargo xtask install` installs, with the same modes.
 //!
-//! All are built for real: the PKGBUILD's `build()` and `package()` run in bash as makepkg
-//! runs them (makepkg itself is not installable here), the spec goes through
-//! `rpmbuild -bb --build-in-place`, and `packaging/debian` through `dpkg-buildpackage -b`.
-//! What each produced is compared with a reference tree made by [`install_tree`]; for the
-//! Debian package after undoing what Debian's conventions change ([`debian_view`]). The
+//! All are built for real: the PKGBUILD by makepkg (as an unprivileged user, see
+//! [`arch`]), the spec by `rpmbuild -bb --build-in-place`, and `packaging/debian` by
+//! `dpkg-buildpackage -b`. Each package is read back with its format's tool (`bsdtar`,
+//! `rpm -qp`, `dpkg-deb`) and compared with a reference tree made by [`install_tree`], after
+//! undoing what each distribution's conventions change (man pages gzipped; for Debian
+//! [`debian_view`], for Arch [`arch::arch_view`]). The
 //! Debian package is also installed and removed with dpkg in an empty root, where both must
 //! trigger update-initramfs.
 
@@ -20,6 +21,8 @@ use argh::FromArgs;
 
 use crate::install::install_tree;
 use crate::util::{create_dir_all, project_root, run_checked, TaskResult};
+
+mod arch;
 
 /// build the Arch, RPM and Debian packages and check they ship exactly the install tree
 #[derive(FromArgs)]
@@ -88,22 +91,6 @@ fn fresh_dir(path: &Path) -> TaskResult<PathBuf> {
     let _ = fs::remove_dir_all(path);
     create_dir_all(path)?;
     Ok(path.to_path_buf())
-}
-
-/// Runs the PKGBUILD's `build` and `package` in bash with makepkg's variables.
-fn arch_package(root: &Path, work: &Path) -> TaskResult<PathBuf> {
-    let pkgdir = fresh_dir(&work.join("arch-pkg"))?;
-    let srcdir = fresh_dir(&work.join("arch-src"))?;
-    let startdir = root.join("packaging/arch");
-    run_checked(
-        Command::new("bash")
-            .args(["-euc", "source ./PKGBUILD; build; package"])
-            .current_dir(&startdir)
-            .env("startdir", &startdir)
-            .env("srcdir", &srcdir)
-            .env("pkgdir", &pkgdir),
-    )?;
-    Ok(pkgdir)
 }
 
 /// Builds the RPM in place and lists its files as `path -> mode` (man pages decompressed
@@ -451,6 +438,7 @@ fn installs_and_triggers_the_initramfs(work: &Path, deb: &Path) -> TaskResult {
 }
 
 pub fn run(_args: CheckPackagesArgs) -> TaskResult {
+    crate::setup::ensure("check-packages", crate::setup::CHECK_PACKAGES)?;
     let root = project_root();
     let work = root.join("target/packages");
     let binary = crate::build::build_static_binary()?;
@@ -458,8 +446,11 @@ pub fn run(_args: CheckPackagesArgs) -> TaskResult {
     install_tree(&reference, "/usr", &binary)?;
     let expected = files_with_modes(&reference)?;
 
-    let pkgdir = arch_package(&root, &work)?;
-    compare("PKGBUILD", &expected, &files_with_modes(&pkgdir)?)?;
+    compare(
+        "PKGBUILD (makepkg)",
+        &expected,
+        &arch::arch_files(&work, &crate_version()?)?,
+    )?;
     compare("RPM spec", &expected, &rpm_files(&root, &work)?)?;
     compare("Debian package", &expected, &debian_files(&work)?)?;
     Ok(())

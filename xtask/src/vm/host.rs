@@ -1,11 +1,11 @@
 //! The host side: tools the VM test needs, named with the command that installs them, and
 //! small process helpers (death signal, captured runs).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 
+use crate::setup::Need;
 use crate::util::{find_program, TaskResult};
 
 /// A program the VM test runs (or a file it reads: a path), and the Debian package that
@@ -74,20 +74,23 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
     package: "xz-utils",
 }];
 
-/// The packages `.ci/run` and a developer install; printed in every "missing" message.
-pub const APT_PACKAGES: &str =
-    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
+pub use crate::setup::is_root;
 
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+/// What the VM test needs: [`TOOLS`] and [`FILES`], as the setup module checks them.
+pub fn needs() -> Vec<Need> {
+    TOOLS
+        .iter()
+        .map(|tool| Need::program(tool.program, tool.package))
+        .chain(
+            FILES
+                .iter()
+                .map(|&(path, package)| Need::file(path, package)),
+        )
+        .collect()
 }
 
-fn is_debian_like() -> bool {
-    Path::new("/etc/debian_version").exists()
-}
-
-/// Checks every host tool. Missing ones are named with the exact `apt-get install` line;
-/// as root on Debian or Ubuntu they are installed right away.
+/// Checks every host tool. As root on Debian or Ubuntu the missing ones are installed
+/// right away; elsewhere they are named in one line with the command that installs them.
 pub fn ensure_tools() -> TaskResult {
     for tool in OPTIONAL_TOOLS {
         if find_program(tool.program).is_none() {
@@ -97,59 +100,7 @@ pub fn ensure_tools() -> TaskResult {
             );
         }
     }
-    let missing: Vec<Tool> = TOOLS
-        .iter()
-        .filter(|tool| find_program(tool.program).is_none())
-        .copied()
-        .chain(
-            FILES
-                .iter()
-                .filter(|(path, _)| !Path::new(path).exists())
-                .map(|&(program, package)| Tool { program, package }),
-        )
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
-    packages.dedup();
-    let names: Vec<&str> = missing.iter().map(|tool| tool.program).collect();
-    let command = format!(
-        "apt-get install --no-install-recommends {}",
-        packages.join(" ")
-    );
-    if is_root() && is_debian_like() {
-        eprintln!(
-            "vm: missing {}; running: apt-get update && {command}",
-            names.join(", ")
-        );
-        let update = Command::new("apt-get").arg("update").arg("-qq").status();
-        let install = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-        let ok = matches!(update, Ok(status) if status.success())
-            && matches!(install, Ok(status) if status.success());
-        let still: Vec<&str> = missing
-            .iter()
-            .filter(|tool| {
-                find_program(tool.program).is_none() && !Path::new(tool.program).exists()
-            })
-            .map(|tool| tool.program)
-            .collect();
-        if ok && still.is_empty() {
-            return Ok(());
-        }
-        bail!(
-            "could not install {} (tried: {command}); the VM test needs: {APT_PACKAGES}",
-            still.join(", ")
-        );
-    }
-    Err(anyhow!(
-        "missing host tools: {}. Install them with:\n    sudo {command}\n(the VM test needs: {APT_PACKAGES})",
-        names.join(", ")
-    ))
+    crate::setup::ensure("the VM test", &needs())
 }
 
 /// Runs a command, capturing stdout and stderr together; the error carries its output.

@@ -41,6 +41,11 @@ use crate::util::{create_dir_all, project_root, TaskResult};
 use image::{Generator, ImageSpec, Inputs, ALL_GENERATORS};
 use scenario::{Scenario, SCENARIOS};
 
+/// What the VM test needs from the host (installed by [`host::ensure_tools`]).
+pub fn host_needs() -> Vec<crate::setup::Need> {
+    host::needs()
+}
+
 /// boot every initramfs image in QEMU and check what the guest kernel bound
 #[derive(FromArgs)]
 #[argh(subcommand, name = "vm-test")]

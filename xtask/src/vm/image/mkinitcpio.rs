@@ -8,11 +8,12 @@
 //! - busybox flavour: a cpio whose /init (xtask/guest/mkinitcpio/init) follows mkinitcpio's
 //!   order, with HOOKS=(base vfio-test-preload vfio-bind udev vfio-test) and MODULES=(bochs):
 //!   the GPU driver in MODULES loads right after the early hooks and must lose the race.
-//! - systemd flavour (HOOKS=(base systemd vfio-bind ...)): a systemd initrd built by dracut
-//!   *without* the project's dracut module, carrying exactly the files the mkinitcpio
-//!   install hook asked for (the unit and its sysinit.target.wants link among them), built
-//!   with nullglob set, and MODULES=(bochs) as /etc/modules-load.d/MODULES.conf, which is how
-//!   mkinitcpio's systemd hook hands MODULES to systemd-modules-load.
+//! - systemd flavour (HOOKS=(base systemd), `mkinitcpio -A vfio-bind -S base`): a systemd
+//!   initrd built by dracut *without* the project's dracut module, carrying exactly the
+//!   files the mkinitcpio install hook asked for (the unit and its sysinit.target.wants link
+//!   among them, and no runtime script: `base` is skipped), built with nullglob set, and
+//!   MODULES=(bochs) as /etc/modules-load.d/MODULES.conf, which is how mkinitcpio's systemd
+//!   hook hands MODULES to systemd-modules-load.
 
 use std::fs;
 use std::io::BufWriter;
@@ -60,6 +61,7 @@ fn record_build(
     buildroot: &Path,
     nullglob: bool,
     hooks: &str,
+    options: &[&str],
 ) -> TaskResult<Vec<Call>> {
     let hook = stage.join(INSTALL_HOOK);
     if !hook.exists() {
@@ -73,6 +75,7 @@ fn record_build(
     let log = run_captured(
         Command::new("bash")
             .arg(inputs.guest.join("mkinitcpio/build-driver.bash"))
+            .args(options)
             .arg(&hook)
             .arg(stage.join(HOOKS_DIR))
             .env("VFIO_TEST_RECORDS", &records)
@@ -187,8 +190,13 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
                 let script = arg(1).ok_or_else(missing)?;
                 add_runscript(root, name, Path::new(script), built)?;
             }
-            // Already printed by the stand-in, as mkinitcpio prints it.
-            "warning" => {}
+            // The staging root has every file the hook reads and the image has what the
+            // hook's runtime script needs, so a warning is a fault of the hook: the build
+            // fails on it (printed by the stand-in too, as mkinitcpio prints it).
+            "warning" => bail!(
+                "the install hook warned: {}",
+                printf(arg(0).ok_or_else(missing)?, &call.args[1..])
+            ),
             other => {
                 bail!(
                     "the install hook called {other}, which the VM test's mkinitcpio stand-in does not carry out"
@@ -197,6 +205,20 @@ fn carry_out(calls: &[Call], root: &Path, built: &mut Built) -> TaskResult {
         }
     }
     Ok(())
+}
+
+/// A `warning FORMAT ARGS...` record as mkinitcpio prints it: each `%s` replaced by the
+/// next argument.
+fn printf(format: &str, args: &[String]) -> String {
+    let mut args = args.iter();
+    let mut text = String::new();
+    let mut parts = format.split("%s");
+    text.push_str(parts.next().unwrap_or_default());
+    for part in parts {
+        text.push_str(args.next().map(String::as_str).unwrap_or_default());
+        text.push_str(part);
+    }
+    text
 }
 
 /// mkinitcpio's base layout: a merged /usr with /bin, /sbin, /lib, /lib64 pointing into it.
@@ -408,6 +430,7 @@ pub fn build_busybox(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
         &root,
         false,
         "base vfio-test-preload vfio-bind udev vfio-test",
+        &[],
     )?;
     carry_out(&calls, &root, &mut built)?;
     udev(inputs, &root, &mut built)?;
@@ -446,11 +469,26 @@ pub fn build_systemd(inputs: &Inputs, stage: &Path, dir: &Path, out: &Path) -> T
     let overlay = dir.join("overlay");
     create_dir_all(&overlay)?;
     let mut built = Built::default();
-    // What archinstall writes: `base` too, so the image also gets the runtime hook.
-    let calls = record_build(inputs, stage, dir, &overlay, true, "base systemd vfio-bind")?;
+    // What archinstall writes, HOOKS=(base systemd ...), built as `mkinitcpio -A vfio-bind
+    // -S base`: the hook runs only because of `-A`, and `base` is skipped for this build,
+    // so the image has no ash (the overlay gets none) and the hook must add no runtime
+    // script, which would never run (mkinitcpio v41 warns "Possibly missing '/usr/bin/ash'",
+    // and carry_out fails on that warning).
+    let calls = record_build(
+        inputs,
+        stage,
+        dir,
+        &overlay,
+        true,
+        "base systemd",
+        &["-A", "vfio-bind", "-S", "base"],
+    )?;
+    if calls.is_empty() {
+        bail!("the mkinitcpio install hook did not run: the stand-in did not honour -A vfio-bind");
+    }
     carry_out(&calls, &overlay, &mut built)?;
-    if !built.runscripts.iter().any(|r| r.name == "vfio-bind") {
-        bail!("the mkinitcpio install hook added no runtime script");
+    if built.runscripts.iter().any(|r| r.name == "vfio-bind") {
+        bail!("the mkinitcpio install hook added its runtime script to an image built with -S base, where nothing runs it");
     }
     // mkinitcpio's systemd hook turns MODULES=(...) into this file.
     let modules_load = overlay.join("etc/modules-load.d");
@@ -495,6 +533,20 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn warnings_read_as_mkinitcpio_prints_them() {
+        let args = ["/usr/bin/ash".to_string(), "/hooks/vfio-bind".to_string()];
+        assert_eq!(
+            printf("Possibly missing '%s' for script: %s", &args),
+            "Possibly missing '/usr/bin/ash' for script: /hooks/vfio-bind"
+        );
+        assert_eq!(
+            printf("no %s here: %s", &args[..1]),
+            "no /usr/bin/ash here: "
+        );
+        assert_eq!(printf("plain", &args), "plain");
     }
 
     #[test]
