@@ -238,3 +238,77 @@ fn an_image_that_cannot_be_found_or_read_is_said_not_guessed() {
         "{stdout}"
     );
 }
+
+/// A card of four functions (display, HDMI audio, USB-C, UCSI), all left on their native
+/// drivers: one finding per rule and cause, naming the functions, not one per function.
+#[test]
+fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause() {
+    let mut tree = SysfsTree::new().unwrap();
+    for (function, device, class, driver) in [
+        ("0", 0x73ff, CLASS_VGA, "amdgpu"),
+        ("1", 0xab28, CLASS_AUDIO, "snd_hda_intel"),
+        ("2", 0x73a6, CLASS_USB, "xhci_hcd"),
+        ("3", 0x73a4, CLASS_SERIAL_BUS, "ucsi_ccg"),
+    ] {
+        tree.add(
+            Function::new(&format!("0000:07:00.{function}"), 0x1002, device, class)
+                .group(17)
+                .driver(driver),
+        )
+        .unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .args([
+            "--cmdline",
+            "vfio.bind=@07:00",
+            "--cmdline-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout,
+        "ok      the IOMMU is on\n\
+         PROBLEM @0000:07:00: 0000:07:00.0 (on amdgpu), 0000:07:00.1 (on snd_hda_intel), 0000:07:00.2 (on xhci_hcd), 0000:07:00.3 (on ucsi_ccg) are not on vfio-pci. Fix: check that the vfio-bind hook is in the initramfs and runs before the GPU driver (dmesg | grep vfio-bind), or run vfio-bind apply\n\
+         PROBLEM IOMMU group 17 is not viable: 0000:07:00.0 (1002:73ff) is on amdgpu, 0000:07:00.1 (1002:ab28) is on snd_hda_intel, 0000:07:00.2 (1002:73a6) is on xhci_hcd, 0000:07:00.3 (1002:73a4) is on ucsi_ccg; the rules above select them, so the fix is theirs\n"
+    );
+}
+
+/// Names read from EFI variables and file names under /boot reach the terminal escaped, as
+/// the JSON output escapes them: an ESC in them must not drive the terminal.
+#[test]
+fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    let efivars = tree.root().join("firmware/efi/efivars");
+    write(
+        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
+        &efi_variable("systemd-stub 256"),
+    );
+    write(
+        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
+        &efi_variable("evil\u{1b}]0;owned\u{7}.efi"),
+    );
+    write(&host.join("boot/\u{1b}[2Jinitrd.img"), b"not an image");
+    let cmdline = "initrd=\\\u{1b}[2Jinitrd.img vfio.bind=1002:73ff@07:00";
+    write(&host.join("proc/cmdline"), cmdline.as_bytes());
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains("(entry \"evil\\u001b]0;owned\\u0007.efi\")"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the booted image /boot/\\u001b[2Jinitrd.img"),
+        "{stdout}"
+    );
+}
