@@ -385,7 +385,11 @@ impl Budget {
         segment: &[u8],
     ) -> Option<Box<dyn std::io::Read>> {
         use std::io::Seek as _;
-        let (program, argument) = compression.program();
+        if Instant::now() >= self.deadline {
+            let late = std::io::Error::other(Stopped(Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs())));
+            return Some(Box::new(FailingRead(Some(late))));
+        }
+        let (program, arguments) = compression.program();
         let program = TOOL_DIRECTORIES
             .iter()
             .map(|directory| Path::new(directory).join(program))
@@ -399,7 +403,7 @@ impl Budget {
         input.write_all(segment).ok()?;
         input.rewind().ok()?;
         let mut child = Command::new(program)
-            .arg(argument)
+            .args(arguments)
             .env_clear()
             .stdin(Stdio::from(input))
             .stdout(Stdio::piped())
@@ -413,6 +417,18 @@ impl Budget {
             deadline: self.deadline,
             left: Rc::clone(&self.left),
         }))
+    }
+}
+
+/// A stream that fails with its error at once.
+struct FailingRead(Option<std::io::Error>);
+
+impl std::io::Read for FailingRead {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("stopped")))
     }
 }
 
@@ -559,5 +575,100 @@ mod tests {
         );
         assert_eq!(read.unread, None);
         assert_eq!(read.files[0].name, "usr/bin/vfio-bind");
+    }
+
+    fn compressed(command: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("sh")
+            .args(["-c", command])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Fed from a thread: the tool's output fills its pipe long before its input ends.
+        let mut stdin = child.stdin.take().unwrap();
+        let input = bytes.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().unwrap().stdout;
+        feeder.join().unwrap().unwrap();
+        output
+    }
+
+    /// Text that compresses into many dynamic-Huffman deflate blocks, several zstd blocks
+    /// and LZMA2 chunks: what a generator's output is like.
+    fn varied_text() -> Vec<u8> {
+        let mut text = Vec::new();
+        let mut state = 0x2545_f491_u32;
+        while text.len() < 1 << 20 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let word = [
+                "vfio",
+                "bind",
+                "kernel",
+                "module",
+                "firmware",
+                "initramfs",
+                "\n",
+                "0x",
+            ][(state % 8) as usize];
+            text.extend_from_slice(word.as_bytes());
+            text.extend_from_slice(format!("{} ", state % 1000).as_bytes());
+        }
+        text
+    }
+
+    /// The framing walkers find where the system's tools end a segment, for the settings
+    /// the generators use (mkinitcpio, dracut, initramfs-tools).
+    #[test]
+    fn the_end_of_real_compressed_segments_is_found() {
+        let text = varied_text();
+        for command in [
+            "gzip -9 -c",
+            "gzip -1 -c",
+            "zstd -q -12 -c",
+            "zstd -q -1 -c -T2",
+            "xz -c --check=crc32 --lzma2=dict=1MiB",
+            "xz -c -T2 --check=crc32 --block-size=1MiB",
+            "xz -c --check=crc64 -0",
+        ] {
+            let segment = compressed(command, &text);
+            let compression = Compression::detect(&segment).unwrap();
+            assert_eq!(
+                image::segment_end(compression, &segment),
+                Some(segment.len()),
+                "{command}"
+            );
+            let mut followed = segment.clone();
+            followed.extend_from_slice(b"070701 and more");
+            assert_eq!(
+                image::segment_end(compression, &followed),
+                Some(segment.len()),
+                "{command}"
+            );
+            assert_eq!(
+                image::segment_end(compression, &segment[..segment.len() - 1]),
+                None,
+                "{command}"
+            );
+        }
+    }
+
+    /// Past the time limit, a decompressor's output stops with "too slow to read", and a
+    /// segment after the deadline starts no decompressor at all.
+    #[test]
+    fn unpacking_stops_at_the_deadline() {
+        let budget = Budget {
+            deadline: Instant::now() + Duration::from_millis(50),
+            left: Rc::new(Cell::new(u64::MAX)),
+        };
+        let bomb = sysfs_fixture::images::zstd_rle(0, 64 << 30);
+        let mut stream = budget.decompress(Compression::Zstd, &bomb).unwrap();
+        let error = std::io::copy(&mut stream, &mut std::io::sink()).unwrap_err();
+        let stopped = error.get_ref().unwrap().downcast_ref::<Stopped>().unwrap();
+        assert_eq!(stopped.0, Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs()));
+        let late = budget.decompress(Compression::Zstd, &bomb).unwrap();
+        let error = std::io::copy(&mut { late }, &mut std::io::sink()).unwrap_err();
+        assert!(error.get_ref().unwrap().is::<Stopped>());
     }
 }

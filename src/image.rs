@@ -33,15 +33,17 @@ impl Compression {
             .map(|(_, compression)| *compression)
     }
 
-    /// The program (and its argument) that decompresses this format to stdout.
-    pub fn program(self) -> (&'static str, &'static str) {
+    /// The program (and its arguments) that decompresses this format to stdout. Each keeps
+    /// its memory small by itself (zstd refuses windows over 128 MiB unless told), but xz
+    /// allocates whatever dictionary a header asks for: it gets a limit.
+    pub fn program(self) -> (&'static str, &'static [&'static str]) {
         match self {
-            Compression::Gzip => ("gzip", "-dc"),
-            Compression::Zstd => ("zstd", "-dcq"),
-            Compression::Xz | Compression::Lzma => ("xz", "-dc"),
-            Compression::Bzip2 => ("bzip2", "-dc"),
-            Compression::Lz4 => ("lz4", "-dc"),
-            Compression::Lzop => ("lzop", "-dc"),
+            Compression::Gzip => ("gzip", &["-dc"]),
+            Compression::Zstd => ("zstd", &["-dcq"]),
+            Compression::Xz | Compression::Lzma => ("xz", &["-dc", "--memlimit-decompress=256MiB"]),
+            Compression::Bzip2 => ("bzip2", &["-dc"]),
+            Compression::Lz4 => ("lz4", &["-dc"]),
+            Compression::Lzop => ("lzop", &["-dc"]),
         }
     }
 }
@@ -87,6 +89,8 @@ pub enum Unread {
     Truncated,
     /// More files of interest than the reader keeps.
     TooManyFiles,
+    /// More compressed segments than the reader unpacks (each is one decompressor run).
+    TooManySegments(usize),
 }
 
 impl core::fmt::Display for Unread {
@@ -130,6 +134,9 @@ impl core::fmt::Display for Unread {
             ),
             Unread::Truncated => f.write_str("a cpio archive in it is truncated"),
             Unread::TooManyFiles => f.write_str("it holds more rule fragments than are read"),
+            Unread::TooManySegments(limit) => {
+                write!(f, "it has more than {limit} compressed parts")
+            }
         }
     }
 }
@@ -143,6 +150,9 @@ const CONTENTS_LIMIT: u64 = 4096;
 const KEPT_LIMIT: usize = 256;
 
 const NEWC_HEADER: usize = 110;
+/// Compressed segments unpacked at most: real images have one to three (early firmware or
+/// microcode may be compressed too); each is a decompressor run.
+pub const SEGMENT_LIMIT: usize = 64;
 
 /// Turns a compressed segment into a stream of plain bytes; `None` when no decompressor is
 /// there. A stream stopped by a limit says so with a [`Stopped`] error; any other error is
@@ -162,6 +172,7 @@ pub fn read(image: &[u8], decompress: &mut Decompressor<'_>, keep: &dyn Fn(&str)
         keep,
     };
     let mut at = 0usize;
+    let mut segments = 0;
     while at < image.len() {
         let rest = &image[at..];
         let zeros = rest.iter().take_while(|&&byte| byte == 0).count();
@@ -184,6 +195,10 @@ pub fn read(image: &[u8], decompress: &mut Decompressor<'_>, keep: &dyn Fn(&str)
                 inside: None,
             });
         };
+        segments += 1;
+        if segments > SEGMENT_LIMIT {
+            return kept.stop(Unread::TooManySegments(SEGMENT_LIMIT));
+        }
         let end = segment_end(compression, rest);
         let segment = &rest[..end.unwrap_or(rest.len())];
         let Some(stream) = decompress(compression, segment) else {
@@ -439,24 +454,35 @@ impl Bits<'_> {
         Some(value)
     }
 
-    /// The next 15 bits without taking them (zeros past the end).
-    fn peek15(&self) -> u32 {
+    /// The next `count` (at most 24) bits without taking them (zeros past the end).
+    fn peek(&self, count: u32) -> u32 {
         let byte = self.at / 8;
         let mut window = 0u32;
-        for index in 0..3 {
+        for index in 0..4 {
             window |= u32::from(*self.bytes.get(byte + index).unwrap_or(&0)) << (8 * index);
         }
-        (window >> (self.at % 8)) & 0x7fff
+        (window >> (self.at % 8)) & ((1 << count) - 1)
     }
 }
 
-/// A canonical Huffman code as a table over the next 15 bits: (symbol, length).
+/// A canonical Huffman code as a table over its longest code's bits: (symbol, length).
 struct Huffman {
     table: Vec<(u16, u8)>,
+    bits: u32,
 }
 
 impl Huffman {
-    fn new(lengths: &[u8]) -> Option<Huffman> {
+    /// Builds the table; `work` is what is left of the entries the caller lets it fill
+    /// (a hostile stream of tiny blocks with 15-bit codes would otherwise cost 32 K
+    /// entries per few bytes).
+    fn new(lengths: &[u8], work: &mut usize) -> Option<Huffman> {
+        // A code with no symbol at all (a block that uses no distance) has a one-entry
+        // table that decodes nothing.
+        let bits = u32::from(*lengths.iter().max()?);
+        if bits > 15 {
+            return None;
+        }
+        *work = work.checked_sub(1 << bits)?;
         let mut count = [0u16; 16];
         for &length in lengths {
             count[usize::from(length)] += 1;
@@ -469,7 +495,7 @@ impl Huffman {
             next[length] = code;
         }
         // Unfilled entries (an incomplete code) decode as length 0: an error.
-        let mut table = vec![(0u16, 0u8); 1 << 15];
+        let mut table = vec![(0u16, 0u8); 1 << bits];
         for (symbol, &length) in lengths.iter().enumerate() {
             if length == 0 {
                 continue;
@@ -487,11 +513,11 @@ impl Huffman {
                 index += 1 << length_bits;
             }
         }
-        Some(Huffman { table })
+        Some(Huffman { table, bits })
     }
 
     fn decode(&self, bits: &mut Bits<'_>) -> Option<u16> {
-        let (symbol, length) = self.table[bits.peek15() as usize];
+        let (symbol, length) = self.table[bits.peek(self.bits) as usize];
         if length == 0 || bits.at + usize::from(length) > bits.bytes.len() * 8 {
             return None;
         }
@@ -512,6 +538,9 @@ const DISTANCE_EXTRA: [u8; 30] = [
 /// The length in bytes of the deflate stream at the start of `bytes`.
 fn deflate_end(bytes: &[u8]) -> Option<usize> {
     let mut bits = Bits { bytes, at: 0 };
+    // Real streams build a few tables per 16 KiB or more; this allows 16 entries per byte.
+    let mut work = bytes.len().saturating_mul(16).saturating_add(1 << 17);
+    let mut fixed = None;
     loop {
         let last = bits.take(1)? == 1;
         match bits.take(2)? {
@@ -522,13 +551,22 @@ fn deflate_end(bytes: &[u8]) -> Option<usize> {
                 bits.at = (start + 4 + stored) * 8;
             }
             kind @ (1 | 2) => {
+                let dynamic;
                 let (literals, distances) = if kind == 1 {
-                    let mut lengths = [8u8; 288];
-                    lengths[144..256].fill(9);
-                    lengths[256..280].fill(7);
-                    (Huffman::new(&lengths)?, Huffman::new(&[5u8; 30])?)
+                    if fixed.is_none() {
+                        let mut lengths = [8u8; 288];
+                        lengths[144..256].fill(9);
+                        lengths[256..280].fill(7);
+                        fixed = Some((
+                            Huffman::new(&lengths, &mut work)?,
+                            Huffman::new(&[5u8; 30], &mut work)?,
+                        ));
+                    }
+                    let (literals, distances) = fixed.as_ref()?;
+                    (literals, distances)
                 } else {
-                    dynamic_codes(&mut bits)?
+                    dynamic = dynamic_codes(&mut bits, &mut work)?;
+                    (&dynamic.0, &dynamic.1)
                 };
                 loop {
                     let symbol = literals.decode(&mut bits)?;
@@ -557,7 +595,7 @@ fn deflate_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// The code-length codes of a dynamic block, then its literal/length and distance codes.
-fn dynamic_codes(bits: &mut Bits<'_>) -> Option<(Huffman, Huffman)> {
+fn dynamic_codes(bits: &mut Bits<'_>, work: &mut usize) -> Option<(Huffman, Huffman)> {
     const ORDER: [usize; 19] = [
         16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
     ];
@@ -568,7 +606,7 @@ fn dynamic_codes(bits: &mut Bits<'_>) -> Option<(Huffman, Huffman)> {
     for &index in ORDER.iter().take(code_lengths) {
         lengths_of_lengths[index] = bits.take(3)? as u8;
     }
-    let code = Huffman::new(&lengths_of_lengths)?;
+    let code = Huffman::new(&lengths_of_lengths, work)?;
     let mut lengths = Vec::with_capacity(literals + distances);
     while lengths.len() < literals + distances {
         let (value, repeat) = match code.decode(bits)? {
@@ -586,8 +624,8 @@ fn dynamic_codes(bits: &mut Bits<'_>) -> Option<(Huffman, Huffman)> {
         return None;
     }
     Some((
-        Huffman::new(&lengths[..literals])?,
-        Huffman::new(&lengths[literals..])?,
+        Huffman::new(&lengths[..literals], work)?,
+        Huffman::new(&lengths[literals..], work)?,
     ))
 }
 

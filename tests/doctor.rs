@@ -312,3 +312,144 @@ fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
         "{stdout}"
     );
 }
+
+/// `check` on the stale host with `image` as its booted image, its memory capped at
+/// 256 MiB of address space (prlimit), so that a run that unpacks a bomb into memory fails
+/// instead of taking the machine's.
+fn check_image_bounded(image: &[u8]) -> (Option<i32>, String) {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    write(&host.join("boot/initramfs-linux.img"), image);
+    let output = Command::new("prlimit")
+        .arg(format!("--as={}", 256 << 20))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .arg("--host-root")
+        .arg(&host)
+        .args([
+            "--cmdline",
+            "vfio.bind=1002:73ff@07:00",
+            "--cmdline-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .expect("prlimit (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), stdout)
+}
+
+/// The stale host's image parts, with the hook and its fragment in `extra`.
+fn early_and_main() -> (Vec<u8>, Vec<u8>) {
+    let early = newc(&[("kernel/x86/microcode/AuthenticAMD.bin", 0o100644, b"u")]);
+    let main = newc(&[
+        ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
+        (
+            "etc/cmdline.d/vfio-bind.conf",
+            0o100644,
+            b"vfio.bind=1002:73ff@07:00,1002:ab28@07:00.1\n",
+        ),
+    ]);
+    (early, main)
+}
+
+/// The kernel unpacks `gzip(main) + cpio(extra)` whole, and any number of archives: the
+/// doctor reads what it reads (was: nothing after a compressed segment, and 16 archives
+/// at most, judged as if they were the whole image).
+#[test]
+fn what_the_kernel_unpacks_after_a_compressed_segment_or_past_16_archives_is_read() {
+    let (early, main) = early_and_main();
+    let hook = newc(&[("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }")]);
+    let mut after_gzip = early.clone();
+    after_gzip.extend(gzip(&main));
+    after_gzip.extend(&hook);
+    let mut many = early;
+    for index in 0..20 {
+        many.extend(newc(&[(
+            Box::leak(format!("usr/lib/firmware/part{index}").into_boxed_str()),
+            0o100644,
+            b"firmware",
+        )]));
+    }
+    many.extend(&main);
+    many.extend(&hook);
+    for image in [after_gzip, many] {
+        let (status, stdout) = check_image_bounded(&image);
+        assert!(
+            stdout.contains(
+                "ok      the booted image /boot/initramfs-linux.img carries vfio-bind and its hook"
+            ),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("PROBLEM the booted image"), "{stdout}");
+        assert!(!stdout.contains("PROBLEM the rule"), "{stdout}");
+        assert_eq!(
+            status,
+            Some(1),
+            "interrupt remapping is off there: {stdout}"
+        );
+    }
+}
+
+/// A gzip-of-gzip-of-gzip image of a few KiB that unpacks to 256 MiB (was: check grew to
+/// that size). The kernel does not unpack a compressed segment inside another ("junk
+/// within compressed archive"), so neither does the doctor.
+#[test]
+fn a_gzip_of_gzip_bomb_is_not_unpacked() {
+    let bomb = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 268435456 /dev/zero | gzip -1 | gzip -9 | gzip -9",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let (early, _) = early_and_main();
+    let mut image = early;
+    image.extend(bomb);
+    let (status, stdout) = check_image_bounded(&image);
+    assert!(stdout.contains("warning the booted image /boot/initramfs-linux.img was read only in part (byte 0 of its Gzip-compressed part is not a cpio archive (the kernel stops there too)), so what that part lacks is not judged"), "{stdout}");
+    assert!(!stdout.contains("PROBLEM the booted image"), "{stdout}");
+    assert_eq!(status, Some(1), "{stdout}");
+}
+
+/// A zstd frame of 40 KiB that unpacks to 1.25 GiB: read up to the 1 GiB limit as a
+/// stream (the memory stays small), then "too large to read".
+#[test]
+fn an_image_that_unpacks_past_the_limit_is_too_large_to_read() {
+    let (early, _) = early_and_main();
+    let mut plain = newc(&[("usr/lib/firmware/huge", 0o100644, b"")]);
+    // A file entry claiming 4 GiB of contents, which the RLE blocks supply.
+    plain.truncate(plain.len() - 124);
+    let size = format!("{:08x}", u32::MAX);
+    plain[54..62].copy_from_slice(size.as_bytes());
+    let mut bomb = sysfs_fixture::images::zstd_raw(&plain);
+    // Not the last block: clear the flag, then append the RLE blocks.
+    let header = 6;
+    bomb[header] &= !1;
+    bomb.extend(&sysfs_fixture::images::zstd_rle(b'A', 5 << 28)[6..]);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let mut image = early;
+    image.extend(bomb);
+    let (status, stdout) = check_image_bounded(&image);
+    assert!(stdout.contains("warning the booted image /boot/initramfs-linux.img was read only in part (too large to read: it unpacks to more than 1024 MiB), so what that part lacks is not judged"), "{stdout}");
+    assert!(!stdout.contains("PROBLEM the booted image"), "{stdout}");
+    assert_eq!(status, Some(1), "{stdout}");
+}
+
+/// Each compressed segment is a decompressor run: 100 of them (a few KiB) would be 100
+/// processes. At most 64 are unpacked.
+#[test]
+fn an_image_of_many_compressed_segments_is_read_up_to_the_limit() {
+    let (early, _) = early_and_main();
+    let mut image = early;
+    for _ in 0..100 {
+        image.extend(sysfs_fixture::images::gzip_stored(&newc(&[])));
+    }
+    let (status, stdout) = check_image_bounded(&image);
+    assert!(stdout.contains("warning the booted image /boot/initramfs-linux.img was read only in part (it has more than 64 compressed parts)"), "{stdout}");
+    assert_eq!(status, Some(1), "{stdout}");
+}
