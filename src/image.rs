@@ -538,8 +538,9 @@ const DISTANCE_EXTRA: [u8; 30] = [
 /// The length in bytes of the deflate stream at the start of `bytes`.
 fn deflate_end(bytes: &[u8]) -> Option<usize> {
     let mut bits = Bits { bytes, at: 0 };
-    // Real streams build a few tables per 16 KiB or more; this allows 16 entries per byte.
-    let mut work = bytes.len().saturating_mul(16).saturating_add(1 << 17);
+    // Real streams build a few tables per 16 KiB or more; this allows 16 entries per byte,
+    // and 16 tables of the largest size whatever the length.
+    let mut work = bytes.len().saturating_mul(16).saturating_add(1 << 20);
     let mut fixed = None;
     loop {
         let last = bits.take(1)? == 1;
@@ -957,6 +958,70 @@ mod tests {
                 assert_eq!(segment_end(compression, &segment[..cut]), None);
             }
         }
+    }
+
+    /// Deflate blocks of 109 bits each whose codes are 15 bits long: each would cost two
+    /// 32 K-entry tables. The walk gives up within its work budget instead of spinning.
+    #[test]
+    fn a_deflate_stream_of_costly_tiny_blocks_is_given_up_on() {
+        struct Writer {
+            bytes: Vec<u8>,
+            bits: usize,
+        }
+        impl Writer {
+            /// `value`'s `count` low bits, least significant first.
+            fn put(&mut self, value: u32, count: u32) {
+                for bit in 0..count {
+                    if self.bits.is_multiple_of(8) {
+                        self.bytes.push(0);
+                    }
+                    let last = self.bytes.len() - 1;
+                    self.bytes[last] |= ((value >> bit & 1) as u8) << (self.bits % 8);
+                    self.bits += 1;
+                }
+            }
+            /// A Huffman code, most significant bit first.
+            fn code(&mut self, code: u32, length: u32) {
+                for bit in (0..length).rev() {
+                    self.put(code >> bit & 1, 1);
+                }
+            }
+        }
+        let member = |blocks: usize| -> Vec<u8> {
+            let mut stream = Writer {
+                bytes: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
+                bits: 80,
+            };
+            for block in 0..blocks {
+                stream.put(u32::from(block == blocks - 1), 1);
+                stream.put(2, 2); // dynamic
+                stream.put(0, 5); // 257 literal/length codes
+                stream.put(0, 5); // 1 distance code
+                stream.put(15, 4); // all 19 code-length code lengths
+                                   // In the order 16 17 18 0 8 7 9 6 10 5 11 4 12 3 13 2 14 1 15: 18, 0 and
+                                   // 15 get codes (18: 0, 0: 10, 15: 11), the rest none.
+                for length in [0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] {
+                    stream.put(length, 3);
+                }
+                // 256 zero lengths (138 + 118), then 15 for the end of block and for the
+                // one distance code.
+                stream.code(0, 1);
+                stream.put(138 - 11, 7);
+                stream.code(0, 1);
+                stream.put(118 - 11, 7);
+                stream.code(3, 2);
+                stream.code(3, 2);
+                // The end of block: the one 15-bit code, all zeros.
+                stream.code(0, 15);
+            }
+            let mut member = stream.bytes;
+            member.extend_from_slice(&[0; 8]);
+            member
+        };
+        // Such blocks are valid: a few are walked to the member's end.
+        let few = member(3);
+        assert_eq!(segment_end(Compression::Gzip, &few), Some(few.len()));
+        assert_eq!(segment_end(Compression::Gzip, &member(10_000)), None);
     }
 
     #[test]
