@@ -223,14 +223,23 @@ impl Host {
     ) -> Vec<Finding> {
         let subject = "initramfs";
         let mut findings = Vec::new();
-        let booted = match uki {
-            // A unified kernel image carries its initramfs in its .initrd section.
-            Some(Ok(path)) => BootedImage {
+        // A unified kernel image carries its initramfs in its .initrd section (one without
+        // gets its image from the loader, as a kernel does).
+        let uki_image = uki
+            .as_ref()
+            .and_then(|uki| uki.as_ref().ok())
+            .filter(|path| {
+                std::fs::metadata(path).is_ok_and(|metadata| metadata.len() <= IMAGE_LIMIT)
+                    && std::fs::read(path)
+                        .is_ok_and(|bytes| image::pe_section(&bytes, b".initrd\0").is_some())
+            });
+        let booted = match uki_image {
+            Some(path) => BootedImage {
                 shown: format!("{} (its .initrd)", self.shown(path)),
                 parts: vec![path.clone()],
                 note: None,
             },
-            _ => match self.booted_image_paths(cmdline, release) {
+            None => match self.booted_image_paths(cmdline, release) {
                 Some(booted) => booted,
                 None => {
                     if !self.path("boot").is_dir() {
@@ -266,7 +275,7 @@ impl Host {
                 ));
                 return findings;
             };
-            if uki.as_ref().is_some_and(|uki| uki.is_ok()) {
+            if uki_image.is_some() {
                 read = image::pe_section(&read, b".initrd\0")
                     .unwrap_or_default()
                     .to_vec();

@@ -616,3 +616,29 @@ fn with_an_image_it_cannot_read_the_doctor_warns_and_finds_no_problem() {
     assert!(!stdout.contains("PROBLEM"), "{stdout}");
     assert_eq!(output.status.code(), Some(0), "{stdout}");
 }
+
+/// A unified kernel image without an .initrd (a signed kernel with systemd-stub), loaded
+/// by a type-1 entry that gives it an `initrd`: the image the loader passed is read (was:
+/// the UKI's missing .initrd read as an empty image, PROBLEM).
+#[test]
+fn a_unified_kernel_image_without_initrd_gets_the_loaders_image_read() {
+    let cmdline = format!(
+        "initrd=\\initramfs-linux.img root=UUID=0a3407de-014b-458b-b5c1-848e92a327a3 rw {RULE}"
+    );
+    let machine = Machine::new("6.12.4-arch1-1", "usr/lib/modules", &cmdline);
+    machine
+        .file(
+            "efi/EFI/Linux/arch-linux.efi",
+            &pe(&[(b".osrel\0\0", b"ID=arch\n"), (b".linux\0\0", b"MZ")]),
+        )
+        .file(
+            "efi/initramfs-linux.img",
+            &main_archive("zstd", &[BINARY, MKINITCPIO_HOOK]),
+        )
+        .efi_variable("StubInfo", "systemd-stub 257.2-1-arch")
+        .efi_variable("LoaderEntrySelected", "arch-linux.efi");
+    assert_healthy(
+        &machine,
+        "ok      the booted image /efi/initramfs-linux.img carries vfio-bind and its hook",
+    );
+}
