@@ -130,7 +130,7 @@ impl core::fmt::Display for Unread {
                 inside: Some(compression),
             } => write!(
                 f,
-                "byte {offset} of its {compression:?}-compressed part is not a cpio archive (the kernel stops there too)"
+                "byte {offset} of what its {compression:?}-compressed part unpacks to is not a cpio archive (the kernel stops there too)"
             ),
             Unread::Truncated => f.write_str("a cpio archive in it is truncated"),
             Unread::TooManyFiles => f.write_str("it holds more rule fragments than are read"),

@@ -411,7 +411,7 @@ fn a_gzip_of_gzip_bomb_is_not_unpacked() {
     let mut image = early;
     image.extend(bomb);
     let (status, stdout) = check_image_bounded(&image);
-    assert!(stdout.contains("warning the booted image /boot/initramfs-linux.img was read only in part (byte 0 of its Gzip-compressed part is not a cpio archive (the kernel stops there too)), so what that part lacks is not judged"), "{stdout}");
+    assert!(stdout.contains("warning the booted image /boot/initramfs-linux.img was read only in part (byte 0 of what its Gzip-compressed part unpacks to is not a cpio archive (the kernel stops there too)), so what that part lacks is not judged"), "{stdout}");
     assert!(!stdout.contains("PROBLEM the booted image"), "{stdout}");
     assert_eq!(status, Some(1), "{stdout}");
 }
