@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::address::PciAddress;
@@ -258,38 +259,52 @@ impl Host {
             findings.push(Finding::new(Severity::Ok, subject, note.clone()));
         }
         let shown = &booted.shown;
+        // Read into one buffer, sized first: the image is the largest thing `check` holds.
+        let sizes: Option<Vec<u64>> = booted
+            .parts
+            .iter()
+            .map(|part| std::fs::metadata(part).ok().map(|metadata| metadata.len()))
+            .collect();
+        let total = sizes.map(|sizes| sizes.iter().map(|size| size + 3).sum::<u64>());
         let mut bytes = Vec::new();
-        for part in &booted.parts {
-            let read = std::fs::metadata(part)
-                .ok()
-                .filter(|metadata| metadata.len() + bytes.len() as u64 <= IMAGE_LIMIT)
-                .and_then(|_| std::fs::read(part).ok());
-            let Some(mut read) = read else {
-                findings.push(Finding::new(
-                    Severity::Warning,
-                    subject,
-                    format!(
-                        "cannot read the booted image {shown} (over {} MiB, or run check as root)",
-                        IMAGE_LIMIT >> 20
-                    ),
-                ));
-                return findings;
-            };
-            if uki_image.is_some() {
-                read = image::pe_section(&read, b".initrd\0")
-                    .unwrap_or_default()
-                    .to_vec();
-            }
-            bytes.append(&mut read);
-            // Boot loaders put each file at a 4-byte boundary; zeros fill the gap.
-            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let read_all = total
+            .filter(|&total| total <= IMAGE_LIMIT)
+            .is_some_and(|total| {
+                bytes.reserve_exact(total as usize);
+                booted.parts.iter().all(|part| {
+                    use std::io::Read as _;
+                    let read = std::fs::File::open(part).and_then(|file| {
+                        file.take(IMAGE_LIMIT - bytes.len() as u64)
+                            .read_to_end(&mut bytes)
+                    });
+                    // Boot loaders put each file at a 4-byte boundary; zeros fill the gap.
+                    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+                    read.is_ok()
+                })
+            });
+        if !read_all {
+            findings.push(Finding::new(
+                Severity::Warning,
+                subject,
+                format!(
+                    "cannot read the booted image {shown} (over {} MiB, or run check as root)",
+                    IMAGE_LIMIT >> 20
+                ),
+            ));
+            return findings;
+        }
+        if uki_image.is_some() {
+            let section = image::pe_section_range(&bytes, b".initrd\0").unwrap_or_default();
+            bytes.truncate(section.end);
+            bytes.drain(..section.start);
         }
         let budget = Budget {
             deadline: Instant::now() + UNPACK_TIME_LIMIT,
             left: Rc::new(Cell::new(UNPACKED_LIMIT)),
+            image: Arc::new(bytes),
         };
         let read = image::read(
-            &bytes,
+            &budget.image,
             &mut |compression, segment| budget.decompress(compression, segment),
             &doctor::wanted_in_image,
         );
@@ -381,19 +396,21 @@ impl Host {
 struct Budget {
     deadline: Instant,
     left: Rc<Cell<u64>>,
+    /// The image the segments are parts of, shared with the threads that feed them to
+    /// the decompressors (a segment from elsewhere is copied).
+    image: Arc<Vec<u8>>,
 }
 
 impl Budget {
     /// Starts the system's decompressor (`zstd -dcq`, `xz -dc`, ...) on `segment`, found in
-    /// [`TOOL_DIRECTORIES`], run with an empty environment. The compressed bytes go in
-    /// through a file, so the tool never waits on us; its output is read as a stream,
-    /// bounded by the budget.
+    /// [`TOOL_DIRECTORIES`], run with an empty environment. A thread feeds it the segment
+    /// from the image held once (no copy); its output is read as a stream, bounded by the
+    /// budget. The feeder ends when the segment is written or the decompressor is gone.
     fn decompress(
         &self,
         compression: Compression,
         segment: &[u8],
     ) -> Option<Box<dyn std::io::Read>> {
-        use std::io::Seek as _;
         if Instant::now() >= self.deadline {
             let late = std::io::Error::other(Stopped(Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs())));
             return Some(Box::new(FailingRead(Some(late))));
@@ -403,23 +420,24 @@ impl Budget {
             .iter()
             .map(|directory| Path::new(directory).join(program))
             .find(|path| path.is_file())?;
-        let fd = nix::sys::memfd::memfd_create(
-            "vfio-bind-image",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .ok()?;
-        let mut input = std::fs::File::from(fd);
-        input.write_all(segment).ok()?;
-        input.rewind().ok()?;
+        // Where the segment is in the image, by address: it is a slice of it.
+        let start = (segment.as_ptr() as usize).wrapping_sub(self.image.as_ptr() as usize);
+        let (image, range) = match start.checked_add(segment.len()) {
+            Some(end) if end <= self.image.len() => (Arc::clone(&self.image), start..end),
+            _ => (Arc::new(segment.to_vec()), 0..segment.len()),
+        };
         let mut child = Command::new(program)
             .args(arguments)
             .env_clear()
-            .stdin(Stdio::from(input))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
+        let mut input = child.stdin.take()?;
         let output = child.stdout.take()?;
+        // A write to a decompressor that was killed fails (EPIPE; SIGPIPE is ignored).
+        std::thread::spawn(move || input.write_all(&image[range]));
         Some(Box::new(ToolOutput {
             child,
             output,
@@ -576,6 +594,7 @@ mod tests {
         let budget = Budget {
             deadline: Instant::now() + UNPACK_TIME_LIMIT,
             left: Rc::new(Cell::new(UNPACKED_LIMIT)),
+            image: Arc::new(Vec::new()),
         };
         let read = crate::image::read(
             &compressed,
@@ -670,6 +689,7 @@ mod tests {
         let budget = Budget {
             deadline: Instant::now() + Duration::from_millis(50),
             left: Rc::new(Cell::new(u64::MAX)),
+            image: Arc::new(Vec::new()),
         };
         let bomb = sysfs_fixture::images::zstd_rle(0, 64 << 30);
         let mut stream = budget.decompress(Compression::Zstd, &bomb).unwrap();

@@ -714,6 +714,11 @@ pub fn pe_cmdline(pe: &[u8]) -> Option<String> {
 /// A section of a PE image by its 8-byte name (`.initrd`, `.cmdline`); `None` if the file is
 /// not PE or has no such section.
 pub fn pe_section<'a>(pe: &'a [u8], wanted: &[u8; 8]) -> Option<&'a [u8]> {
+    pe.get(pe_section_range(pe, wanted)?)
+}
+
+/// Where [`pe_section`] is in the file.
+pub fn pe_section_range(pe: &[u8], wanted: &[u8; 8]) -> Option<core::ops::Range<usize>> {
     let read_u16 = |at: usize| -> Option<usize> {
         Some(u16::from_le_bytes(pe.get(at..at + 2)?.try_into().ok()?) as usize)
     };
@@ -744,7 +749,8 @@ pub fn pe_section<'a>(pe: &'a [u8], wanted: &[u8; 8]) -> Option<&'a [u8]> {
         } else {
             virtual_size.min(raw_size)
         };
-        return pe.get(raw_start..raw_start.checked_add(length)?);
+        let range = raw_start..raw_start.checked_add(length)?;
+        return pe.get(range.clone()).map(|_| range);
     }
     None
 }
