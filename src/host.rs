@@ -177,8 +177,8 @@ impl Host {
             }
         }
         // An `initrd=` path is on the ESP the loader read it from: find every one on one
-        // mounted ESP, or none.
-        let on_esp = ESPS.iter().find_map(|esp| {
+        // mounted ESP (or relative to the root), or none.
+        let on_esp = ESPS.iter().chain(&[""]).find_map(|esp| {
             let parts: Vec<PathBuf> = initrds
                 .iter()
                 .map(|initrd| {
