@@ -3,7 +3,7 @@
 //! /proc files, module lists, image bytes), returning findings with their fix.
 
 use crate::address::PciAddress;
-use crate::image::ImageFile;
+use crate::image::Image;
 use crate::rule::Rule;
 use crate::ruleset::RuleSet;
 
@@ -208,12 +208,33 @@ pub fn vfio_modules(release: &str, builtin: Option<&str>, dep: Option<&str>) -> 
 }
 
 /// Files whose presence shows the hook in an image: the mkinitcpio runscript, the unit,
-/// the dracut cmdline hook, the initramfs-tools init-top script.
+/// the dracut cmdline hook (under `usr/lib/dracut/hooks/` in dracut 059, under
+/// `var/lib/dracut/hooks/` in dracut-ng), the initramfs-tools init-top script.
 fn is_hook_file(name: &str) -> bool {
     name == "hooks/vfio-bind"
         || name.ends_with("systemd/system/vfio-bind.service")
         || name.ends_with("hooks/cmdline/00-vfio-bind.sh")
         || name == "scripts/init-top/00-vfio-bind"
+}
+
+fn is_binary(name: &str) -> bool {
+    name == "usr/bin/vfio-bind" || name == "bin/vfio-bind"
+}
+
+/// The files of an image the doctor looks at: the binary, its hooks, the rule fragments.
+pub fn wanted_in_image(name: &str) -> bool {
+    is_binary(name) || is_hook_file(name) || name.starts_with("etc/cmdline.d/")
+}
+
+/// The one file of the host's `/etc/cmdline.d` that every hook copies into the image (the
+/// binder reads every `*.conf` there, but at boot only what the image carries).
+pub const COPIED_FRAGMENT: &str = "vfio-bind.conf";
+
+/// A rule fragment of the host: its file name in `/etc/cmdline.d`, and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFragment {
+    pub name: String,
+    pub contents: Vec<u8>,
 }
 
 /// The rules of `*.conf` fragments, as the binder reads them (comment lines skipped).
@@ -230,15 +251,45 @@ fn fragment_rules<'a>(fragments: impl Iterator<Item = &'a [u8]>) -> Vec<Rule> {
     rules.rules().to_vec()
 }
 
-/// Is the hook in the image that booted, and did the host's `/etc/cmdline.d` rules reach it?
-/// `image` names the file examined; `host_fragments` are the host's `/etc/cmdline.d/*.conf`.
-pub fn booted_image(image: &str, files: &[ImageFile], host_fragments: &[Vec<u8>]) -> Vec<Finding> {
+fn rules_list(rules: &[&Rule]) -> String {
+    rules
+        .iter()
+        .map(|rule| rule.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Is the hook in the image that booted, and do the host's `/etc/cmdline.d` rules reach the
+/// binder at boot? `image` names what was read (one file, or the `initrd=` files the kernel
+/// got as one); `proc_cmdline` is the running kernel's command line (a rule there applies
+/// whatever the image holds: a unified kernel image's `.cmdline` puts rules there).
+/// `embeds_fragments` names the booted unified kernel image when its `.cmdline` was built
+/// from `/etc/cmdline.d/*.conf` (mkinitcpio does so when there is no /etc/kernel/cmdline):
+/// then every fragment travels, and a rebuild brings a new one along.
+pub fn booted_image(
+    image: &str,
+    read: &Image,
+    host_fragments: &[HostFragment],
+    proc_cmdline: &str,
+    embeds_fragments: Option<&str>,
+) -> Vec<Finding> {
     let subject = "initramfs";
     let mut findings = Vec::new();
-    let has_binary = files
-        .iter()
-        .any(|file| file.name == "usr/bin/vfio-bind" || file.name == "bin/vfio-bind");
+    let files = &read.files;
+    let has_binary = files.iter().any(|file| is_binary(&file.name));
     let has_hook = files.iter().any(|file| is_hook_file(&file.name));
+    // A part shows what is there, never what is missing.
+    let whole = read.unread.is_none();
+    if let Some(unread) = &read.unread {
+        findings.push(
+            Finding::new(
+                Severity::Warning,
+                subject,
+                format!("the booted image {image} was read only in part ({unread}), so what that part lacks is not judged"),
+            )
+            .fix("check it by hand: lsinitcpio -a, lsinitrd or lsinitramfs IMAGE | grep vfio-bind"),
+        );
+    }
     let rebuild = "rebuild it (mkinitcpio -P, dracut -f, or update-initramfs -u) after adding the hook as docs/initramfs.md says";
     match (has_binary, has_hook) {
         (true, true) => findings.push(Finding::new(
@@ -246,7 +297,7 @@ pub fn booted_image(image: &str, files: &[ImageFile], host_fragments: &[Vec<u8>]
             subject,
             format!("the booted image {image} carries vfio-bind and its hook"),
         )),
-        (false, _) => findings.push(
+        (false, _) if whole => findings.push(
             Finding::new(
                 Severity::Problem,
                 subject,
@@ -254,7 +305,7 @@ pub fn booted_image(image: &str, files: &[ImageFile], host_fragments: &[Vec<u8>]
             )
             .fix(rebuild),
         ),
-        (true, false) => findings.push(
+        (true, false) if whole => findings.push(
             Finding::new(
                 Severity::Problem,
                 subject,
@@ -262,6 +313,10 @@ pub fn booted_image(image: &str, files: &[ImageFile], host_fragments: &[Vec<u8>]
             )
             .fix(rebuild),
         ),
+        _ => {}
+    }
+    if !whole {
+        return findings;
     }
     let in_image = fragment_rules(
         files
@@ -269,19 +324,57 @@ pub fn booted_image(image: &str, files: &[ImageFile], host_fragments: &[Vec<u8>]
             .filter(|file| file.name.starts_with("etc/cmdline.d/"))
             .map(|file| file.contents.as_slice()),
     );
-    for rule in fragment_rules(host_fragments.iter().map(Vec::as_slice)) {
-        if !in_image.contains(&rule) {
+    let on_cmdline = fragment_rules([proc_cmdline.as_bytes()].into_iter());
+    for fragment in host_fragments {
+        let rules = fragment_rules([fragment.contents.as_slice()].into_iter());
+        let missing: Vec<&Rule> = rules
+            .iter()
+            .filter(|rule| !in_image.contains(rule) && !on_cmdline.contains(rule))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let (those, them) = if missing.len() == 1 {
+            ("the rule", "it")
+        } else {
+            ("the rules", "them")
+        };
+        if let (Some(uki), false) = (embeds_fragments, fragment.name == COPIED_FRAGMENT) {
             findings.push(
                 Finding::new(
                     Severity::Problem,
                     subject,
-                    format!("the rule {rule} is in the host's /etc/cmdline.d but not in the booted image {image}: the image was built before it was added"),
+                    format!("{those} {} in /etc/cmdline.d/{} but not on the command line embedded in the booted unified kernel image {uki}: the image was built before {} added", rules_list_is(&missing), fragment.name, if missing.len() == 1 { "it was" } else { "they were" }),
+                )
+                .fix("rebuild it (mkinitcpio -P joins /etc/cmdline.d/*.conf into its .cmdline when there is no /etc/kernel/cmdline) and reboot"),
+            );
+        } else if fragment.name == COPIED_FRAGMENT {
+            findings.push(
+                Finding::new(
+                    Severity::Problem,
+                    subject,
+                    format!("{those} {} in the host's /etc/cmdline.d/{COPIED_FRAGMENT} but not in the booted image {image}: the image was built before {} added", rules_list_is(&missing), if missing.len() == 1 { "it was" } else { "they were" }),
                 )
                 .fix("rebuild the image (mkinitcpio -P, dracut -f, or update-initramfs -u) and reboot"),
+            );
+        } else {
+            findings.push(
+                Finding::new(
+                    Severity::Problem,
+                    subject,
+                    format!("{those} {} in /etc/cmdline.d/{}, which no hook copies into the initramfs, and not on the kernel command line: nothing applies {them} at boot", rules_list_is(&missing), fragment.name),
+                )
+                .fix(format!("move {them} to /etc/cmdline.d/{COPIED_FRAGMENT}, which every hook copies, then rebuild the image (mkinitcpio -P, dracut -f, or update-initramfs -u)")),
             );
         }
     }
     findings
+}
+
+/// `R is` or `R1, R2 are`.
+fn rules_list_is(rules: &[&Rule]) -> String {
+    let verb = if rules.len() == 1 { "is" } else { "are" };
+    format!("{} {verb}", rules_list(rules))
 }
 
 /// What is known of a boot through a unified kernel image (systemd-stub).
@@ -424,8 +517,22 @@ mod tests {
         assert!(vfio_modules("6.1", None, None).is_empty());
     }
 
-    fn file(name: &str, contents: &[u8]) -> ImageFile {
-        ImageFile {
+    fn file(name: &str, contents: &[u8]) -> crate::image::ImageFile {
+        crate::image::ImageFile {
+            name: name.into(),
+            contents: contents.to_vec(),
+        }
+    }
+
+    fn whole(files: Vec<crate::image::ImageFile>) -> Image {
+        Image {
+            files,
+            unread: None,
+        }
+    }
+
+    fn fragment(name: &str, contents: &[u8]) -> HostFragment {
+        HostFragment {
             name: name.into(),
             contents: contents.to_vec(),
         }
@@ -433,36 +540,98 @@ mod tests {
 
     #[test]
     fn the_booted_image_must_carry_the_hook_and_the_hosts_rules() {
-        let host = vec![b"# mine\nvfio.bind=1002:73ff@07:00,@08:00.1\n".to_vec()];
-        let good = [
+        let host = vec![fragment(
+            "vfio-bind.conf",
+            b"# mine\nvfio.bind=1002:73ff@07:00,@08:00.1\n",
+        )];
+        let good = whole(vec![
             file("usr/bin/vfio-bind", b""),
             file("hooks/vfio-bind", b""),
             file(
                 "etc/cmdline.d/vfio-bind.conf",
                 b"vfio.bind=1002:73FF@0000:07:00 vfio.bind=@08:00.1",
             ),
-        ];
-        let findings = booted_image("/boot/initramfs-linux.img", &good, &host);
+        ]);
+        let findings = booted_image("/boot/initramfs-linux.img", &good, &host, "", None);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].severity, Severity::Ok);
 
-        let stale = [
+        let stale = whole(vec![
             file("usr/bin/vfio-bind", b""),
             file("usr/lib/systemd/system/vfio-bind.service", b""),
             file("etc/cmdline.d/vfio-bind.conf", b"vfio.bind=1002:73ff@07:00"),
-        ];
-        let findings = booted_image("/boot/initrd.img-6.1", &stale, &host);
+        ]);
+        let findings = booted_image("/boot/initrd.img-6.1", &stale, &host, "", None);
         assert_eq!(findings.len(), 2, "{findings:?}");
-        assert!(findings[1].text.starts_with("the rule @0000:08:00.1 is in the host's /etc/cmdline.d but not in the booted image /boot/initrd.img-6.1"), "{}", findings[1].text);
+        assert!(findings[1].text.starts_with("the rule @0000:08:00.1 is in the host's /etc/cmdline.d/vfio-bind.conf but not in the booted image /boot/initrd.img-6.1"), "{}", findings[1].text);
+        // A rule that is on the kernel command line applies whatever the image holds.
+        let findings = booted_image(
+            "/boot/initrd.img-6.1",
+            &stale,
+            &host,
+            "vfio.bind=@08:00.1",
+            None,
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
 
-        let without = [file("init", b"")];
-        let findings = booted_image("x", &without, &[]);
+        let without = whole(vec![file("init", b"")]);
+        let findings = booted_image("x", &without, &[], "", None);
         assert_eq!(findings[0].severity, Severity::Problem);
         assert!(findings[0].text.contains("no /usr/bin/vfio-bind"));
-        let binary_only = [file("usr/bin/vfio-bind", b"")];
-        assert!(booted_image("x", &binary_only, &[])[0]
+        let binary_only = whole(vec![file("usr/bin/vfio-bind", b"")]);
+        assert!(booted_image("x", &binary_only, &[], "", None)[0]
             .text
             .contains("no hook"));
+    }
+
+    /// Every hook copies only /etc/cmdline.d/vfio-bind.conf: a rule in another fragment
+    /// never reaches the image, so "rebuild it" would never clear the finding.
+    #[test]
+    fn a_rule_in_a_fragment_no_hook_copies_is_told_to_move() {
+        let image = whole(vec![
+            file("usr/bin/vfio-bind", b""),
+            file("hooks/vfio-bind", b""),
+            file("etc/cmdline.d/vfio-bind.conf", b"vfio.bind=1002:73ff@07:00"),
+        ]);
+        let host = [
+            fragment("10-gpu.conf", b"vfio.bind=1002:ab28@07:00.1,@08:00\n"),
+            fragment("vfio-bind.conf", b"vfio.bind=1002:73ff@07:00\n"),
+        ];
+        let findings = booted_image(
+            "/boot/initramfs-linux.img",
+            &image,
+            &host,
+            "root=/dev/sda2",
+            None,
+        );
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert_eq!(findings[1].severity, Severity::Problem);
+        assert_eq!(findings[1].text, "the rules 1002:ab28@0000:07:00.1, @0000:08:00 are in /etc/cmdline.d/10-gpu.conf, which no hook copies into the initramfs, and not on the kernel command line: nothing applies them at boot");
+        assert_eq!(findings[1].fix.as_deref(), Some("move them to /etc/cmdline.d/vfio-bind.conf, which every hook copies, then rebuild the image (mkinitcpio -P, dracut -f, or update-initramfs -u)"));
+        // A unified kernel image from mkinitcpio carries every fragment in its .cmdline,
+        // so on such a boot they are on the kernel command line.
+        let findings = booted_image(
+            "/efi/EFI/Linux/arch-linux.efi (its .initrd)",
+            &image,
+            &host,
+            "root=/dev/sda2 vfio.bind=1002:ab28@07:00.1,@08:00 vfio.bind=1002:73ff@07:00",
+            Some("/efi/EFI/Linux/arch-linux.efi"),
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+    }
+
+    /// A part of an image shows what is there, never what is missing.
+    #[test]
+    fn an_image_read_in_part_is_not_judged_on_what_the_part_lacks() {
+        let part = Image {
+            files: vec![file("kernel/x86/microcode/AuthenticAMD.bin", b"")],
+            unread: Some(crate::image::Unread::TooLarge(1 << 30)),
+        };
+        let host = [fragment("vfio-bind.conf", b"vfio.bind=@07:00")];
+        let findings = booted_image("/boot/initramfs-linux.img", &part, &host, "", None);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].severity, Severity::Warning);
+        assert_eq!(findings[0].text, "the booted image /boot/initramfs-linux.img was read only in part (too large to read: it unpacks to more than 1024 MiB), so what that part lacks is not judged");
     }
 
     #[test]

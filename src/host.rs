@@ -2,20 +2,47 @@
 //! under an injected root (`/` on the running system, a fixture tree in tests), handed to
 //! the pure checks of [`crate::doctor`].
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::address::PciAddress;
-use crate::doctor::{self, Finding, InterruptRemapping, ResetMethod, Severity, UnifiedImage};
+use crate::doctor::{
+    self, Finding, HostFragment, InterruptRemapping, ResetMethod, Severity, UnifiedImage,
+};
 use crate::function::Function;
-use crate::image::{self, Compression};
+use crate::image::{self, Compression, Stopped, Unread};
 use crate::sysfs::{for_each_entry, read_attribute, Sysfs};
 
 /// systemd's vendor GUID for the boot loader and stub EFI variables.
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-/// The largest boot image read (initramfs images with firmware run to 100 MiB and more).
+/// The largest boot image read, all its `initrd=` files together (initramfs images with
+/// firmware run to 100 MiB and more).
 const IMAGE_LIMIT: u64 = 512 << 20;
+/// The most an image may unpack to before `check` stops reading it ("too large to read"):
+/// the kernel's own limit is the RAM, but real images unpack to a few hundred MiB.
+pub const UNPACKED_LIMIT: u64 = 1 << 30;
+/// The longest `check` spends unpacking an image, all its compressed parts together.
+pub const UNPACK_TIME_LIMIT: Duration = Duration::from_secs(20);
+/// Where decompressors are looked for, as `modprobe` is: fixed places, never `$PATH`
+/// (`check` runs as root).
+const TOOL_DIRECTORIES: [&str; 2] = ["/usr/bin", "/bin"];
+/// Where an ESP (or XBOOTLDR) is mounted, in the order looked at: systemd's `/efi` and
+/// `/boot`, Fedora's and Debian's `/boot/efi`.
+const ESPS: [&str; 3] = ["efi", "boot", "boot/efi"];
+
+/// The initramfs the kernel unpacked, as found: the files concatenated, in order.
+struct BootedImage {
+    /// How messages name it: `/boot/amd-ucode.img + /boot/initramfs-linux.img`.
+    shown: String,
+    parts: Vec<PathBuf>,
+    /// Said along with the findings: where the image was found other than the boot named it.
+    note: Option<String>,
+}
 
 /// The host's files under `root`.
 pub struct Host {
@@ -83,8 +110,9 @@ impl Host {
             ));
         }
         let cmdline = self.read_text("proc/cmdline").unwrap_or_default();
-        findings.extend(self.booted_image(&cmdline, release.as_deref()));
-        findings.extend(self.unified_image(sysfs, &cmdline));
+        let uki = self.unified_image_path(sysfs);
+        findings.extend(self.booted_image(&cmdline, release.as_deref(), &uki));
+        findings.extend(self.unified_image(&uki, &cmdline));
         findings
     }
 
@@ -124,9 +152,18 @@ impl Host {
         seen
     }
 
-    /// The initramfs that booted: named by `initrd=` (EFI stub, systemd-boot) or derived
-    /// from `BOOT_IMAGE=` (GRUB), else the distributions' names for the running release.
-    fn booted_image_path(&self, cmdline: &str, release: Option<&str>) -> Option<PathBuf> {
+    fn shown(&self, path: &Path) -> String {
+        Path::new("/")
+            .join(path.strip_prefix(&self.root).unwrap_or(path))
+            .display()
+            .to_string()
+    }
+
+    /// The initramfs that booted: every `initrd=` (EFI stub, systemd-boot), which the kernel
+    /// gets as one image, microcode first; else the image `BOOT_IMAGE=` (GRUB) names; else
+    /// the distributions' names for the running release.
+    fn booted_image_paths(&self, cmdline: &str, release: Option<&str>) -> Option<BootedImage> {
+        let mut initrds = Vec::new();
         let mut candidates = Vec::new();
         for parameter in crate::cmdline::parameters(cmdline.as_bytes()) {
             let Some(value) = parameter.value.map(String::from_utf8_lossy) else {
@@ -134,10 +171,7 @@ impl Host {
             };
             let value = value.as_ref();
             if parameter.is("initrd") {
-                let relative = value.replace('\\', "/");
-                for esp in ["efi", "boot", "boot/efi", ""] {
-                    candidates.push(self.path(esp).join(relative.trim_start_matches('/')));
-                }
+                initrds.push(value.to_string());
             } else if parameter.is("BOOT_IMAGE") {
                 // `(hd0,gpt2)/vmlinuz-linux` or `/boot/vmlinuz-6.1.0-57-amd64`.
                 let kernel = value.rsplit('/').next().unwrap_or(value);
@@ -147,53 +181,154 @@ impl Host {
                 }
             }
         }
+        // An `initrd=` path is on the ESP the loader read it from: find every one on one
+        // mounted ESP (or relative to the root), or none.
+        let on_esp = ESPS.iter().chain(&[""]).find_map(|esp| {
+            let parts: Vec<PathBuf> = initrds
+                .iter()
+                .map(|initrd| {
+                    let relative = initrd.replace('\\', "/");
+                    self.path(esp).join(relative.trim_start_matches('/'))
+                })
+                .collect();
+            parts.iter().all(|path| path.is_file()).then_some(parts)
+        });
+        if let Some(parts) = on_esp.filter(|parts| !parts.is_empty()) {
+            let shown: Vec<String> = parts.iter().map(|path| self.shown(path)).collect();
+            return Some(BootedImage {
+                shown: shown.join(" + "),
+                parts,
+                note: None,
+            });
+        }
         if let Some(release) = release {
             candidates.push(self.path(&format!("boot/initrd.img-{release}")));
             candidates.push(self.path(&format!("boot/initramfs-{release}.img")));
         }
-        candidates.into_iter().find(|path| path.is_file())
+        let path = candidates.into_iter().find(|path| path.is_file())?;
+        let shown = self.shown(&path);
+        // proxmox-boot-tool keeps the ESPs unmounted and copies each image from /boot.
+        let note = (!initrds.is_empty()).then(|| {
+            format!(
+                "the boot loader's initrd={} is on an ESP that is not mounted; read {shown} instead, the image copied there (proxmox-boot-tool keeps its ESPs unmounted and copies each image from /boot)",
+                initrds.join(" initrd=")
+            )
+        });
+        Some(BootedImage {
+            shown,
+            parts: vec![path],
+            note,
+        })
     }
 
-    fn booted_image(&self, cmdline: &str, release: Option<&str>) -> Vec<Finding> {
-        let Some(path) = self.booted_image_path(cmdline, release) else {
-            if !self.path("boot").is_dir() {
-                return Vec::new();
-            }
-            return vec![Finding::new(
-                Severity::Warning,
-                "initramfs",
-                "cannot tell which initramfs booted (no initrd= or BOOT_IMAGE= match in /boot)",
-            )
-            .fix("check it by hand: lsinitcpio, lsinitrd or lsinitramfs IMAGE | grep vfio-bind")];
+    fn booted_image(
+        &self,
+        cmdline: &str,
+        release: Option<&str>,
+        uki: &Option<Result<PathBuf, String>>,
+    ) -> Vec<Finding> {
+        let subject = "initramfs";
+        let mut findings = Vec::new();
+        // A unified kernel image carries its initramfs in its .initrd section (one without
+        // gets its image from the loader, as a kernel does).
+        let uki_image = uki
+            .as_ref()
+            .and_then(|uki| uki.as_ref().ok())
+            .filter(|path| {
+                std::fs::metadata(path).is_ok_and(|metadata| metadata.len() <= IMAGE_LIMIT)
+                    && std::fs::read(path)
+                        .is_ok_and(|bytes| image::pe_section(&bytes, b".initrd\0").is_some())
+            });
+        let booted = match uki_image {
+            Some(path) => BootedImage {
+                shown: format!("{} (its .initrd)", self.shown(path)),
+                parts: vec![path.clone()],
+                note: None,
+            },
+            None => match self.booted_image_paths(cmdline, release) {
+                Some(booted) => booted,
+                None => {
+                    if !self.path("boot").is_dir() {
+                        return Vec::new();
+                    }
+                    return vec![Finding::new(
+                        Severity::Warning,
+                        subject,
+                        "cannot tell which initramfs booted (no initrd= or BOOT_IMAGE= match in /boot, and no image for the running release: is /boot mounted?)",
+                    )
+                    .fix("check it by hand: lsinitcpio, lsinitrd or lsinitramfs IMAGE | grep vfio-bind")];
+                }
+            },
         };
-        let shown = Path::new("/")
-            .join(path.strip_prefix(&self.root).unwrap_or(&path))
-            .display()
-            .to_string();
-        let read = std::fs::metadata(&path)
-            .ok()
-            .filter(|metadata| metadata.len() <= IMAGE_LIMIT)
-            .and_then(|_| std::fs::read(&path).ok());
-        let Some(bytes) = read else {
-            return vec![Finding::new(
-                Severity::Warning,
-                "initramfs",
-                format!("cannot read the booted image {shown} (run check as root)"),
-            )];
-        };
-        match image::files(&bytes, &mut decompress) {
-            Ok(files) => doctor::booted_image(&shown, &files, &self.host_fragments()),
-            Err(error) => vec![Finding::new(
-                Severity::Warning,
-                "initramfs",
-                format!("cannot read the booted image {shown}: {error}"),
-            )
-            .fix("install the decompressor, or check by hand with lsinitcpio, lsinitrd or lsinitramfs")],
+        if let Some(note) = &booted.note {
+            findings.push(Finding::new(Severity::Ok, subject, note.clone()));
         }
+        let shown = &booted.shown;
+        // Read into one buffer, sized first: the image is the largest thing `check` holds.
+        let sizes: Option<Vec<u64>> = booted
+            .parts
+            .iter()
+            .map(|part| std::fs::metadata(part).ok().map(|metadata| metadata.len()))
+            .collect();
+        let total = sizes.map(|sizes| sizes.iter().map(|size| size + 3).sum::<u64>());
+        let mut bytes = Vec::new();
+        let read_all = total
+            .filter(|&total| total <= IMAGE_LIMIT)
+            .is_some_and(|total| {
+                bytes.reserve_exact(total as usize);
+                booted.parts.iter().all(|part| {
+                    use std::io::Read as _;
+                    let read = std::fs::File::open(part).and_then(|file| {
+                        file.take(IMAGE_LIMIT - bytes.len() as u64)
+                            .read_to_end(&mut bytes)
+                    });
+                    // Boot loaders put each file at a 4-byte boundary; zeros fill the gap.
+                    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+                    read.is_ok()
+                })
+            });
+        if !read_all {
+            findings.push(Finding::new(
+                Severity::Warning,
+                subject,
+                format!(
+                    "cannot read the booted image {shown} (over {} MiB, or run check as root)",
+                    IMAGE_LIMIT >> 20
+                ),
+            ));
+            return findings;
+        }
+        if uki_image.is_some() {
+            let section = image::pe_section_range(&bytes, b".initrd\0").unwrap_or_default();
+            bytes.truncate(section.end);
+            bytes.drain(..section.start);
+        }
+        let budget = Budget {
+            deadline: Instant::now() + UNPACK_TIME_LIMIT,
+            left: Rc::new(Cell::new(UNPACKED_LIMIT)),
+            image: Arc::new(bytes),
+        };
+        let read = image::read(
+            &budget.image,
+            &mut |compression, segment| budget.decompress(compression, segment),
+            &doctor::wanted_in_image,
+        );
+        let uki_shown = match uki {
+            Some(Ok(path)) if !self.path("etc/kernel/cmdline").exists() => Some(self.shown(path)),
+            _ => None,
+        };
+        findings.extend(doctor::booted_image(
+            shown,
+            &read,
+            &self.host_fragments(),
+            cmdline,
+            uki_shown.as_deref(),
+        ));
+        findings
     }
 
     /// The host's `/etc/cmdline.d/*.conf` files, in name order.
-    fn host_fragments(&self) -> Vec<Vec<u8>> {
+    fn host_fragments(&self) -> Vec<HostFragment> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.path("etc/cmdline.d"))
             .map(|entries| {
                 entries
@@ -206,42 +341,51 @@ impl Host {
         paths.sort();
         paths
             .iter()
-            .filter_map(|path| std::fs::read(path).ok())
+            .filter_map(|path| {
+                Some(HostFragment {
+                    name: path.file_name()?.to_string_lossy().into_owned(),
+                    contents: std::fs::read(path).ok()?,
+                })
+            })
             .collect()
     }
 
-    /// When systemd-stub booted a unified kernel image: find it on the ESP from
-    /// LoaderEntrySelected and compare its embedded command line.
-    fn unified_image(&self, sysfs: &Sysfs, cmdline: &str) -> Vec<Finding> {
+    /// When systemd-stub booted a unified kernel image, where it is: found on the ESP from
+    /// `LoaderEntrySelected`, or the entry name when it is not there. `None` for other boots.
+    fn unified_image_path(&self, sysfs: &Sysfs) -> Option<Result<PathBuf, String>> {
         let variable = |name: &str| -> Option<Vec<u8>> {
             let path = sysfs
                 .path(format_args!("firmware/efi/efivars/{name}-{SYSTEMD_GUID}"))
                 .ok()?;
             std::fs::read(path.as_str()).ok()
         };
-        if variable("StubInfo").is_none() {
-            return Vec::new();
-        }
+        variable("StubInfo")?;
         let entry = variable("LoaderEntrySelected")
             .map(|bytes| efi_string(&bytes))
             .unwrap_or_default();
-        let found = ["efi", "boot", "boot/efi"]
+        let found = ESPS
             .iter()
             .map(|esp| self.path(esp).join("EFI/Linux").join(&entry))
-            .find(|path| !entry.is_empty() && path.is_file());
-        let Some(path) = found else {
-            return vec![Finding::new(
-                Severity::Warning,
-                "boot",
-                format!("booted a unified kernel image (entry \"{entry}\") that is not in EFI/Linux on /efi, /boot or /boot/efi, so its embedded command line was not compared"),
-            )];
+            .find(|path| !entry.is_empty() && !entry.contains('/') && path.is_file());
+        Some(found.ok_or(entry))
+    }
+
+    /// Compares a booted unified kernel image's embedded command line.
+    fn unified_image(&self, uki: &Option<Result<PathBuf, String>>, cmdline: &str) -> Vec<Finding> {
+        let path = match uki {
+            None => return Vec::new(),
+            Some(Ok(path)) => path,
+            Some(Err(entry)) => {
+                return vec![Finding::new(
+                    Severity::Warning,
+                    "boot",
+                    format!("booted a unified kernel image (entry \"{entry}\") that is not in EFI/Linux on /efi, /boot or /boot/efi, so its embedded command line was not compared"),
+                )];
+            }
         };
         let uki = UnifiedImage {
-            path: Path::new("/")
-                .join(path.strip_prefix(&self.root).unwrap_or(&path))
-                .display()
-                .to_string(),
-            embedded: std::fs::read(&path)
+            path: self.shown(path),
+            embedded: std::fs::read(path)
                 .ok()
                 .and_then(|bytes| image::pe_cmdline(&bytes)),
         };
@@ -250,6 +394,137 @@ impl Host {
             cmdline,
             self.read_text("etc/kernel/cmdline").as_deref(),
         )
+    }
+}
+
+/// What is left for unpacking one image: time and bytes, shared by its compressed parts.
+struct Budget {
+    deadline: Instant,
+    left: Rc<Cell<u64>>,
+    /// The image the segments are parts of, shared with the threads that feed them to
+    /// the decompressors (a segment from elsewhere is copied).
+    image: Arc<Vec<u8>>,
+}
+
+impl Budget {
+    /// Starts the system's decompressor (`zstd -dcq`, `xz -dc`, ...) on `segment`, found in
+    /// [`TOOL_DIRECTORIES`], run with an empty environment. A thread feeds it the segment
+    /// from the image held once (no copy); its output is read as a stream, bounded by the
+    /// budget. The feeder ends when the segment is written or the decompressor is gone.
+    fn decompress(
+        &self,
+        compression: Compression,
+        segment: &[u8],
+    ) -> Option<Box<dyn std::io::Read>> {
+        if Instant::now() >= self.deadline {
+            let late = std::io::Error::other(Stopped(Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs())));
+            return Some(Box::new(FailingRead(Some(late))));
+        }
+        let (program, arguments) = compression.program();
+        let program = TOOL_DIRECTORIES
+            .iter()
+            .map(|directory| Path::new(directory).join(program))
+            .find(|path| path.is_file())?;
+        // Where the segment is in the image, by address: it is a slice of it.
+        let start = (segment.as_ptr() as usize).wrapping_sub(self.image.as_ptr() as usize);
+        let (image, range) = match start.checked_add(segment.len()) {
+            Some(end) if end <= self.image.len() => (Arc::clone(&self.image), start..end),
+            _ => (Arc::new(segment.to_vec()), 0..segment.len()),
+        };
+        let mut child = Command::new(program)
+            .args(arguments)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut input = child.stdin.take()?;
+        let output = child.stdout.take()?;
+        // A write to a decompressor that was killed fails (EPIPE; SIGPIPE is ignored).
+        std::thread::spawn(move || input.write_all(&image[range]));
+        Some(Box::new(ToolOutput {
+            child,
+            output,
+            deadline: self.deadline,
+            left: Rc::clone(&self.left),
+        }))
+    }
+}
+
+/// A stream that fails with its error at once.
+struct FailingRead(Option<std::io::Error>);
+
+impl std::io::Read for FailingRead {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("stopped")))
+    }
+}
+
+/// A decompressor's output, read within the budget. Dropping it kills the decompressor.
+struct ToolOutput {
+    child: Child,
+    output: ChildStdout,
+    deadline: Instant,
+    left: Rc<Cell<u64>>,
+}
+
+impl std::io::Read for ToolOutput {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd as _;
+        let stopped = |unread| std::io::Error::other(Stopped(unread));
+        let too_slow = || stopped(Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs()));
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(too_slow());
+            }
+            let milliseconds = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.output.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(milliseconds)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => break,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        // One byte past the budget is enough to know it was passed.
+        let allowed = usize::try_from(self.left.get().saturating_add(1)).unwrap_or(usize::MAX);
+        let wanted = buffer.len().min(allowed);
+        let count = std::io::Read::read(&mut self.output, &mut buffer[..wanted])?;
+        if count as u64 > self.left.get() {
+            return Err(stopped(Unread::TooLarge(UNPACKED_LIMIT)));
+        }
+        self.left.set(self.left.get() - count as u64);
+        if count == 0 {
+            // The end of its output: it has finished, or is about to.
+            while Instant::now() < self.deadline {
+                match self.child.try_wait()? {
+                    Some(status) if status.success() => return Ok(0),
+                    Some(_) => return Err(std::io::Error::other("the decompressor failed")),
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            return Err(too_slow());
+        }
+        Ok(count)
+    }
+}
+
+impl Drop for ToolOutput {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        // A killed decompressor dies at once; one that cannot (stuck in the kernel) is not
+        // waited for.
+        let killed = Instant::now();
+        while killed.elapsed() < Duration::from_millis(100)
+            && matches!(self.child.try_wait(), Ok(None))
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -288,37 +563,6 @@ fn efi_string(bytes: &[u8]) -> String {
     String::from_utf16_lossy(&units)
 }
 
-/// Decompresses with the system's own tool (`zstd -dcq`, `xz -dc`, ...). The compressed
-/// bytes go in through a file and the output comes back through one, so neither side of a
-/// pipe can fill while the other waits (and no thread is needed to feed it).
-fn decompress(compression: Compression, bytes: &[u8]) -> Option<Vec<u8>> {
-    use std::io::{Read as _, Seek as _};
-    let (program, argument) = compression.program();
-    let scratch = |name: &str| -> Option<std::fs::File> {
-        let fd =
-            nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).ok()?;
-        Some(std::fs::File::from(fd))
-    };
-    let mut input = scratch("vfio-bind-image")?;
-    input.write_all(bytes).ok()?;
-    input.rewind().ok()?;
-    let mut output = scratch("vfio-bind-image-out")?;
-    // Its exit status says little: zstd and xz complain about the zero padding after the
-    // archive and still write it whole. What it wrote is judged by the cpio reader.
-    Command::new(program)
-        .arg(argument)
-        .stdin(Stdio::from(input))
-        .stdout(Stdio::from(output.try_clone().ok()?))
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    output.rewind().ok()?;
-    let mut plain = Vec::new();
-    output.read_to_end(&mut plain).ok()?;
-    // A trailing garbage warning still leaves the archive in the output.
-    (!plain.is_empty()).then_some(plain)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +596,113 @@ mod tests {
         let archive = sysfs_fixture::images::newc(&[("usr/bin/vfio-bind", 0o100755, b"x")]);
         gzip.stdin.take().unwrap().write_all(&archive).unwrap();
         let compressed = gzip.wait_with_output().unwrap().stdout;
-        let files = crate::image::files(&compressed, &mut decompress).unwrap();
-        assert_eq!(files[0].name, "usr/bin/vfio-bind");
+        let budget = Budget {
+            deadline: Instant::now() + UNPACK_TIME_LIMIT,
+            left: Rc::new(Cell::new(UNPACKED_LIMIT)),
+            image: Arc::new(Vec::new()),
+        };
+        let read = crate::image::read(
+            &compressed,
+            &mut |compression, segment| budget.decompress(compression, segment),
+            &|_| true,
+        );
+        assert_eq!(read.unread, None);
+        assert_eq!(read.files[0].name, "usr/bin/vfio-bind");
+    }
+
+    fn compressed(command: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("sh")
+            .args(["-c", command])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Fed from a thread: the tool's output fills its pipe long before its input ends.
+        let mut stdin = child.stdin.take().unwrap();
+        let input = bytes.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().unwrap().stdout;
+        feeder.join().unwrap().unwrap();
+        output
+    }
+
+    /// Text that compresses into many dynamic-Huffman deflate blocks, several zstd blocks
+    /// and LZMA2 chunks: what a generator's output is like.
+    fn varied_text() -> Vec<u8> {
+        let mut text = Vec::new();
+        let mut state = 0x2545_f491_u32;
+        while text.len() < 1 << 20 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let word = [
+                "vfio",
+                "bind",
+                "kernel",
+                "module",
+                "firmware",
+                "initramfs",
+                "\n",
+                "0x",
+            ][(state % 8) as usize];
+            text.extend_from_slice(word.as_bytes());
+            text.extend_from_slice(format!("{} ", state % 1000).as_bytes());
+        }
+        text
+    }
+
+    /// The framing walkers find where the system's tools end a segment, for the settings
+    /// the generators use (mkinitcpio, dracut, initramfs-tools).
+    #[test]
+    fn the_end_of_real_compressed_segments_is_found() {
+        let text = varied_text();
+        for command in [
+            "gzip -9 -c",
+            "gzip -1 -c",
+            "zstd -q -12 -c",
+            "zstd -q -1 -c -T2",
+            "xz -c --check=crc32 --lzma2=dict=1MiB",
+            "xz -c -T2 --check=crc32 --block-size=1MiB",
+            "xz -c --check=crc64 -0",
+        ] {
+            let segment = compressed(command, &text);
+            let compression = Compression::detect(&segment).unwrap();
+            assert_eq!(
+                image::segment_end(compression, &segment),
+                Some(segment.len()),
+                "{command}"
+            );
+            let mut followed = segment.clone();
+            followed.extend_from_slice(b"070701 and more");
+            assert_eq!(
+                image::segment_end(compression, &followed),
+                Some(segment.len()),
+                "{command}"
+            );
+            assert_eq!(
+                image::segment_end(compression, &segment[..segment.len() - 1]),
+                None,
+                "{command}"
+            );
+        }
+    }
+
+    /// Past the time limit, a decompressor's output stops with "too slow to read", and a
+    /// segment after the deadline starts no decompressor at all.
+    #[test]
+    fn unpacking_stops_at_the_deadline() {
+        let budget = Budget {
+            deadline: Instant::now() + Duration::from_millis(50),
+            left: Rc::new(Cell::new(u64::MAX)),
+            image: Arc::new(Vec::new()),
+        };
+        let bomb = sysfs_fixture::images::zstd_rle(0, 64 << 30);
+        let mut stream = budget.decompress(Compression::Zstd, &bomb).unwrap();
+        let error = std::io::copy(&mut stream, &mut std::io::sink()).unwrap_err();
+        let stopped = error.get_ref().unwrap().downcast_ref::<Stopped>().unwrap();
+        assert_eq!(stopped.0, Unread::TooSlow(UNPACK_TIME_LIMIT.as_secs()));
+        let late = budget.decompress(Compression::Zstd, &bomb).unwrap();
+        let error = std::io::copy(&mut { late }, &mut std::io::sink()).unwrap_err();
+        assert!(error.get_ref().unwrap().is::<Stopped>());
     }
 }

@@ -261,13 +261,103 @@ pub enum Format {
 pub const LIST_SCHEMA: &str = "vfio-bind.list/1";
 pub const CHECK_SCHEMA: &str = "vfio-bind.check/1";
 
+/// A cause that several functions of one rule (or one IOMMU group) can share: `check` says
+/// it once for that rule, naming every function, as `apply` does. A new cause is one more
+/// variant here and its arm in [`Cause::finding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// A function the rule selects is on another driver, or on none.
+    NotOnVfioPci,
+    /// A function of the group that no rule selects holds a driver.
+    GroupHeldByUnselected,
+    /// A function of the group that a rule selects holds a driver (its rule's line says why).
+    GroupHeldBySelected,
+}
+
+/// One function's part in a shared finding.
+#[derive(Clone, Debug)]
+struct Part {
+    address: crate::address::PciAddress,
+    /// What is seen of it, in the cause's words: its driver, or its IDs and driver.
+    seen: String,
+    /// Its share of the fix, when the fix differs by function (the rule that adds it).
+    remedy: Option<String>,
+}
+
+impl Cause {
+    /// The finding about `subject` (a rule, `IOMMU group N`) for all its `parts`.
+    fn finding(self, subject: &str, parts: &[Part]) -> Finding {
+        let list = |show: &dyn Fn(&Part) -> String| -> String {
+            parts.iter().map(show).collect::<Vec<_>>().join(", ")
+        };
+        let one = parts.len() == 1;
+        match self {
+            Cause::NotOnVfioPci => {
+                let text = if one {
+                    format!(
+                        "{subject}: {} is on {}, not vfio-pci",
+                        parts[0].address, parts[0].seen
+                    )
+                } else {
+                    let functions = list(&|part| format!("{} (on {})", part.address, part.seen));
+                    format!("{subject}: {functions} are not on vfio-pci")
+                };
+                Finding::new(Severity::Problem, subject, text).fix("check that the vfio-bind hook is in the initramfs and runs before the GPU driver (dmesg | grep vfio-bind), or run vfio-bind apply")
+            }
+            Cause::GroupHeldByUnselected | Cause::GroupHeldBySelected => {
+                let held = list(&|part| format!("{} {}", part.address, part.seen));
+                let text = format!("{subject} is not viable: {held}");
+                if self == Cause::GroupHeldBySelected {
+                    let it = if one { "it" } else { "them" };
+                    return Finding::new(
+                        Severity::Problem,
+                        subject,
+                        format!("{text}; the rules above select {it}, so the fix is theirs"),
+                    );
+                }
+                let rules: Vec<&str> = parts
+                    .iter()
+                    .filter_map(|part| part.remedy.as_deref())
+                    .collect();
+                Finding::new(Severity::Problem, subject, text)
+                    .fix(format!("add vfio.bind={}", rules.join(",")))
+            }
+        }
+    }
+}
+
 /// `check`'s findings in the order found, printed at the end in the chosen format.
 #[derive(Default)]
 struct Checklist {
     findings: Vec<Finding>,
+    /// The shared findings so far: where each is in `findings`, its cause, subject and parts.
+    shared: Vec<(usize, Cause, String, Vec<Part>)>,
 }
 
 impl Checklist {
+    /// Adds a function to the finding of `cause` about `subject`, which is said once, where
+    /// its first function was found.
+    fn share(&mut self, cause: Cause, subject: &str, part: Part) {
+        let existing = self
+            .shared
+            .iter_mut()
+            .find(|(_, seen_cause, seen_subject, _)| {
+                *seen_cause == cause && seen_subject == subject
+            });
+        match existing {
+            Some((index, _, _, parts)) => {
+                parts.push(part);
+                self.findings[*index] = cause.finding(subject, parts);
+            }
+            None => {
+                let parts = vec![part];
+                self.findings.push(cause.finding(subject, &parts));
+                self.shared
+                    .push((self.findings.len() - 1, cause, subject.to_string(), parts));
+            }
+        }
+    }
+
     /// Adds a finding given as one message, `TEXT[. Fix: FIX]`, whose subject is what it
     /// starts with: a rule or address before `: `, or `IOMMU group N`; else none.
     fn say(&mut self, severity: Severity, message: String) {
@@ -303,14 +393,15 @@ impl Checklist {
         match format {
             Format::Text => {
                 for finding in &self.findings {
+                    let text = json::Controls(&finding.text);
                     let _ = match &finding.fix {
                         Some(fix) => writeln!(
                             out,
-                            "{} {}. Fix: {fix}",
+                            "{} {text}. Fix: {}",
                             finding.severity.word(),
-                            finding.text
+                            json::Controls(fix)
                         ),
-                        None => writeln!(out, "{} {}", finding.severity.word(), finding.text),
+                        None => writeln!(out, "{} {text}", finding.severity.word()),
                     };
                 }
             }
@@ -400,10 +491,10 @@ fn examine(
     // As apply does: a rule that selects a function parked on another driver is refused.
     plan.refuse_foreign_overrides();
     for (index, rule) in rules.iter().enumerate() {
-        check_rule(rule, &plan, index, &mut say);
+        check_rule(rule, &plan, index, checklist);
         let targets = plan.targets_of(index).map(|target| &target.function);
         if let Some(twin) = twin_of(sysfs, rule, targets) {
-            say(
+            checklist.say(
                 Severity::Warning,
                 format!(
                     "{rule}: {twin}. Fix: name it by its path: vfio.bind={}",
@@ -414,10 +505,12 @@ fn examine(
     }
     if let Some(host) = host {
         let holdings = crate::host_usage::holdings(host.root(), sysfs);
-        check_held(rules, &plan, &holdings, &mut say);
+        check_held(rules, &plan, &holdings, checklist);
     }
-    check_groups(sysfs, &plan, &mut say);
-    crate::bootfb::check_bars(sysfs, &mut say);
+    check_groups(sysfs, &plan, checklist);
+    crate::bootfb::check_bars(sysfs, &mut |severity, message| {
+        checklist.say(severity, message)
+    });
     if let Some(host) = host {
         let mut examined: Vec<Function> = plan.targets.iter().map(|t| t.function.clone()).collect();
         for function in all_functions(sysfs) {
@@ -431,37 +524,38 @@ fn examine(
     EXIT_OK
 }
 
-fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severity, String)) {
+fn check_rule(rule: &Rule, plan: &Plan, index: usize, checklist: &mut Checklist) {
     match &plan.verdicts[index] {
         Verdict::Selected { .. } => {
             let mut all_bound = true;
+            let subject = rule.to_string();
             for target in plan.targets_of(index) {
                 let function = &target.function;
                 if function.is_on(VFIO_PCI) {
                     continue;
                 }
                 all_bound = false;
-                say(Severity::Problem,
-                    format!(
-                        "{rule}: {} is on {}, not vfio-pci. Fix: check that the vfio-bind hook is in the initramfs and runs before the GPU driver (dmesg | grep vfio-bind), or run vfio-bind apply",
-                        function.address,
-                        function.driver.as_deref().unwrap_or("no driver"),
-                    ),
+                checklist.share(
+                    Cause::NotOnVfioPci,
+                    &subject,
+                    Part {
+                        address: function.address,
+                        seen: function.driver.as_deref().unwrap_or("no driver").to_string(),
+                        remedy: None,
+                    },
                 );
             }
             if all_bound {
                 let addresses: Vec<String> = plan.targets_of(index).map(|t| t.function.address.to_string()).collect();
-                say(Severity::Ok, format!("{rule}: {} on vfio-pci", addresses.join(", ")));
+                checklist.say(Severity::Ok, format!("{rule}: {} on vfio-pci", addresses.join(", ")));
             }
         }
-        Verdict::NothingThere => say(Severity::Problem, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
-        Verdict::GuardMismatch { found } => say(Severity::Problem,
-            format!("{rule}: found {} there instead of the rule's IDs; the card may have moved. Fix: vfio-bind list, then vfio-bind rule ADDR", IdsList(found)),
-        ),
-        Verdict::OnlyBridges => say(Severity::Problem, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
-        Verdict::TooManyFunctions => say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
-        Verdict::NoRoom => say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
-        Verdict::ForeignOverride { address, driver_override } => say(Severity::Problem,
+        Verdict::NothingThere => checklist.say(Severity::Problem, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
+        Verdict::GuardMismatch { found } => checklist.say(Severity::Problem, format!("{rule}: found {} there instead of the rule's IDs; the card may have moved. Fix: vfio-bind list, then vfio-bind rule ADDR", IdsList(found))),
+        Verdict::OnlyBridges => checklist.say(Severity::Problem, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
+        Verdict::TooManyFunctions => checklist.say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::NoRoom => checklist.say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::ForeignOverride { address, driver_override } => checklist.say(Severity::Problem,
             format!("{rule}: {address} has driver_override={driver_override}, which vfio-bind does not overwrite, so the rule is not applied. Fix: to hand it over, clear it (echo > /sys/bus/pci/devices/{address}/driver_override) where it is set; or take the rule out"),
         ),
     }
@@ -469,29 +563,32 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, say: &mut dyn FnMut(Severi
 
 /// A rule that selects a function the host uses takes it away at the next boot (at boot
 /// `apply` cannot tell: the root is not mounted yet, and the network not up).
-fn check_held(
-    rules: &[Rule],
-    plan: &Plan,
-    holdings: &Holdings,
-    say: &mut dyn FnMut(Severity, String),
-) {
+fn check_held(rules: &[Rule], plan: &Plan, holdings: &Holdings, checklist: &mut Checklist) {
     for (index, rule) in rules.iter().enumerate() {
+        // One line per rule, naming every function of it the host uses.
+        let mut lost = Vec::new();
+        let mut holders = Vec::new();
         for target in plan.targets_of(index) {
             let address = target.function.address;
             let held = holdings.of(address);
             if held.is_empty() {
                 continue;
             }
-            say(
-                Severity::Problem,
-                format!(
-                    "{rule}: at the next boot the host loses {}: {address} holds {}. Fix: take the rule out before rebooting, or stop the host using it first; if a boot stops there, add {}=0 at the boot menu",
-                    LostList(&held),
-                    HeldList(&held),
-                    crate::cmdline::DISABLE_PARAMETER,
-                ),
-            );
+            holders.push(format!("{address} holds {}", HeldList(&held)));
+            lost.extend(held);
         }
+        if holders.is_empty() {
+            continue;
+        }
+        checklist.say(
+            Severity::Problem,
+            format!(
+                "{rule}: at the next boot the host loses {}: {}. Fix: take the rule out before rebooting, or stop the host using it first; if a boot stops there, add {}=0 at the boot menu",
+                LostList(&lost),
+                holders.join("; "),
+                crate::cmdline::DISABLE_PARAMETER,
+            ),
+        );
     }
 }
 
@@ -526,7 +623,7 @@ pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> b
 }
 
 /// A group is viable when every endpoint in it is on vfio-pci or on no driver.
-fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(Severity, String)) {
+fn check_groups(sysfs: &Sysfs, plan: &Plan, checklist: &mut Checklist) {
     let groups: BTreeSet<u32> = plan
         .targets
         .iter()
@@ -543,30 +640,33 @@ fn check_groups(sysfs: &Sysfs, plan: &Plan, say: &mut dyn FnMut(Severity, String
                     && !f.is_on(VFIO_PCI)
             })
             .collect();
+        let subject = format!("IOMMU group {group}");
         if blockers.is_empty() {
-            say(Severity::Ok, format!("IOMMU group {group} is viable"));
+            checklist.say(Severity::Ok, format!("{subject} is viable"));
             continue;
         }
         for blocker in blockers {
-            let problem = format!(
-                "IOMMU group {group} is not viable: {} ({}) is on {}",
-                blocker.address,
+            let seen = format!(
+                "({}) is on {}",
                 IdsList(&[blocker.ids]),
                 blocker.driver.as_deref().unwrap_or("a driver"),
             );
             // A function a rule already selects was reported with that rule: adding the
             // rule again would fix nothing.
-            if plan.is_target(blocker.address) {
-                say(
-                    Severity::Problem,
-                    format!("{problem}; the rules above select it, so the fix is theirs"),
-                );
+            let (cause, remedy) = if plan.is_target(blocker.address) {
+                (Cause::GroupHeldBySelected, None)
             } else {
-                say(
-                    Severity::Problem,
-                    format!("{problem}. Fix: add vfio.bind={}", rule_for(blocker)),
-                );
-            }
+                (
+                    Cause::GroupHeldByUnselected,
+                    Some(rule_for(blocker).to_string()),
+                )
+            };
+            let part = Part {
+                address: blocker.address,
+                seen,
+                remedy,
+            };
+            checklist.share(cause, &subject, part);
         }
     }
 }

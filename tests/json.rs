@@ -117,3 +117,52 @@ fn check_json_has_one_object_per_finding_with_its_fix_and_the_same_exit_status()
     assert_eq!(lines.lines().count(), findings.len(), "{lines}");
     assert!(lines.contains("PROBLEM IOMMU group 17 is not viable: 0000:07:00.1 (1002:ab28) is on snd_hda_intel. Fix: add vfio.bind=1002:ab28@0000:07:00.1"));
 }
+
+/// The same findings in JSON: one per rule and cause, its subject the rule or the group,
+/// its text naming every function (was: one object per function).
+#[test]
+fn check_json_has_one_finding_per_rule_and_cause() {
+    let mut tree = SysfsTree::new().unwrap();
+    for (function, device, class, driver) in [
+        ("0", 0x73ff, CLASS_VGA, "amdgpu"),
+        ("1", 0xab28, CLASS_AUDIO, "snd_hda_intel"),
+    ] {
+        tree.add(
+            Function::new(&format!("0000:07:00.{function}"), 0x1002, device, class)
+                .group(17)
+                .driver(driver),
+        )
+        .unwrap();
+    }
+    tree.add(
+        Function::new("0000:07:00.2", 0x1002, 0x73a6, CLASS_USB)
+            .group(17)
+            .driver("xhci_hcd"),
+    )
+    .unwrap();
+    let (status, value, stdout) = run(&["check", "--json"], &tree, "vfio.bind=@07:00.0,@07:00.1");
+    assert_eq!(status, Some(1), "{stdout}");
+    let findings = value["findings"].as_array().unwrap();
+    let summary: Vec<(&str, &str, &str)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap(),
+                f["subject"].as_str().unwrap(),
+                f["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ok", "", "the IOMMU is on"),
+            ("problem", "@0000:07:00.0", "@0000:07:00.0: 0000:07:00.0 is on amdgpu, not vfio-pci"),
+            ("problem", "@0000:07:00.1", "@0000:07:00.1: 0000:07:00.1 is on snd_hda_intel, not vfio-pci"),
+            ("problem", "IOMMU group 17", "IOMMU group 17 is not viable: 0000:07:00.0 (1002:73ff) is on amdgpu, 0000:07:00.1 (1002:ab28) is on snd_hda_intel; the rules above select them, so the fix is theirs"),
+            ("problem", "IOMMU group 17", "IOMMU group 17 is not viable: 0000:07:00.2 (1002:73a6) is on xhci_hcd"),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(findings[4]["fix"], "add vfio.bind=1002:73a6@0000:07:00.2");
+}

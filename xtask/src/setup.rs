@@ -72,6 +72,8 @@ pub const TESTS: &[Need] = &[
     Need::program("shellcheck", "shellcheck"),
     Need::program("unshare", "util-linux"),
     Need::program("gzip", "gzip"),
+    Need::program("zstd", "zstd"),
+    Need::program("xz", "xz-utils"),
 ];
 
 /// What `cargo xtask check-packages` builds and reads the three packages with.

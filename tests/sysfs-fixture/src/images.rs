@@ -62,3 +62,79 @@ pub fn pe(sections: &[(&[u8; 8], &[u8])]) -> Vec<u8> {
     file.extend(data);
     file
 }
+
+/// The CRC-32 of gzip (and of zlib, PNG, the xz check): reflected, polynomial 0xedb88320.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                crc >> 1 ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A gzip member holding `bytes` in stored (uncompressed) deflate blocks: valid for any
+/// gzip, and made without one.
+pub fn gzip_stored(bytes: &[u8]) -> Vec<u8> {
+    let mut member = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    let mut chunks = bytes.chunks(0xffff).peekable();
+    if bytes.is_empty() {
+        member.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        member.push(u8::from(chunks.peek().is_none()));
+        let length = chunk.len() as u16;
+        member.extend_from_slice(&length.to_le_bytes());
+        member.extend_from_slice(&(!length).to_le_bytes());
+        member.extend_from_slice(chunk);
+    }
+    member.extend_from_slice(&crc32(bytes).to_le_bytes());
+    member.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    member
+}
+
+/// The start of a zstd frame: magic, no content size, a 128 KiB window, no checksum.
+fn zstd_frame_header() -> Vec<u8> {
+    vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 7 << 3]
+}
+
+/// A zstd block header: last-block flag, type (0 raw, 1 RLE), size.
+fn zstd_block_header(last: bool, kind: u32, size: usize) -> [u8; 3] {
+    let header = u32::from(last) | kind << 1 | (size as u32) << 3;
+    [header as u8, (header >> 8) as u8, (header >> 16) as u8]
+}
+
+/// A zstd frame holding `bytes` in raw blocks: valid for any zstd, and made without one.
+pub fn zstd_raw(bytes: &[u8]) -> Vec<u8> {
+    let mut frame = zstd_frame_header();
+    let mut chunks = bytes.chunks(128 << 10).peekable();
+    if bytes.is_empty() {
+        frame.extend_from_slice(&zstd_block_header(true, 0, 0));
+    }
+    while let Some(chunk) = chunks.next() {
+        frame.extend_from_slice(&zstd_block_header(chunks.peek().is_none(), 0, chunk.len()));
+        frame.extend_from_slice(chunk);
+    }
+    frame
+}
+
+/// A zstd frame that unpacks to `count` copies of `byte` in 4 bytes per 128 KiB (RLE
+/// blocks): a decompression bomb of any size, a few KiB on disk.
+pub fn zstd_rle(byte: u8, count: u64) -> Vec<u8> {
+    let mut frame = zstd_frame_header();
+    let block = 128u64 << 10;
+    let mut left = count;
+    while left > 0 {
+        let size = left.min(block);
+        left -= size;
+        frame.extend_from_slice(&zstd_block_header(left == 0, 1, size as usize));
+        frame.push(byte);
+    }
+    frame
+}
