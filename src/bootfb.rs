@@ -19,11 +19,11 @@ use core::fmt::{self, Write as _};
 use heapless::Vec;
 use log::{error, info, warn};
 
-use crate::apply::Kernel;
 use crate::function::{
     base_and_subclass, base_class, Function, CLASS_DISPLAY, CLASS_VGA, VFIO_PCI,
 };
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
+use crate::kernel::Kernel;
 use crate::plan::Plan;
 use crate::sysfs::{
     Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,

@@ -170,7 +170,9 @@ fn an_unbind_that_never_returns_ends_apply_at_its_timeout_with_one_line() {
 fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck_one() {
     // 07:00.0 was overridden and unbound; the unbind of 07:00.1 never returns. 07:00.0
     // must not stay overridden (with no driver, on a real kernel): the supervisor gives it
-    // back. 07:00.1 is left alone: a write to it would wait on the same device lock.
+    // back, and says where it ended as read back (no kernel unbinds in a fixture, so the
+    // driver link still names amdgpu). 07:00.1 is left alone: a write to it would wait on
+    // the same device lock.
     let mut tree = card_on_amdgpu();
     tree.add(
         Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
@@ -184,7 +186,7 @@ fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck
     assert_eq!(
         run.stderr,
         "vfio-bind: gave up after 1.5 s: writing 0000:07:00.1 to bus/pci/devices/0000:07:00.1/driver/unbind \
-         did not finish; the worker was killed there; gave back 0000:07:00.0 (override cleared); \
+         did not finish; the worker was killed there; gave back 0000:07:00.0 (on amdgpu); \
          driver_override may still be set on 0000:07:00.1 (run vfio-bind check; vfio-bind release gives them back)\n"
     );
     assert_eq!(tree.override_of("0000:07:00.0"), "");
