@@ -430,8 +430,8 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
             continue;
         }
         let driverless = sysfs
-            .read_function(target.function.address)
-            .is_some_and(|function| function.driver.is_none());
+            .binding_of(target.function.address)
+            .is_some_and(|now| now.driver.is_none());
         if driverless {
             // A failed probe shows in the read-back that follows; its own error adds nothing.
             let _ = kernel.write(
@@ -452,7 +452,7 @@ fn read_back(sysfs: &Sysfs, run: &mut Handover<'_>) {
         if run.abandoned(target) && !run.handled[index].overridden {
             continue;
         }
-        let end = match sysfs.read_function(target.function.address) {
+        let end = match sysfs.binding_of(target.function.address) {
             None => End::Gone,
             Some(now) if now.is_on(VFIO_PCI) => End::OnVfio,
             Some(now) => End::Missed(now.driver),
@@ -546,7 +546,7 @@ fn report_release(rule: &Rule, index: usize, plan: &Plan, ends: &[End]) -> bool 
 /// what sysfs shows afterwards.
 fn give_back(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> End {
     crate::kernel::give_back(sysfs, kernel, address);
-    match sysfs.read_function(address) {
+    match sysfs.binding_of(address) {
         None => End::Gone,
         Some(now) if now.driver_override.is_some() || now.is_on(VFIO_PCI) => End::Stuck {
             driver_override: now.driver_override,
@@ -786,7 +786,11 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
     const SHOWN: usize = 2;
     let mut count = 0;
     let mut groups: heapless::Vec<u32, MAX_TARGETS> = heapless::Vec::new();
-    for target in &plan.targets {
+    // Only the groups of functions now on vfio-pci can be held back by a companion.
+    for (target, handled) in plan.targets.iter().zip(run.handled.iter()) {
+        if handled.end != End::OnVfio {
+            continue;
+        }
         if let Some(group) = target.function.iommu_group {
             if !groups.contains(&group) {
                 let _ = groups.push(group);
@@ -804,6 +808,14 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
             else {
                 return;
             };
+            // A target is no companion: it is not read again.
+            if plan
+                .targets
+                .iter()
+                .any(|target| target.function.address == address)
+            {
+                return;
+            }
             let Some(function) = sysfs.read_function(address) else {
                 return;
             };

@@ -179,11 +179,21 @@ fn framebuffers_in_targets(
 /// firmware framebuffer. A GPU that only has a second framebuffer is let go without
 /// touching the host's console.
 fn console_card(sysfs: &Sysfs, plan: &Plan, wanted: &[Wanted]) -> Option<usize> {
+    let candidate = |function: &Function| {
+        is_display(function) && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
+    };
+    // At boot no display card has a driver yet: the 32 framebuffer links are not read.
+    if !plan
+        .targets
+        .iter()
+        .any(|target| candidate(&target.function))
+    {
+        return None;
+    }
     let console_device = sysfs.console_framebuffer_device()?;
     plan.targets.iter().enumerate().position(|(index, target)| {
         let function = &target.function;
-        is_display(function)
-            && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
+        candidate(function)
             && (address_text(function).as_str() == console_device.as_str()
                 || wanted
                     .iter()

@@ -80,10 +80,7 @@ impl Kernel for RunningKernel {
 pub fn give_back(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) {
     let text = address_text(address);
     let _ = kernel.write(sysfs, Attribute::DriverOverride(address), "\n");
-    if sysfs
-        .read_function(address)
-        .is_some_and(|function| function.is_on(VFIO_PCI))
-    {
+    if sysfs.driver_of(address).as_deref() == Some(VFIO_PCI) {
         let _ = kernel.write(sysfs, Attribute::Unbind(address), &text);
     }
     let _ = kernel.write(sysfs, Attribute::DriversProbe, &text);

@@ -915,7 +915,7 @@ fn note_result(sysfs: &Sysfs, address: PciAddress) {
     let mut record = [0u8; RECORD_SIZE];
     record[0] = KIND_RESULT;
     put_address(&mut record, Some(address));
-    match sysfs.read_function(address) {
+    match sysfs.binding_of(address) {
         None => record[AT_CHANGE] = RESULT_GONE,
         Some(now) => {
             if now.driver_override.is_none() {
