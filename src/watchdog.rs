@@ -697,11 +697,13 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// Blocking pipes: the worker's writes wait for room rather than lose a line. The
+    /// supervisor makes its own read ends non-blocking (each end is an open file of its
+    /// own), so the worker spends no system call on it.
     fn new() -> Result<Self, Errno> {
-        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         Ok(Outputs {
-            stdout: nix::unistd::pipe2(flags)?,
-            stderr: nix::unistd::pipe2(flags)?,
+            stdout: nix::unistd::pipe2(OFlag::O_CLOEXEC)?,
+            stderr: nix::unistd::pipe2(OFlag::O_CLOEXEC)?,
         })
     }
 
@@ -719,11 +721,8 @@ impl Outputs {
             stderr: (stderr_reader, stderr_writer),
         } = self;
         drop((stdout_reader, stderr_reader));
-        // O_NONBLOCK belongs to the open pipe end: without it, output blocks again (the
-        // supervisor drains it), so no line is lost to a full pipe. dup2 then puts the
-        // pipes at fds 1 and 2 (without O_CLOEXEC, so a modprobe writes there too).
-        let _ = set_blocking(&stdout_writer);
-        let _ = set_blocking(&stderr_writer);
+        // dup2 puts the pipes at fds 1 and 2 (without O_CLOEXEC, so a modprobe writes
+        // there too).
         let _ = nix::unistd::dup2_stdout(&stdout_writer);
         let _ = nix::unistd::dup2_stderr(&stderr_writer);
     }
@@ -736,6 +735,8 @@ impl Outputs {
         } = self;
         // Only the worker may hold the write ends, or no end of file would ever come.
         drop((stdout_writer, stderr_writer));
+        let _ = set_nonblocking(&stdout);
+        let _ = set_nonblocking(&stderr);
         let mask = signals.sleeping_mask(true);
         let mut output_open = [true, true];
         let stopped = loop {
@@ -932,10 +933,10 @@ fn note_result(sysfs: &Sysfs, address: PciAddress) {
     let _ = append(&record);
 }
 
-fn set_blocking(fd: &OwnedFd) -> Result<(), Errno> {
-    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
-    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map(drop)
+/// Makes the supervisor's read end of a pipe non-blocking: it reads what is there.
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), Errno> {
+    // A pipe's read end has no other status flag worth keeping: no F_GETFL first.
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map(drop)
 }
 
 /// The first error writing the worker's stdout to ours (an errno; 0: none): the worker's
