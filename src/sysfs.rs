@@ -331,9 +331,7 @@ impl Sysfs {
         let Ok(path) = self.path(format_args!("kernel/iommu_groups")) else {
             return false;
         };
-        let mut has_group = false;
-        let _ = for_each_entry(path.as_str(), |_| has_group = true);
-        has_group
+        has_entry(path.as_str())
     }
 
     /// Whether the vfio module runs without an IOMMU: its `enable_unsafe_noiommu_mode`
@@ -558,6 +556,40 @@ pub fn for_each_entry<P: ?Sized + NixPath>(
             visit(name);
         }
     }
+}
+
+/// Whether a directory has an entry but `.` and `..`: read until the first one, not to the
+/// end (the IOMMU group directory of a large machine takes several reads).
+fn has_entry(path: &str) -> bool {
+    // SAFETY: `c_path` is NUL-terminated and outlives the call.
+    let Ok(dir) = path.with_nix_path(|c_path| unsafe { nix::libc::opendir(c_path.as_ptr()) })
+    else {
+        return false;
+    };
+    if dir.is_null() {
+        return false;
+    }
+    let mut found = false;
+    loop {
+        // SAFETY: `dir` is an open DIR; `d_name` is NUL-terminated within the entry, read
+        // through a raw pointer as in `for_each_entry`.
+        let entry = unsafe { nix::libc::readdir(dir) };
+        if entry.is_null() {
+            break;
+        }
+        let name = unsafe {
+            let name = core::ptr::addr_of!((*entry).d_name).cast::<core::ffi::c_char>();
+            core::ffi::CStr::from_ptr(name)
+        }
+        .to_bytes();
+        if name != b"." && name != b".." {
+            found = true;
+            break;
+        }
+    }
+    // SAFETY: `dir` came from a successful opendir and is closed once, here.
+    unsafe { nix::libc::closedir(dir) };
+    found
 }
 
 /// Opens a file close-on-exec with `openat(AT_FDCWD, ...)`: musl's `open()` follows every
