@@ -429,9 +429,9 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
         if run.abandoned(target) {
             continue;
         }
-        let driverless = sysfs
-            .binding_of(target.function.address)
-            .is_some_and(|now| now.driver.is_none());
+        let address = target.function.address;
+        // The driver link first: one readlink when it has one; still there when it has not.
+        let driverless = sysfs.driver_of(address).is_none() && sysfs.binding_of(address).is_some();
         if driverless {
             // A failed probe shows in the read-back that follows; its own error adds nothing.
             let _ = kernel.write(
@@ -452,10 +452,13 @@ fn read_back(sysfs: &Sysfs, run: &mut Handover<'_>) {
         if run.abandoned(target) && !run.handled[index].overridden {
             continue;
         }
-        let end = match sysfs.binding_of(target.function.address) {
-            None => End::Gone,
-            Some(now) if now.is_on(VFIO_PCI) => End::OnVfio,
-            Some(now) => End::Missed(now.driver),
+        let address = target.function.address;
+        // The driver link first: one readlink in the usual case.
+        let end = match sysfs.driver_of(address) {
+            Some(driver) if driver.as_str() == VFIO_PCI => End::OnVfio,
+            Some(driver) => End::Missed(Some(driver)),
+            None if sysfs.binding_of(address).is_none() => End::Gone,
+            None => End::Missed(None),
         };
         let missed = match &end {
             End::Missed(driver) => Some(driver.clone()),

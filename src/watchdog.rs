@@ -694,16 +694,30 @@ enum Stopped {
 struct Outputs {
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
+    /// Both pipes hold [`OUTPUT_PIPE_SIZE`]: more than the worker ever writes, so the
+    /// supervisor need not wake to empty them while it works, only copy them at its end.
+    roomy: bool,
 }
+
+/// The output pipes' size asked for: far more than the longest output (a dry run of 32
+/// rules of 64 functions each is about 100 KiB), and the unprivileged maximum.
+const OUTPUT_PIPE_SIZE: nix::libc::c_int = 1 << 20;
 
 impl Outputs {
     /// Blocking pipes: the worker's writes wait for room rather than lose a line. The
     /// supervisor makes its own read ends non-blocking (each end is an open file of its
     /// own), so the worker spends no system call on it.
     fn new() -> Result<Self, Errno> {
+        let stdout = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let stderr = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let roomy = [&stdout.1, &stderr.1].iter().all(|pipe| {
+            nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(OUTPUT_PIPE_SIZE))
+                .is_ok_and(|size| size >= OUTPUT_PIPE_SIZE)
+        });
         Ok(Outputs {
-            stdout: nix::unistd::pipe2(OFlag::O_CLOEXEC)?,
-            stderr: nix::unistd::pipe2(OFlag::O_CLOEXEC)?,
+            stdout,
+            stderr,
+            roomy,
         })
     }
 
@@ -719,6 +733,7 @@ impl Outputs {
         let Outputs {
             stdout: (stdout_reader, stdout_writer),
             stderr: (stderr_reader, stderr_writer),
+            ..
         } = self;
         drop((stdout_reader, stderr_reader));
         // dup2 puts the pipes at fds 1 and 2 (without O_CLOEXEC, so a modprobe writes
@@ -732,13 +747,15 @@ impl Outputs {
         let Outputs {
             stdout: (stdout, stdout_writer),
             stderr: (stderr, stderr_writer),
+            roomy,
         } = self;
         // Only the worker may hold the write ends, or no end of file would ever come.
         drop((stdout_writer, stderr_writer));
         let _ = set_nonblocking(&stdout);
         let _ = set_nonblocking(&stderr);
         let mask = signals.sleeping_mask(true);
-        let mut output_open = [true, true];
+        // With roomy pipes the output is copied once, at the end: no wake-up per line.
+        let mut output_open = [!roomy, !roomy];
         let stopped = loop {
             if let Some(status) = exited(worker) {
                 // A modprobe it started may still hold the output pipes: not waited for.
