@@ -24,7 +24,7 @@ use heapless::Vec;
 use log::{error, info, warn, Level};
 use nix::errno::Errno;
 
-use crate::address::PciAddress;
+use crate::address::{Address, PciAddress, FUNCTIONS_PER_SLOT};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::function::{DriverName, Function, VFIO_PCI};
 use crate::kernel::{address_text, Kernel};
@@ -173,8 +173,28 @@ pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>
             Some(location) => location.contains(address),
         })
     };
+    // When every rule has an address, its functions are looked up by address (at most
+    // eight a slot): the device list, which the kernel builds entry by entry however few
+    // of them are wanted, is not read at all.
+    let all_located = rules.iter().all(|rule| rule.location().is_some());
     plan_rules(rules, |planner| {
-        sysfs.for_each_function_where(wanted, |function| planner.observe(function))
+        if !all_located {
+            return sysfs.for_each_function_where(wanted, |function| planner.observe(function));
+        }
+        sysfs.devices_listable()?;
+        let mut seen: Vec<PciAddress, { MAX_RULES * FUNCTIONS_PER_SLOT }> = Vec::new();
+        for address in rules.iter().filter_map(Rule::location) {
+            // An unresolved path selects nothing.
+            let (Address::Bus(location) | Address::Resolved(_, location)) = address else {
+                continue;
+            };
+            for function in sysfs.functions_at(location) {
+                if !seen.contains(&function.address) && seen.push(function.address).is_ok() {
+                    planner.observe(&function);
+                }
+            }
+        }
+        Ok(())
     })
     .map_err(|errno| CannotList {
         root: sysfs.root(),

@@ -381,6 +381,18 @@ impl Sysfs {
         })
     }
 
+    /// Whether `bus/pci/devices` is there to be read (a `stat`); the error if not, as
+    /// listing it would give.
+    pub fn devices_listable(&self) -> Result<(), Errno> {
+        let path = self.path(format_args!("bus/pci/devices"))?;
+        let status = nix::sys::stat::stat(path.as_str())?;
+        if status.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR {
+            Ok(())
+        } else {
+            Err(Errno::ENOTDIR)
+        }
+    }
+
     /// The driver a function is bound to now (its `driver` link), and nothing else read.
     pub fn driver_of(&self, address: PciAddress) -> Option<DriverName> {
         self.link_name(format_args!("bus/pci/devices/{address}/driver"))
