@@ -647,6 +647,8 @@ pub fn fork_supervised(
                 Ok(status) => return Side::Ended(status),
                 Err(stopped) => stopped,
             };
+            // When it was stopped, not when the give-back that follows is over.
+            let after = Seconds(Instant::now().saturating_duration_since(started));
             let mut watch = Watch::default();
             let read = for_each_record(0, &mut |record| watch.take(record));
             let left = watch.leftover();
@@ -657,7 +659,6 @@ pub fn fork_supervised(
             give_back_after_kill_bounded(&left, give_back_end, &signals, lock_fd, give_back);
             watch.after_give_back(&left);
             for_each_record(read, &mut |record| watch.take(record));
-            let after = Seconds(Instant::now().saturating_duration_since(started));
             match stopped {
                 Stopped::Deadline => kmsg::log_summary(
                     Level::Error,
