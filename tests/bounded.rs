@@ -769,3 +769,51 @@ fn after_a_give_up_on_the_display_itself_the_framebuffer_let_go_is_named() {
     );
     assert_eq!(tree.read("bus/platform/drivers/efi-framebuffer/bind"), "");
 }
+
+#[test]
+fn after_a_give_up_at_runtime_the_framebuffer_console_let_go_is_taken_back() {
+    // `bind` at runtime: the card's driver shows the console (fb0), so the framebuffer
+    // console vtcon1 is let go first; then the audio function's unbind hangs. The display
+    // function is given back, and its console with it. Was: vtcon1 left unbound (the
+    // host's console dark) and the line silent about it.
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add_driver("vfio-pci").unwrap();
+    tree.add(
+        Function::new("0000:00:02.0", 0x1234, 0x1111, 0x038000)
+            .group(1)
+            .driver("bochs-drm"),
+    )
+    .unwrap();
+    tree.add(
+        Function::new("0000:00:02.1", 0x8086, 0x293e, CLASS_AUDIO)
+            .group(1)
+            .driver("snd_hda_intel"),
+    )
+    .unwrap();
+    tree.add_graphics_framebuffer(0, "0000:00:02.0")
+        .unwrap()
+        .add_vtconsole(0, "(S) dummy device", false)
+        .unwrap()
+        .add_vtconsole(1, "(M) frame buffer device", true)
+        .unwrap();
+    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &["bind", "@00:02", "--sysfs", root, "--timeout", "2"],
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.ends_with(
+            "vfio-bind: gave up after 1.5 s: writing 0000:00:02.1 to bus/pci/devices/0000:00:02.1/driver/unbind \
+             did not finish; the worker was killed there; gave back 0000:00:02.0 (on bochs-drm); \
+             driver_override may still be set on 0000:00:02.1 (run vfio-bind check; vfio-bind release gives them back); \
+             the console was given back (vtcon1)\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The worker wrote 0 there, the give-back 1 (no kernel rebinds in a fixture).
+    assert!(tree.vtconsole_bound(1));
+    assert_eq!(tree.override_of("0000:00:02.0"), "");
+}
