@@ -6,7 +6,10 @@
 //! repeatedly; medians of wall time (fork to reap) are compared. Each side's peak RSS is
 //! read from one more run (its VmHWM at exit, see `measure::peak_rss_kib`), one run of each
 //! side on the largest case is counted under `strace -f -c`, and the targets of issue 5 are
-//! checked. Timings are printed, never asserted: they depend on the machine.
+//! checked. Then the paired rounds of issue 20 (`measure_paired`): on 400 functions with two
+//! cards, `apply`, a static `busybox true` exec and `xtask/bench/name-filter.sh` in turn,
+//! the ratios taken per round (`--paired-only` runs only these). Timings are printed, never
+//! asserted: they depend on the machine.
 //!
 //! On a fixture, `apply` never loads modules and no kernel binds anything, so each run ends
 //! by giving its cards back (exit status 1). The run therefore does all of the real work
