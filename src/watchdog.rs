@@ -1020,7 +1020,9 @@ const FIRST_STEP: &str = "reading the rules and the PCI devices";
 enum Reached {
     /// Override cleared, off vfio-pci: on this driver, or on none.
     Back(Option<DriverName>),
-    /// Its override or vfio-pci stayed.
+    /// Override cleared, but still on vfio-pci (its unbind failed).
+    StillOnVfio,
+    /// Its override stayed.
     NotBack,
     Gone,
 }
@@ -1078,6 +1080,8 @@ impl Watch {
                 } else if flags & RESULT_OVERRIDE_CLEARED != 0 && flags & RESULT_ON_VFIO == 0 {
                     let driver = text_of(record, AT_SUBJECT, AT_SUBJECT_LENGTH, SUBJECT_CAPACITY);
                     Reached::Back(DriverName::try_from(driver).ok().filter(|d| !d.is_empty()))
+                } else if flags & RESULT_OVERRIDE_CLEARED != 0 {
+                    Reached::StillOnVfio
                 } else {
                     Reached::NotBack
                 };
@@ -1237,7 +1241,7 @@ impl LeftState<'_> {
             .find(|(known, _)| *known == address)
             .and_then(|(_, result)| result.as_ref());
         match result {
-            Some(Reached::Back(_) | Reached::Gone) => false,
+            Some(Reached::Back(_) | Reached::Gone | Reached::StillOnVfio) => false,
             Some(Reached::NotBack) => true,
             None => watch
                 .overrides
@@ -1268,8 +1272,16 @@ impl fmt::Display for LeftState<'_> {
         if !first {
             f.write_str("; ")?;
         }
-        // Given back only in part: the override cleared, the probe never returned.
+        // Given back only in part: the override cleared, but the function is still on
+        // vfio-pci, or its probe never returned.
         for (address, result) in &watch.given_back {
+            if result == &Some(Reached::StillOnVfio) {
+                any = true;
+                write!(
+                    f,
+                    "cleared the override of {address}, but it is still on vfio-pci (vfio-bind release gives it back); "
+                )?;
+            }
             if result.is_none() && !self.still_set(*address) {
                 any = true;
                 write!(
@@ -1430,6 +1442,56 @@ mod tests {
         watch.take(&step(CHANGE_NONE, None, true, "foo"));
         assert_eq!(watch.stuck, "reading sysfs after foo");
         assert!(!watch.step_running);
+    }
+
+    fn result(at: PciAddress, flags: u8, driver: &str) -> [u8; RECORD_SIZE] {
+        let mut record = [0u8; RECORD_SIZE];
+        record[0] = KIND_RESULT;
+        record[AT_CHANGE] = flags;
+        put_address(&mut record, Some(at));
+        put_subject(&mut record, driver);
+        record
+    }
+
+    #[test]
+    fn the_line_says_where_each_function_given_back_ended() {
+        let mut watch = Watch::default();
+        for function in 0..5 {
+            watch.take(&step(
+                CHANGE_OVERRIDE_SET,
+                Some(address(function)),
+                true,
+                "x",
+            ));
+        }
+        watch.take(&step(CHANGE_AT_FUNCTION, Some(address(5)), false, "stuck"));
+        let left = watch.leftover();
+        watch.after_give_back(&left);
+        watch.take(&result(address(0), RESULT_OVERRIDE_CLEARED, "amdgpu"));
+        watch.take(&result(address(1), RESULT_OVERRIDE_CLEARED, ""));
+        watch.take(&result(
+            address(2),
+            RESULT_OVERRIDE_CLEARED | RESULT_ON_VFIO,
+            "vfio-pci",
+        ));
+        watch.take(&result(address(3), 0, "amdgpu"));
+        // 4: its override cleared (the step returned), then nothing: its probe hung.
+        watch.take(&step(CHANGE_OVERRIDE_CLEARED, Some(address(4)), true, "x"));
+        watch.take(&step(CHANGE_AT_FUNCTION, Some(address(4)), false, "probe"));
+        assert_eq!(
+            LeftState(&watch).to_string(),
+            format!(
+                "gave back {} (on amdgpu), {} (no driver took it); \
+                 cleared the override of {}, but it is still on vfio-pci (vfio-bind release gives it back); \
+                 cleared the override of {}, but its probe did not finish, so it may have no driver; \
+                 driver_override may still be set on {} (run vfio-bind check; vfio-bind release gives them back)",
+                address(0),
+                address(1),
+                address(2),
+                address(4),
+                address(3),
+            )
+        );
     }
 
     #[test]
