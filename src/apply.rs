@@ -18,99 +18,27 @@
 //! Rules may overlap (`@07:00` and `1002:ab28@07:00.1`): a function is handed over once,
 //! and each rule's report covers every function it selected.
 
-use std::path::Path;
 use std::time::Instant;
 
 use heapless::Vec;
 use log::{error, info, warn, Level};
 use nix::errno::Errno;
 
-use crate::address::PciAddress;
+use crate::address::{Address, PciAddress, FUNCTIONS_PER_SLOT};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::function::{DriverName, Function, VFIO_PCI};
+use crate::kernel::{address_text, Kernel};
 use crate::kmsg;
+use crate::modprobe::ModuleError;
 use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
 use crate::rule::Rule;
 use crate::ruleset::MAX_RULES;
 use crate::sources::Gathered;
 use crate::sysfs::{Attribute, Sysfs};
 
-/// The kernel side of apply: writes to sysfs and module loading. Tests put a simulated
-/// kernel here; [`RunningKernel`] is the real one.
-pub trait Kernel {
-    fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno>;
-    /// Loads a module; `Err` carries a short reason.
-    fn load_module(&mut self, module: &str) -> Result<(), ModuleError>;
-    /// Whether modules may be loaded at all (only on the real /sys).
-    fn may_load_modules(&self) -> bool;
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModuleError {
-    NoModprobe,
-    Failed(Option<i32>),
-    /// It did not finish within this limit and was killed.
-    TimedOut(std::time::Duration),
-}
-
-/// The modprobe binaries tried, in order: kmod's and busybox's usual places.
-const MODPROBE_PATHS: [&str; 4] = [
-    "/usr/sbin/modprobe",
-    "/sbin/modprobe",
-    "/usr/bin/modprobe",
-    "/bin/modprobe",
-];
-
-/// The running kernel: files written for real, modules loaded with modprobe.
-pub struct RunningKernel {
-    pub modules_allowed: bool,
-}
-
-impl Kernel for RunningKernel {
-    fn write(&mut self, sysfs: &Sysfs, attribute: Attribute, value: &str) -> Result<(), Errno> {
-        crate::watchdog::writing(attribute, value);
-        let result = sysfs.write(attribute, value);
-        crate::watchdog::done();
-        result
-    }
-
-    fn load_module(&mut self, module: &str) -> Result<(), ModuleError> {
-        let modprobe = MODPROBE_PATHS
-            .iter()
-            .find(|path| Path::new(path).exists())
-            .ok_or(ModuleError::NoModprobe)?;
-        crate::watchdog::step(format_args!("modprobe {module}"));
-        let limit = crate::watchdog::within(crate::modprobe::MODPROBE_LIMIT);
-        let result = crate::modprobe::run(Path::new(modprobe), module, limit);
-        crate::watchdog::done();
-        result
-    }
-
-    fn may_load_modules(&self) -> bool {
-        self.modules_allowed
-    }
-}
-
 /// Modules loaded when vfio-pci is not registered. busybox's modprobe ignores softdeps, so
 /// the IOMMU backend that vfio needs is loaded by name first.
 const VFIO_MODULES: [&str; 2] = ["vfio_iommu_type1", "vfio-pci"];
-
-impl core::fmt::Display for ModuleError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ModuleError::NoModprobe => {
-                f.write_str("no modprobe in /usr/sbin, /sbin, /usr/bin or /bin")
-            }
-            ModuleError::Failed(Some(code)) => write!(f, "exit status {code}"),
-            ModuleError::Failed(None) => f.write_str("killed by a signal"),
-            ModuleError::TimedOut(limit) => write!(
-                f,
-                "did not finish in {} s; killed",
-                crate::watchdog::Seconds(*limit)
-            ),
-        }
-    }
-}
 
 /// Why a rule did not apply: what went wrong with the first of its functions that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,8 +173,28 @@ pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>
             Some(location) => location.contains(address),
         })
     };
+    // When every rule has an address, its functions are looked up by address (at most
+    // eight a slot): the device list, which the kernel builds entry by entry however few
+    // of them are wanted, is not read at all.
+    let all_located = rules.iter().all(|rule| rule.location().is_some());
     plan_rules(rules, |planner| {
-        sysfs.for_each_function_where(wanted, |function| planner.observe(function))
+        if !all_located {
+            return sysfs.for_each_function_where(wanted, |function| planner.observe(function));
+        }
+        sysfs.devices_listable()?;
+        let mut seen: Vec<PciAddress, { MAX_RULES * FUNCTIONS_PER_SLOT }> = Vec::new();
+        for address in rules.iter().filter_map(Rule::location) {
+            // An unresolved path selects nothing.
+            let (Address::Bus(location) | Address::Resolved(_, location)) = address else {
+                continue;
+            };
+            for function in sysfs.functions_at(location) {
+                if !seen.contains(&function.address) && seen.push(function.address).is_ok() {
+                    planner.observe(&function);
+                }
+            }
+        }
+        Ok(())
     })
     .map_err(|errno| CannotList {
         root: sysfs.root(),
@@ -467,7 +415,7 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
                     Ok(()) => {}
                     // A hung modprobe makes the next one likely to hang too: stop, give back.
                     Err(ModuleError::TimedOut(limit)) => {
-                        let limit = crate::watchdog::Seconds(limit);
+                        let limit = crate::seconds::Seconds(limit);
                         error!("modprobe {module} did not finish in {limit} s; killed");
                         loaded = false;
                         break;
@@ -503,9 +451,9 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
         if run.abandoned(target) {
             continue;
         }
-        let driverless = sysfs
-            .read_function(target.function.address)
-            .is_some_and(|function| function.driver.is_none());
+        let address = target.function.address;
+        // The driver link first: one readlink when it has one; still there when it has not.
+        let driverless = sysfs.driver_of(address).is_none() && sysfs.binding_of(address).is_some();
         if driverless {
             // A failed probe shows in the read-back that follows; its own error adds nothing.
             let _ = kernel.write(
@@ -526,10 +474,13 @@ fn read_back(sysfs: &Sysfs, run: &mut Handover<'_>) {
         if run.abandoned(target) && !run.handled[index].overridden {
             continue;
         }
-        let end = match sysfs.read_function(target.function.address) {
-            None => End::Gone,
-            Some(now) if now.is_on(VFIO_PCI) => End::OnVfio,
-            Some(now) => End::Missed(now.driver),
+        let address = target.function.address;
+        // The driver link first: one readlink in the usual case.
+        let end = match sysfs.driver_of(address) {
+            Some(driver) if driver.as_str() == VFIO_PCI => End::OnVfio,
+            Some(driver) => End::Missed(Some(driver)),
+            None if sysfs.binding_of(address).is_none() => End::Gone,
+            None => End::Missed(None),
         };
         let missed = match &end {
             End::Missed(driver) => Some(driver.clone()),
@@ -615,26 +566,12 @@ fn report_release(rule: &Rule, index: usize, plan: &Plan, ends: &[End]) -> bool 
     all_released
 }
 
-/// Gives one function back to its own driver (see [`give_back`]), for the watchdog after it
-/// killed a stuck worker. Returns whether it ended with no override and off vfio-pci.
-pub fn release(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> bool {
-    matches!(give_back(sysfs, kernel, address), End::GivenBack(_))
-}
-
 /// Clears a function's override, unbinds it from vfio-pci if it is there, and probes it so
 /// its own driver (if loaded) takes it. Each step is tried whatever the last; the result is
 /// what sysfs shows afterwards.
 fn give_back(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> End {
-    let text = address_text(address);
-    let _ = kernel.write(sysfs, Attribute::DriverOverride(address), "\n");
-    if sysfs
-        .read_function(address)
-        .is_some_and(|function| function.is_on(VFIO_PCI))
-    {
-        let _ = kernel.write(sysfs, Attribute::Unbind(address), &text);
-    }
-    let _ = kernel.write(sysfs, Attribute::DriversProbe, &text);
-    match sysfs.read_function(address) {
+    crate::kernel::give_back(sysfs, kernel, address);
+    match sysfs.binding_of(address) {
         None => End::Gone,
         Some(now) if now.driver_override.is_some() || now.is_on(VFIO_PCI) => End::Stuck {
             driver_override: now.driver_override,
@@ -682,12 +619,6 @@ pub fn release_rules(
     } else {
         EXIT_FAILED
     }
-}
-
-fn address_text(address: PciAddress) -> heapless::String<16> {
-    let mut text = heapless::String::new();
-    let _ = core::fmt::write(&mut text, format_args!("{address}"));
-    text
 }
 
 fn report_verdict(rule: &Rule, verdict: &Verdict) {
@@ -886,7 +817,11 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
     const SHOWN: usize = 2;
     let mut count = 0;
     let mut groups: heapless::Vec<u32, MAX_TARGETS> = heapless::Vec::new();
-    for target in &plan.targets {
+    // Only the groups of functions now on vfio-pci can be held back by a companion.
+    for (target, handled) in plan.targets.iter().zip(run.handled.iter()) {
+        if handled.end != End::OnVfio {
+            continue;
+        }
         if let Some(group) = target.function.iommu_group {
             if !groups.contains(&group) {
                 let _ = groups.push(group);
@@ -904,6 +839,14 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
             else {
                 return;
             };
+            // A target is no companion: it is not read again.
+            if plan
+                .targets
+                .iter()
+                .any(|target| target.function.address == address)
+            {
+                return;
+            }
             let Some(function) = sysfs.read_function(address) else {
                 return;
             };

@@ -19,11 +19,11 @@ use core::fmt::{self, Write as _};
 use heapless::Vec;
 use log::{error, info, warn};
 
-use crate::apply::Kernel;
 use crate::function::{
     base_and_subclass, base_class, Function, CLASS_DISPLAY, CLASS_VGA, VFIO_PCI,
 };
 use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
+use crate::kernel::Kernel;
 use crate::plan::Plan;
 use crate::sysfs::{
     Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,
@@ -100,20 +100,10 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
     {
         return done;
     }
-    let mut buffer = [0u8; IOMEM_CAPACITY];
-    let iomem = match sysfs.read_iomem(&mut buffer) {
-        Ok(text) => text,
-        Err(errno) => {
-            warn!(
-                "cannot read {} ({}): firmware framebuffers in the cards' BARs were not looked for",
-                sysfs.iomem_path().unwrap_or("iomem"),
-                errno.desc()
-            );
-            None
-        }
-    };
-    let wanted = match iomem {
-        Some(iomem) => framebuffers_in_targets(sysfs, plan, iomem),
+    // No iomem to read (a fixture given none): not even the buffer's stack pages are
+    // touched.
+    let wanted = match sysfs.iomem_path() {
+        Some(_) => framebuffers_claimed(sysfs, plan),
         None => Vec::new(),
     };
     if let Some(index) = console_card(sysfs, plan, &wanted) {
@@ -126,6 +116,26 @@ pub fn let_go(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) -> LetGo {
 
 /// A framebuffer device to unbind: the target whose BAR it holds, its driver, its name.
 type Wanted = (usize, FramebufferDriver, DeviceName);
+
+/// Reads iomem and finds the framebuffers in the targets' BARs. A function of its own, never
+/// inlined: its 128 KiB buffer is on the stack only while it runs, so a run that reads no
+/// iomem does not fault in 32 stack pages for it.
+#[inline(never)]
+fn framebuffers_claimed(sysfs: &Sysfs, plan: &Plan) -> Vec<Wanted, MAX_FRAMEBUFFER_DEVICES> {
+    let mut buffer = [0u8; IOMEM_CAPACITY];
+    match sysfs.read_iomem(&mut buffer) {
+        Ok(Some(iomem)) => framebuffers_in_targets(sysfs, plan, iomem),
+        Ok(None) => Vec::new(),
+        Err(errno) => {
+            warn!(
+                "cannot read {} ({}): firmware framebuffers in the cards' BARs were not looked for",
+                sysfs.iomem_path().unwrap_or("iomem"),
+                errno.desc()
+            );
+            Vec::new()
+        }
+    }
+}
 
 /// The firmware framebuffers that lie in a target's BAR, each with the one platform device
 /// that owns it; the kernel's own (`BOOTFB`), or one that cannot be told apart, gets a line.
@@ -179,11 +189,21 @@ fn framebuffers_in_targets(
 /// firmware framebuffer. A GPU that only has a second framebuffer is let go without
 /// touching the host's console.
 fn console_card(sysfs: &Sysfs, plan: &Plan, wanted: &[Wanted]) -> Option<usize> {
+    let candidate = |function: &Function| {
+        is_display(function) && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
+    };
+    // At boot no display card has a driver yet: the 32 framebuffer links are not read.
+    if !plan
+        .targets
+        .iter()
+        .any(|target| candidate(&target.function))
+    {
+        return None;
+    }
     let console_device = sysfs.console_framebuffer_device()?;
     plan.targets.iter().enumerate().position(|(index, target)| {
         let function = &target.function;
-        is_display(function)
-            && function.driver.as_deref().is_some_and(|d| d != VFIO_PCI)
+        candidate(function)
             && (address_text(function).as_str() == console_device.as_str()
                 || wanted
                     .iter()
@@ -401,6 +421,7 @@ pub fn take_back_console(sysfs: &Sysfs, kernel: &mut dyn Kernel, plan: &Plan) {
 
 /// Whether, after rebinding, no firmware framebuffer claims this card's BAR while iomem
 /// shows one elsewhere: the device belonged to another card. Unknown iomem reads as no.
+#[inline(never)]
 fn lands_elsewhere(sysfs: &Sysfs, address: &str) -> bool {
     let mut buffer = [0u8; IOMEM_CAPACITY];
     let Ok(Some(iomem)) = sysfs.read_iomem(&mut buffer) else {

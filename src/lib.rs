@@ -18,17 +18,24 @@
 //! - `image`: an initramfs image's format and contents, from its bytes.
 //! - `json`: the JSON string escaping the `--json` outputs use.
 //! - `exit`: the exit statuses.
+//! - `seconds`: a duration as people write it, for the lines that name one.
 //!
 //! I/O:
 //! - `sysfs`: reading and writing attributes under a sysfs root, heap-free.
 //! - `topology`: following a path rule through `/sys/devices` to the device it names.
 //! - `sources`: gathering rules from the kernel command line and `/etc/cmdline.d`.
+//! - `modprobe`: loading vfio-pci, bounded in time.
+//! - `kernel`: the writes and module loads the boot path asks of the kernel, behind a trait.
 //! - `apply`: scanning, planning and binding: the boot path.
 //! - `bootfb`: letting a firmware framebuffer go from a card, and taking it back.
-//! - `modprobe`: loading vfio-pci, bounded in time.
 //! - `kmsg`: the logger, to `/dev/kmsg` or stderr.
-//! - `watchdog`: the supervisor that ends every run in time, and the worker it watches.
 //! - `lock`: the lock that keeps two binders apart.
+//! - `watchdog`: the supervisor, a layer above the boot path: it hands the work a kernel
+//!   that notes each step, ends every run in time or when told to stop, and gives back
+//!   what a stopped worker left.
+//!
+//! One direction, no circle: `sources` and `plan` feed `apply` (with `bootfb`, through
+//! `kernel` and `modprobe`); `watchdog` runs around it and imports it not.
 //! - `host`: reading what the host checks need (sysfs, the kernel's config, images).
 //! - `host_usage`: reading what the host is using (mounts, swaps, routes, displays) for `guard`.
 //! - `report`: the commands for people: `list`, `rule` and `check`, plain or `--json`.
@@ -47,6 +54,7 @@ pub mod host_usage;
 pub mod image;
 pub mod iomem;
 pub mod json;
+pub mod kernel;
 pub mod kmsg;
 pub mod lock;
 pub mod modprobe;
@@ -55,6 +63,7 @@ pub mod plan;
 pub mod report;
 pub mod rule;
 pub mod ruleset;
+pub mod seconds;
 pub mod sources;
 pub mod sysfs;
 pub mod topology;

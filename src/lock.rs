@@ -45,6 +45,12 @@ impl Held {
     pub fn leave_to_supervisor(self) {
         drop(self.0);
     }
+
+    /// The open lock file's descriptor, for a forked process to close its inherited copy
+    /// of (the give-back worker must never keep the lock).
+    pub fn as_raw_fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
 }
 
 /// Why there is no lock.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 use log::LevelFilter;
 
-use vfio_bind::apply::{apply, release_rules, RunningKernel};
+use vfio_bind::apply::{apply, release_rules};
 use vfio_bind::cmdline::Escaped;
 use vfio_bind::exit::{EXIT_FAILED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE};
 use vfio_bind::kmsg::{self, Destination};
@@ -480,16 +480,14 @@ fn run_apply(
     Ok(bounded(
         &sysfs,
         !args.dry_run,
+        sysfs.is_real(),
         started,
         timeout,
-        &mut || {
+        &mut |kernel| {
             let gathered = gather_logged(cmdline.as_deref(), &cmdline_dir);
-            let mut kernel = RunningKernel {
-                modules_allowed: sysfs.is_real(),
-            };
             let plan_out: Option<&mut dyn Write> =
                 if args.dry_run { Some(&mut *out) } else { None };
-            apply(&sysfs, &gathered, &mut kernel, started, plan_out)
+            apply(&sysfs, &gathered, kernel, started, plan_out)
         },
     ))
 }
@@ -514,12 +512,14 @@ fn run_bind(args: &BindArgs, arguments: &Arguments, started: Instant) -> Result<
     gathered.noiommu = sysfs.is_real()
         && std::fs::read("/proc/cmdline")
             .is_ok_and(|text| vfio_bind::cmdline::requests_noiommu(&text));
-    Ok(bounded(&sysfs, true, started, timeout, &mut || {
-        let mut kernel = RunningKernel {
-            modules_allowed: sysfs.is_real(),
-        };
-        apply(&sysfs, &gathered, &mut kernel, started, None)
-    }))
+    Ok(bounded(
+        &sysfs,
+        true,
+        sysfs.is_real(),
+        started,
+        timeout,
+        &mut |kernel| apply(&sysfs, &gathered, kernel, started, None),
+    ))
 }
 
 /// `release`: the argument rules given back to their drivers, under the watchdog.
@@ -533,12 +533,14 @@ fn run_release(
     kmsg::init(Destination::Stderr, LevelFilter::Info);
     let timeout = timeout(args.timeout)?;
     let gathered = rules_from_arguments(&args.rules)?;
-    Ok(bounded(&sysfs, true, started, timeout, &mut || {
-        let mut kernel = RunningKernel {
-            modules_allowed: false,
-        };
-        release_rules(&sysfs, &gathered, &mut kernel, started)
-    }))
+    Ok(bounded(
+        &sysfs,
+        true,
+        false,
+        started,
+        timeout,
+        &mut |kernel| release_rules(&sysfs, &gathered, kernel, started),
+    ))
 }
 
 /// `check`: the rules, the groups, the BARs, and the host checks where a host root is known.

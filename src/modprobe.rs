@@ -9,7 +9,31 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apply::ModuleError;
+use crate::seconds::Seconds;
+
+/// Why a module did not load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleError {
+    NoModprobe,
+    Failed(Option<i32>),
+    /// It did not finish within this limit and was killed.
+    TimedOut(Duration),
+}
+
+impl core::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ModuleError::NoModprobe => {
+                f.write_str("no modprobe in /usr/sbin, /sbin, /usr/bin or /bin")
+            }
+            ModuleError::Failed(Some(code)) => write!(f, "exit status {code}"),
+            ModuleError::Failed(None) => f.write_str("killed by a signal"),
+            ModuleError::TimedOut(limit) => {
+                write!(f, "did not finish in {} s; killed", Seconds(*limit))
+            }
+        }
+    }
+}
 
 /// The longest one modprobe may take (cut shorter near the end of the run's own limit).
 pub const MODPROBE_LIMIT: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use heapless::String;
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 use nix::NixPath;
 
@@ -103,6 +103,19 @@ impl fmt::Display for Attribute {
     }
 }
 
+/// What a function is bound to: its override and its driver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    pub driver_override: Option<DriverName>,
+    pub driver: Option<DriverName>,
+}
+
+impl Binding {
+    pub fn is_on(&self, driver: &str) -> bool {
+        self.driver.as_deref() == Some(driver)
+    }
+}
+
 /// A sysfs tree: `/sys`, or a fixture standing in for it, and the `/proc/iomem` read with it.
 pub struct Sysfs {
     root: String<ROOT_CAPACITY>,
@@ -179,7 +192,7 @@ impl Sysfs {
         let Some(path) = self.iomem.as_deref() else {
             return Ok(None);
         };
-        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let fd = open_file(path, OFlag::O_RDONLY)?;
         let mut length = 0;
         // A seq_file hands out a page or so per read(): read to the end.
         loop {
@@ -277,7 +290,23 @@ impl Sysfs {
     /// framebuffer console draws on that one unless told otherwise (`fbcon=map:`), see
     /// drivers/video/fbdev/core/fbcon.c.
     pub fn console_framebuffer_device(&self) -> Option<DeviceName> {
+        // The directory lists the framebuffers there are: one listing, then a link read for
+        // each of those, rather than one for each of the FB_MAX numbers.
+        let path = self.path(format_args!("class/graphics")).ok()?;
+        let mut present: u32 = 0;
+        for_each_entry(path.as_str(), |name| {
+            let number = name
+                .strip_prefix(b"fb")
+                .and_then(|digits| core::str::from_utf8(digits).ok())
+                .and_then(|digits| digits.parse::<u8>().ok())
+                .filter(|number| *number < FB_MAX);
+            if let Some(number) = number {
+                present |= 1 << number;
+            }
+        })
+        .ok()?;
         (0..FB_MAX)
+            .filter(|number| present & (1 << number) != 0)
             .find_map(|number| self.link_name(format_args!("class/graphics/fb{number}/device")))
     }
 
@@ -302,9 +331,7 @@ impl Sysfs {
         let Ok(path) = self.path(format_args!("kernel/iommu_groups")) else {
             return false;
         };
-        let mut has_group = false;
-        let _ = for_each_entry(path.as_str(), |_| has_group = true);
-        has_group
+        has_entry(path.as_str())
     }
 
     /// Whether the vfio module runs without an IOMMU: its `enable_unsafe_noiommu_mode`
@@ -351,6 +378,45 @@ impl Sysfs {
             if let Some(function) = self.read_function(address) {
                 visit(&function);
             }
+        })
+    }
+
+    /// Whether `bus/pci/devices` is there to be read (a `stat`); the error if not, as
+    /// listing it would give.
+    pub fn devices_listable(&self) -> Result<(), Errno> {
+        let path = self.path(format_args!("bus/pci/devices"))?;
+        let status = nix::sys::stat::stat(path.as_str())?;
+        if status.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR {
+            Ok(())
+        } else {
+            Err(Errno::ENOTDIR)
+        }
+    }
+
+    /// The driver a function is bound to now (its `driver` link), and nothing else read.
+    pub fn driver_of(&self, address: PciAddress) -> Option<DriverName> {
+        self.link_name(format_args!("bus/pci/devices/{address}/driver"))
+    }
+
+    /// A function's `driver_override` and driver now, for the reads after a write (three
+    /// system calls and a readlink, where [`Sysfs::read_function`] makes about twenty);
+    /// `None` if the function is gone.
+    pub fn binding_of(&self, address: PciAddress) -> Option<Binding> {
+        let path = self
+            .path(format_args!("bus/pci/devices/{address}/driver_override"))
+            .ok()?;
+        let mut buffer = [0u8; ATTRIBUTE_CAPACITY];
+        let driver_override = match read_attribute(&path, &mut buffer) {
+            Ok(text) => Some(text.trim_end())
+                .filter(|text| !text.is_empty() && *text != "(null)")
+                .and_then(|text| DriverName::try_from(text).ok()),
+            Err(Errno::ENOENT | Errno::ENODEV) => return None,
+            // Unreadable, not gone: the function is there, its override unknown.
+            Err(_) => None,
+        };
+        Some(Binding {
+            driver_override,
+            driver: self.driver_of(address),
         })
     }
 
@@ -444,11 +510,7 @@ impl Sysfs {
     /// Writes `value` to an attribute in one `write()`, as `echo value > file` does.
     pub fn write(&self, attribute: Attribute, value: &str) -> Result<(), Errno> {
         let path = self.path(format_args!("{attribute}"))?;
-        let fd = open(
-            path.as_str(),
-            OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_file(path.as_str(), OFlag::O_WRONLY | OFlag::O_TRUNC)?;
         let written = nix::unistd::write(fd.as_fd(), value.as_bytes())?;
         if written == value.len() {
             Ok(())
@@ -508,9 +570,50 @@ pub fn for_each_entry<P: ?Sized + NixPath>(
     }
 }
 
+/// Whether a directory has an entry but `.` and `..`: read until the first one, not to the
+/// end (the IOMMU group directory of a large machine takes several reads).
+fn has_entry(path: &str) -> bool {
+    // SAFETY: `c_path` is NUL-terminated and outlives the call.
+    let Ok(dir) = path.with_nix_path(|c_path| unsafe { nix::libc::opendir(c_path.as_ptr()) })
+    else {
+        return false;
+    };
+    if dir.is_null() {
+        return false;
+    }
+    let mut found = false;
+    loop {
+        // SAFETY: `dir` is an open DIR; `d_name` is NUL-terminated within the entry, read
+        // through a raw pointer as in `for_each_entry`.
+        let entry = unsafe { nix::libc::readdir(dir) };
+        if entry.is_null() {
+            break;
+        }
+        let name = unsafe {
+            let name = core::ptr::addr_of!((*entry).d_name).cast::<core::ffi::c_char>();
+            core::ffi::CStr::from_ptr(name)
+        }
+        .to_bytes();
+        if name != b"." && name != b".." {
+            found = true;
+            break;
+        }
+    }
+    // SAFETY: `dir` came from a successful opendir and is closed once, here.
+    unsafe { nix::libc::closedir(dir) };
+    found
+}
+
+/// Opens a file close-on-exec with `openat(AT_FDCWD, ...)`: musl's `open()` follows every
+/// `O_CLOEXEC` open with an `fcntl(F_SETFD)` (for kernels older than 2.6.23), its
+/// `openat()` does not, which saves a system call on every attribute read and written.
+fn open_file(path: &str, flags: OFlag) -> Result<std::os::fd::OwnedFd, Errno> {
+    openat(AT_FDCWD, path, flags | OFlag::O_CLOEXEC, Mode::empty())
+}
+
 /// Reads a small attribute file in one `read()` (sysfs returns a whole attribute at once).
 pub fn read_attribute<'b>(path: &str, buffer: &'b mut [u8]) -> Result<&'b str, Errno> {
-    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let fd = open_file(path, OFlag::O_RDONLY)?;
     let length = nix::unistd::read(fd.as_fd(), buffer)?;
     core::str::from_utf8(&buffer[..length]).map_err(|_| Errno::EILSEQ)
 }

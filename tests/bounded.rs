@@ -170,7 +170,9 @@ fn an_unbind_that_never_returns_ends_apply_at_its_timeout_with_one_line() {
 fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck_one() {
     // 07:00.0 was overridden and unbound; the unbind of 07:00.1 never returns. 07:00.0
     // must not stay overridden (with no driver, on a real kernel): the supervisor gives it
-    // back. 07:00.1 is left alone: a write to it would wait on the same device lock.
+    // back, and says where it ended as read back (no kernel unbinds in a fixture, so the
+    // driver link still names amdgpu). 07:00.1 is left alone: a write to it would wait on
+    // the same device lock.
     let mut tree = card_on_amdgpu();
     tree.add(
         Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
@@ -184,7 +186,7 @@ fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck
     assert_eq!(
         run.stderr,
         "vfio-bind: gave up after 1.5 s: writing 0000:07:00.1 to bus/pci/devices/0000:07:00.1/driver/unbind \
-         did not finish; the worker was killed there; gave back 0000:07:00.0 (override cleared); \
+         did not finish; the worker was killed there; gave back 0000:07:00.0 (on amdgpu); \
          driver_override may still be set on 0000:07:00.1 (run vfio-bind check; vfio-bind release gives them back)\n"
     );
     assert_eq!(tree.override_of("0000:07:00.0"), "");
@@ -465,4 +467,353 @@ fn without_a_writable_place_for_the_lock_the_binder_works_and_says_so() {
     );
     // It went on to the work itself, which found no IOMMU there.
     assert!(run.stderr.contains("the IOMMU is off"), "{}", run.stderr);
+}
+
+/// Starts the binary, as `run_bounded` does, without waiting for it: its stderr and stdout
+/// go to files, read by [`finish`].
+struct Started {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    out: std::path::PathBuf,
+    started: Instant,
+}
+
+fn start(arguments: &[&str], own_process_group: bool) -> Started {
+    use std::os::unix::process::CommandExt;
+    let log = tempfile_path("stderr");
+    let out = tempfile_path("stdout");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vfio-bind"));
+    command
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&log).unwrap());
+    if own_process_group {
+        // As a shell's foreground job: Ctrl-C sends SIGINT to every process of the group.
+        command.process_group(0);
+    }
+    Started {
+        child: command.spawn().expect("the binary runs"),
+        log,
+        out,
+        started: Instant::now(),
+    }
+}
+
+/// Waits (at most `limit`) for a started run to end.
+fn finish(mut started: Started, limit: Duration) -> Run {
+    let status = loop {
+        if let Some(status) = started.child.try_wait().unwrap() {
+            break status;
+        }
+        if started.started.elapsed() > limit {
+            let _ = started.child.kill();
+            let _ = started.child.wait();
+            panic!(
+                "vfio-bind still ran after {limit:?}; stderr: {}",
+                std::fs::read_to_string(&started.log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let run = Run {
+        status: status.code(),
+        stdout: std::fs::read_to_string(&started.out).unwrap(),
+        stderr: std::fs::read_to_string(&started.log).unwrap(),
+        took: started.started.elapsed(),
+    };
+    let _ = std::fs::remove_file(&started.log);
+    let _ = std::fs::remove_file(&started.out);
+    run
+}
+
+/// Waits until a function's override reads `value` (the worker got that far).
+fn wait_for_override(tree: &SysfsTree, address: &str, value: &str) {
+    let waiting = Instant::now();
+    while tree.override_of(address) != value {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "apply never wrote {value} to {address}'s override"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The GPU of `card_on_amdgpu` and its audio function, whose unbind never returns.
+fn card_whose_audio_unbind_hangs() -> SysfsTree {
+    let mut tree = card_on_amdgpu();
+    tree.add(
+        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
+            .group(5)
+            .driver("snd_hda_intel"),
+    )
+    .unwrap();
+    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    tree
+}
+
+#[test]
+fn a_stop_signal_to_the_supervisor_gives_back_what_the_worker_left_and_exits_1() {
+    // systemd's SIGTERM at a start timeout, libvirt killing a slow hook, a hangup, Ctrl-C
+    // (SIGINT to the whole process group, the worker included): each comes while the
+    // worker is stuck between "override written" and "probed". Was: the supervisor died
+    // of it (exit 143), nothing given back, nothing said.
+    for (signal, to_group) in [
+        (nix::sys::signal::Signal::SIGTERM, false),
+        (nix::sys::signal::Signal::SIGHUP, false),
+        (nix::sys::signal::Signal::SIGINT, true),
+    ] {
+        let tree = card_whose_audio_unbind_hangs();
+        let started = start(&apply_arguments(&tree, "10"), to_group);
+        let pid = nix::unistd::Pid::from_raw(started.child.id() as i32);
+        // The worker has overridden both functions and is stuck in the audio's unbind.
+        wait_for_override(&tree, "0000:07:00.1", "vfio-pci");
+        std::thread::sleep(Duration::from_millis(100));
+        let target = if to_group {
+            nix::unistd::Pid::from_raw(-pid.as_raw())
+        } else {
+            pid
+        };
+        nix::sys::signal::kill(target, signal).unwrap();
+        let run = finish(started, Duration::from_secs(5));
+        assert_eq!(run.status, Some(1), "{signal}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{signal}: {}", run.stderr);
+        let (before, after) = run
+            .stderr
+            .split_once(" s while ")
+            .unwrap_or_else(|| panic!("{signal}: {}", run.stderr));
+        assert!(
+            before.starts_with(&format!("vfio-bind: stopped by {} after ", signal.as_str())),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            after,
+            "writing 0000:07:00.1 to bus/pci/devices/0000:07:00.1/driver/unbind; the worker was killed there; \
+             gave back 0000:07:00.0 (on amdgpu); driver_override may still be set on 0000:07:00.1 \
+             (run vfio-bind check; vfio-bind release gives them back)\n"
+        );
+        // What the line says is what the tree shows.
+        assert_eq!(tree.override_of("0000:07:00.0"), "", "{signal}");
+        assert_eq!(tree.read("bus/pci/drivers_probe"), "0000:07:00.0");
+        assert_eq!(tree.override_of("0000:07:00.1"), "vfio-pci");
+        assert!(run.took < Duration::from_secs(3), "took {:?}", run.took);
+        assert!(
+            all_gone_with(tree.root().to_str().unwrap()),
+            "{signal}: a worker was left running"
+        );
+    }
+}
+
+/// Whether every process with `needle` among its arguments is gone within a second: a
+/// worker killed (SIGKILL) goes as soon as the machine runs it, which on a loaded machine
+/// can be a moment after its supervisor exits.
+fn all_gone_with(needle: &str) -> bool {
+    let waiting = Instant::now();
+    while process_running_with(needle) {
+        if waiting.elapsed() > Duration::from_secs(1) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// How many processes have `path` open (a worker that kept the lock would).
+fn processes_holding(path: &Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_dir(entry.path().join("fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+            })
+        })
+        .count()
+}
+
+#[test]
+fn a_give_back_that_is_stuck_itself_holds_no_lock_and_is_not_called_done() {
+    // The audio's unbind hangs, so the worker is killed; then the give-back of the GPU
+    // function hangs in its probe. The give-back worker must not hold the lock (stuck in
+    // the kernel, it would outlive its supervisor and keep every later binder out), and the
+    // line must not say the GPU function was given back: its override was cleared, its
+    // probe never returned. Was: the lock inherited, and "gave back 0000:07:00.0 (override
+    // cleared)".
+    let tree = card_whose_audio_unbind_hangs();
+    make_fifo(&tree.root().join("bus/pci/drivers_probe"));
+    let lock = tree.root().join("vfio-bind.lock");
+    let started = start(&apply_arguments(&tree, "4"), false);
+    // The worker is killed at 3 s; the give-back runs from then until 4 s.
+    let mut most_holders = 0;
+    while started.started.elapsed() < Duration::from_millis(3900) {
+        if started.started.elapsed() > Duration::from_millis(3200) {
+            most_holders = most_holders.max(processes_holding(&lock));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = finish(started, Duration::from_secs(7));
+    assert_eq!(most_holders, 1, "only the supervisor may hold the lock");
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "vfio-bind: gave up after 3 s: writing 0000:07:00.1 to bus/pci/devices/0000:07:00.1/driver/unbind \
+         did not finish; the worker was killed there; cleared the override of 0000:07:00.0, but its probe \
+         did not finish, so it may have no driver; driver_override may still be set on 0000:07:00.1 \
+         (run vfio-bind check; vfio-bind release gives them back)\n"
+    );
+    assert_eq!(tree.override_of("0000:07:00.0"), "");
+    assert!(all_gone_with(tree.root().to_str().unwrap()));
+}
+
+/// The boot display 00:02.0 (a bochs-display, class 0x0380, no driver yet as at boot) with
+/// efifb in its BAR, and a NIC 00:04.0 on e1000e; vfio-pci registered.
+fn boot_display_and_nic() -> SysfsTree {
+    const BAR0: &str = "  80000000-80ffffff : 0000:00:02.0";
+    const EFIFB: &str = "    80000000-802fffff : efifb";
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add_driver("vfio-pci").unwrap();
+    tree.add(Function::new("0000:00:02.0", 0x1234, 0x1111, 0x038000).group(1))
+        .unwrap();
+    tree.add(
+        Function::new("0000:00:04.0", 0x8086, 0x10d3, 0x020000)
+            .group(2)
+            .driver("e1000e"),
+    )
+    .unwrap();
+    tree.set_iomem(&format!(
+        "80000000-afffffff : PCI Bus 0000:00\n{BAR0}\n\x20 81000000-81000fff : 0000:00:04.0\n"
+    ))
+    .unwrap();
+    tree.add_platform_framebuffer("efi-framebuffer.0", Some("efi-framebuffer"), BAR0, EFIFB)
+        .unwrap();
+    tree
+}
+
+fn arguments_with_iomem<'a>(tree: &'a SysfsTree, iomem: &'a str, rules: &'a str) -> Vec<&'a str> {
+    vec![
+        "apply",
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+        "--iomem",
+        iomem,
+        "--cmdline-dir",
+        "/nonexistent",
+        "--cmdline",
+        rules,
+        "--timeout",
+        "2",
+    ]
+}
+
+#[test]
+fn after_a_give_up_the_framebuffer_let_go_is_taken_back() {
+    // efifb is let go from the boot display, then the NIC's unbind hangs. Once the display
+    // is given back, its console must be too. Was: efifb left unbound, the console dark,
+    // and the line silent about it.
+    let tree = boot_display_and_nic();
+    make_fifo(&tree.root().join("bus/pci/drivers/e1000e/unbind"));
+    let iomem = tree.iomem_path();
+    let run = run_bounded(
+        &arguments_with_iomem(
+            &tree,
+            iomem.to_str().unwrap(),
+            "vfio.bind=1234:1111@00:02,8086:10d3@00:04",
+        ),
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.ends_with(
+            "vfio-bind: gave up after 1.5 s: writing 0000:00:04.0 to bus/pci/devices/0000:00:04.0/driver/unbind \
+             did not finish; the worker was killed there; gave back 0000:00:02.0 (no driver took it); \
+             driver_override may still be set on 0000:00:04.0 (run vfio-bind check; vfio-bind release gives them back); \
+             the console was given back (efi-framebuffer.0)\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        tree.read("bus/platform/drivers/efi-framebuffer/unbind"),
+        "efi-framebuffer.0"
+    );
+    assert_eq!(
+        tree.read("bus/platform/drivers/efi-framebuffer/bind"),
+        "efi-framebuffer.0"
+    );
+    assert_eq!(tree.override_of("0000:00:02.0"), "");
+}
+
+#[test]
+fn after_a_give_up_on_the_display_itself_the_framebuffer_let_go_is_named() {
+    // The probe of the boot display itself hangs: its BAR is in flux, so efifb is not put
+    // back into it, and the line says the console is still let go.
+    let tree = boot_display_and_nic();
+    make_fifo(&tree.root().join("bus/pci/drivers_probe"));
+    let iomem = tree.iomem_path();
+    let run = run_bounded(
+        &arguments_with_iomem(&tree, iomem.to_str().unwrap(), "vfio.bind=1234:1111@00:02"),
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.ends_with(
+            "vfio-bind: gave up after 1.5 s: writing 0000:00:02.0 to bus/pci/drivers_probe did not finish; \
+             the worker was killed there; driver_override may still be set on 0000:00:02.0 \
+             (run vfio-bind check; vfio-bind release gives them back); \
+             the console is still let go (efi-framebuffer.0): vfio-bind release gives it back\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tree.read("bus/platform/drivers/efi-framebuffer/bind"), "");
+}
+
+#[test]
+fn after_a_give_up_at_runtime_the_framebuffer_console_let_go_is_taken_back() {
+    // `bind` at runtime: the card's driver shows the console (fb0), so the framebuffer
+    // console vtcon1 is let go first; then the audio function's unbind hangs. The display
+    // function is given back, and its console with it. Was: vtcon1 left unbound (the
+    // host's console dark) and the line silent about it.
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add_driver("vfio-pci").unwrap();
+    tree.add(
+        Function::new("0000:00:02.0", 0x1234, 0x1111, 0x038000)
+            .group(1)
+            .driver("bochs-drm"),
+    )
+    .unwrap();
+    tree.add(
+        Function::new("0000:00:02.1", 0x8086, 0x293e, CLASS_AUDIO)
+            .group(1)
+            .driver("snd_hda_intel"),
+    )
+    .unwrap();
+    tree.add_graphics_framebuffer(0, "0000:00:02.0")
+        .unwrap()
+        .add_vtconsole(0, "(S) dummy device", false)
+        .unwrap()
+        .add_vtconsole(1, "(M) frame buffer device", true)
+        .unwrap();
+    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    let root = tree.root().to_str().unwrap();
+    let run = run_bounded(
+        &["bind", "@00:02", "--sysfs", root, "--timeout", "2"],
+        Duration::from_secs(2),
+    );
+    assert_eq!(run.status, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.ends_with(
+            "vfio-bind: gave up after 1.5 s: writing 0000:00:02.1 to bus/pci/devices/0000:00:02.1/driver/unbind \
+             did not finish; the worker was killed there; gave back 0000:00:02.0 (on bochs-drm); \
+             driver_override may still be set on 0000:00:02.1 (run vfio-bind check; vfio-bind release gives them back); \
+             the console was given back (vtcon1)\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The worker wrote 0 there, the give-back 1 (no kernel rebinds in a fixture).
+    assert!(tree.vtconsole_bound(1));
+    assert_eq!(tree.override_of("0000:00:02.0"), "");
 }

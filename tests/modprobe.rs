@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::apply::{apply, Kernel, ModuleError};
+use vfio_bind::apply::apply;
+use vfio_bind::kernel::Kernel;
 use vfio_bind::modprobe;
+use vfio_bind::modprobe::ModuleError;
 use vfio_bind::sources::{gather, log_problem, RuleSources};
 use vfio_bind::sysfs::{Attribute, Sysfs};
 

@@ -20,7 +20,7 @@ const KERNEL_BURST: usize = 10;
 /// Runs `work` in a supervised worker, which never returns into the test harness; the
 /// supervisor's status.
 fn supervise(timeout: Duration, work: impl FnOnce() -> i32) -> u8 {
-    match watchdog::fork_supervised(Instant::now(), timeout, &mut |_| {}) {
+    match watchdog::fork_supervised(Instant::now(), timeout, None, &mut |_| {}) {
         Side::Worker => {
             let status = work();
             // SAFETY: _exit ends the process; nothing is used after it.

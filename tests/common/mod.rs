@@ -9,7 +9,9 @@ use std::time::Instant;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::errno::Errno;
 use sysfs_fixture::SysfsTree;
-use vfio_bind::apply::{apply, Kernel, ModuleError};
+use vfio_bind::apply::apply;
+use vfio_bind::kernel::Kernel;
+use vfio_bind::modprobe::ModuleError;
 use vfio_bind::sources::{gather, log_problem, RuleSources};
 use vfio_bind::sysfs::{Attribute, Sysfs};
 

@@ -6,7 +6,10 @@
 //! repeatedly; medians of wall time (fork to reap) are compared. Each side's peak RSS is
 //! read from one more run (its VmHWM at exit, see `measure::peak_rss_kib`), one run of each
 //! side on the largest case is counted under `strace -f -c`, and the targets of issue 5 are
-//! checked. Timings are printed, never asserted: they depend on the machine.
+//! checked. Then the paired rounds of issue 20 (`measure_paired`): on 400 functions with two
+//! cards, `apply`, a static `busybox true` exec and `xtask/bench/name-filter.sh` in turn,
+//! the ratios taken per round (`--paired-only` runs only these). Timings are printed, never
+//! asserted: they depend on the machine.
 //!
 //! On a fixture, `apply` never loads modules and no kernel binds anything, so each run ends
 //! by giving its cards back (exit status 1). The run therefore does all of the real work
@@ -27,7 +30,7 @@ use argh::FromArgs;
 
 use crate::build::build_static_binary;
 use crate::util::{create_dir_all, find_program, project_root, TaskResult};
-use measure::{count_syscalls, peak_rss_kib, sample, Sample, SyscallCount};
+use measure::{count_syscalls, peak_rss_kib, run_once, sample, Sample, SyscallCount};
 use tree::Machine;
 
 /// time vfio-bind apply on synthetic sysfs trees beside a shell implementation
@@ -53,6 +56,10 @@ pub struct BenchArgs {
     /// keep the trees (/dev/shm/vfio-bind-bench-XXXXXX/tree-N) and print the commands
     #[argh(switch)]
     keep: bool,
+    /// run only the paired comparison (400 functions: apply, busybox true, the
+    /// name-filtering script), for a quick before-and-after
+    #[argh(switch)]
+    paired_only: bool,
 }
 
 /// The command line around the rules, as a distribution's bootloader writes it.
@@ -60,6 +67,16 @@ const CMDLINE_AROUND: &str =
     "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=0f2b7b1e-3c1a-4d5e-9f00-1b2c3d4e5f60 ro quiet";
 
 const SCRIPT: &str = "xtask/bench/wiki-way.sh";
+/// The fastest way a shell does the job: functions chosen by directory name before any read.
+const NAME_FILTER_SCRIPT: &str = "xtask/bench/name-filter.sh";
+
+/// The paired comparison of issue 20: functions in the tree, cards the rules select.
+const PAIRED_FUNCTIONS: usize = 400;
+const PAIRED_CARDS: usize = 2;
+/// Issue 20's targets: apply at most this many times a static `busybox true` exec, and at
+/// least this many times faster than the name-filtering script.
+const TARGET_OVER_TRUE: f64 = 2.5;
+const TARGET_UNDER_FILTER: f64 = 4.0;
 
 /// Issue 5's targets.
 const TARGET_APPLY_1024: Duration = Duration::from_millis(5);
@@ -103,6 +120,7 @@ pub fn run(args: BenchArgs) -> TaskResult {
     let mut cases = Vec::new();
     let mut notes = Vec::new();
     let mut syscalls: Option<SyscallCounts> = None;
+    let sizes = if args.paired_only { Vec::new() } else { sizes };
     for &functions in &sizes {
         eprintln!("bench: building a tree of {functions} PCI functions");
         let machine = tree::build(functions, trees.join(format!("tree-{functions}")))
@@ -136,9 +154,32 @@ pub fn run(args: BenchArgs) -> TaskResult {
         }
     }
 
+    let paired = match &bench.shell {
+        Some(shell) => {
+            eprintln!(
+                "bench: paired runs on {PAIRED_FUNCTIONS} functions, {PAIRED_CARDS} cards: vfio-bind apply, busybox true, busybox sh {NAME_FILTER_SCRIPT}"
+            );
+            let machine = tree::build(PAIRED_FUNCTIONS, trees.join("tree-paired"))
+                .context("cannot build the tree of the paired runs")?;
+            let cards = machine.pick_cards(PAIRED_CARDS);
+            let selection = Selection::new(&machine, &cards);
+            if args.keep {
+                bench.print_commands(&selection);
+                eprintln!("bench: {:?}", bench.name_filter_command(shell, &selection));
+                let paired = bench.measure_paired(shell, &selection)?;
+                std::mem::forget(machine);
+                Some(paired)
+            } else {
+                Some(bench.measure_paired(shell, &selection)?)
+            }
+        }
+        None => None,
+    };
+
     print!(
         "{}",
         report(&Report {
+            paired: paired.as_ref(),
             binary: &bench.binary,
             binary_size,
             shell: bench.shell.as_ref(),
@@ -260,6 +301,11 @@ impl Bench {
     }
 
     fn shell_command(&self, shell: &Shell, selection: &Selection) -> Command {
+        self.script_command(shell, selection, &self.script)
+    }
+
+    /// `busybox sh SCRIPT` with only busybox's `sh` and `cat` in `PATH`, as in an initramfs.
+    fn script_command(&self, shell: &Shell, selection: &Selection, script: &Path) -> Command {
         let mut command = Command::new(&shell.busybox);
         command
             .env_clear()
@@ -267,8 +313,96 @@ impl Bench {
             .env("SYSFS", selection.machine.tree.root())
             .env("CMDLINE", &selection.cmdline)
             .arg("sh")
-            .arg(&self.script);
+            .arg(script);
         command
+    }
+
+    /// The name-filtering script, run as the wiki-style one is.
+    fn name_filter_command(&self, shell: &Shell, selection: &Selection) -> Command {
+        self.script_command(shell, selection, &project_root().join(NAME_FILTER_SCRIPT))
+    }
+
+    /// `busybox true`: the cost of starting any static program, the floor for the binder.
+    fn true_command(&self, shell: &Shell) -> Command {
+        let mut command = Command::new(&shell.busybox);
+        command.env_clear().arg("true");
+        command
+    }
+
+    /// Issue 20's comparison, in rounds: each round runs the binder, `busybox true` and the
+    /// name-filtering script once each, one after the other, so that the load of a shared
+    /// machine falls on all three alike; the ratios are taken per round, and their medians
+    /// reported. Each side's work is checked as in [`Bench::measure`].
+    fn measure_paired(&self, shell: &Shell, selection: &Selection) -> TaskResult<Paired> {
+        let binder_command = || self.binder_command(selection);
+        let filter_command = || self.name_filter_command(shell, selection);
+        // Warm-up: one run of each, and the script's work checked once.
+        selection.reset()?;
+        run_once(&mut filter_command())?;
+        check_shell_run_status(
+            &run_once(&mut filter_command())?,
+            NAME_FILTER_SCRIPT,
+            selection,
+        )?;
+        selection.reset()?;
+        run_once(&mut binder_command())?;
+        run_once(&mut self.true_command(shell))?;
+        let round = {
+            let started = std::time::Instant::now();
+            selection.reset()?;
+            run_once(&mut binder_command())?;
+            run_once(&mut self.true_command(shell))?;
+            selection.reset()?;
+            run_once(&mut filter_command())?;
+            started.elapsed()
+        };
+        let rounds = measure::run_count(round, self.budget * 3, 31, 301);
+        let mut paired = Paired {
+            binder: Vec::with_capacity(rounds),
+            true_exec: Vec::with_capacity(rounds),
+            filter: Vec::with_capacity(rounds),
+            rounds,
+        };
+        for round in 0..rounds {
+            selection.reset()?;
+            // The order within a round alternates, so neither side always runs first.
+            let binder_first = round % 2 == 0;
+            let mut binder = None;
+            let mut true_exec = None;
+            for turn in 0..2 {
+                if (turn == 0) == binder_first {
+                    binder = Some(run_once(&mut binder_command())?);
+                } else {
+                    true_exec = Some(run_once(&mut self.true_command(shell))?);
+                }
+            }
+            let binder = binder.context("the binder ran")?;
+            let true_exec = true_exec.context("busybox true ran")?;
+            if !matches!(binder.status.code(), Some(0 | 1)) {
+                bail!(
+                    "vfio-bind apply ended with {}:\n{}",
+                    binder.status,
+                    binder.stderr
+                );
+            }
+            if !true_exec.status.success() {
+                bail!("busybox true ended with {}", true_exec.status);
+            }
+            selection.reset()?;
+            let filter = run_once(&mut filter_command())?;
+            if !filter.status.success() {
+                bail!(
+                    "{NAME_FILTER_SCRIPT} ended with {}:\n{}",
+                    filter.status,
+                    filter.stderr
+                );
+            }
+            paired.binder.push(binder.wall);
+            paired.true_exec.push(true_exec.wall);
+            paired.filter.push(filter.wall);
+        }
+        selection.reset()?;
+        Ok(paired)
     }
 
     /// `--keep`: the commands, to rerun by hand on the kept tree.
@@ -485,6 +619,61 @@ fn check_shell_run(sample: &Sample, machine: &Machine, targets: &BTreeSet<String
     Ok(())
 }
 
+/// One run of a script must have ended well and written `vfio-pci` to exactly the targets.
+fn check_shell_run_status(run: &measure::Run, script: &str, selection: &Selection) -> TaskResult {
+    if !run.status.success() {
+        bail!("{script} ended with {}:\n{}", run.status, run.stderr);
+    }
+    let touched = overridden(selection.machine)?;
+    let wrong = touched
+        .iter()
+        .any(|address| selection.machine.tree.override_of(address) != "vfio-pci");
+    if touched != selection.targets || wrong {
+        bail!(
+            "{script} overrode {touched:?}, expected vfio-pci on {:?}",
+            selection.targets
+        );
+    }
+    Ok(())
+}
+
+/// Issue 20's paired rounds: one wall time per round for each side.
+struct Paired {
+    rounds: usize,
+    binder: Vec<Duration>,
+    true_exec: Vec<Duration>,
+    filter: Vec<Duration>,
+}
+
+impl Paired {
+    /// The median over the rounds of `top / bottom`.
+    fn median_ratio(top: &[Duration], bottom: &[Duration]) -> f64 {
+        let mut ratios: Vec<f64> = top
+            .iter()
+            .zip(bottom)
+            .map(|(top, bottom)| top.as_secs_f64() / bottom.as_secs_f64().max(1e-9))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
+
+    fn median(walls: &[Duration]) -> Duration {
+        let mut walls = walls.to_vec();
+        walls.sort();
+        walls[walls.len() / 2]
+    }
+
+    /// apply / `busybox true`, the median of the rounds' ratios.
+    fn over_true(&self) -> f64 {
+        Self::median_ratio(&self.binder, &self.true_exec)
+    }
+
+    /// name-filtering script / apply.
+    fn under_filter(&self) -> f64 {
+        Self::median_ratio(&self.filter, &self.binder)
+    }
+}
+
 /// The median of the `in N us` the binder's summary line reports.
 fn self_reported_median(sample: &Sample) -> Option<u64> {
     let mut micros: Vec<u64> = sample
@@ -504,6 +693,7 @@ fn self_reported_median(sample: &Sample) -> Option<u64> {
 }
 
 struct Report<'a> {
+    paired: Option<&'a Paired>,
     binary: &'a Path,
     binary_size: u64,
     shell: Option<&'a Shell>,
@@ -543,9 +733,12 @@ fn verdict(holds: Option<bool>) -> &'static str {
 fn report(report: &Report<'_>) -> String {
     let mut out = String::new();
     write_header(&mut out, report);
-    write_cases(&mut out, report);
-    write_syscalls(&mut out, report);
-    write_rss_and_notes(&mut out, report);
+    if !report.cases.is_empty() {
+        write_cases(&mut out, report);
+        write_syscalls(&mut out, report);
+        write_rss_and_notes(&mut out, report);
+    }
+    write_paired(&mut out, report);
     write_targets(&mut out, report);
     out
 }
@@ -711,10 +904,65 @@ fn write_rss_and_notes(out: &mut String, report: &Report<'_>) {
     }
 }
 
+/// Issue 20's paired rounds: each side's median and the two ratios.
+fn write_paired(out: &mut String, report: &Report<'_>) {
+    let Some(paired) = report.paired else {
+        let _ = writeln!(
+            out,
+            "\npaired runs: NOT RUN: busybox is missing (apt-get install busybox-static)"
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\npaired runs, {PAIRED_FUNCTIONS} functions, {PAIRED_CARDS} cards, {} rounds of: apply, busybox true (in turn first), busybox sh {NAME_FILTER_SCRIPT}",
+        paired.rounds
+    );
+    let _ = writeln!(
+        out,
+        "  medians: vfio-bind apply {}, busybox true {}, name-filtering script {}",
+        ms(Paired::median(&paired.binder)),
+        ms(Paired::median(&paired.true_exec)),
+        ms(Paired::median(&paired.filter))
+    );
+    let _ = writeln!(
+        out,
+        "  apply / busybox true: {:.2}x; name-filtering script / apply: {:.2}x (medians of the rounds' ratios)",
+        paired.over_true(),
+        paired.under_filter()
+    );
+}
+
+/// Issue 20's two targets, from the paired rounds.
+fn write_paired_targets(out: &mut String, report: &Report<'_>) {
+    let _ = writeln!(
+        out,
+        "  {} apply on {PAIRED_FUNCTIONS} functions <= {TARGET_OVER_TRUE}x a static busybox true exec: {}",
+        verdict(report.paired.map(|paired| paired.over_true() <= TARGET_OVER_TRUE)),
+        report.paired.map_or("not measured: busybox is missing".to_string(), |paired| format!(
+            "{:.2}x (paired)",
+            paired.over_true()
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "  {} apply on {PAIRED_FUNCTIONS} functions >= {TARGET_UNDER_FILTER}x faster than the name-filtering script: {}",
+        verdict(report.paired.map(|paired| paired.under_filter() >= TARGET_UNDER_FILTER)),
+        report.paired.map_or("not measured: busybox is missing".to_string(), |paired| format!(
+            "{:.2}x (paired)",
+            paired.under_filter()
+        ))
+    );
+}
+
 /// Issue 5's targets, each met, missed, or not measured.
 fn write_targets(out: &mut String, report: &Report<'_>) {
     let binder_rss = report.binder_rss_kib();
     let _ = writeln!(out, "\ntargets:");
+    write_paired_targets(out, report);
+    if report.cases.is_empty() {
+        return;
+    }
     let largest = report.cases.iter().map(|case| case.functions).max();
     let at_1024: Vec<&Case> = report
         .cases
