@@ -13,7 +13,6 @@
 //! Everything on the apply path here is heap-free: iomem is read into a stack buffer and
 //! what was let go is kept in fixed vectors.
 
-use crate::doctor::Severity;
 use core::fmt::{self, Write as _};
 
 use heapless::Vec;
@@ -513,35 +512,4 @@ pub fn bar_findings(iomem: &str, functions: &[Function]) -> std::vec::Vec<BarFin
         }
     }
     findings
-}
-
-/// The `check` step: reads iomem and every function, and says each [`bar_findings`] line.
-pub fn check_bars(sysfs: &Sysfs, say: &mut dyn FnMut(Severity, String)) {
-    let mut buffer = vec![0u8; IOMEM_CAPACITY];
-    let iomem = match sysfs.read_iomem(&mut buffer) {
-        Ok(Some(text)) => text,
-        Ok(None) => return,
-        Err(errno) => {
-            say(
-                Severity::Problem,
-                format!(
-                    "cannot read {} ({}), so whether a framebuffer holds a vfio-pci function's BAR cannot be told",
-                    sysfs.iomem_path().unwrap_or("iomem"),
-                    errno.desc()
-                ),
-            );
-            return;
-        }
-    };
-    let mut functions = std::vec::Vec::new();
-    let _ = sysfs.for_each_function(|function| functions.push(function.clone()));
-    functions.sort_by_key(|function| function.address);
-    for finding in bar_findings(iomem, &functions) {
-        let severity = if finding.ok {
-            Severity::Ok
-        } else {
-            Severity::Problem
-        };
-        say(severity, finding.text);
-    }
 }

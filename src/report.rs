@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::address::{Location, PciIds, PciPath};
 use crate::apply::scan;
+use crate::bootfb::{bar_findings, IOMEM_CAPACITY};
 use crate::doctor::{Finding, Severity};
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 use crate::function::{base_and_subclass, Function, VFIO_PCI};
@@ -25,6 +26,34 @@ fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
     let _ = sysfs.for_each_function(|function| functions.push(function.clone()));
     functions.sort_by_key(|function| function.address);
     functions
+}
+
+/// The `check` step: reads iomem and every function, and says each [`bar_findings`] line.
+fn check_bars(sysfs: &Sysfs, say: &mut dyn FnMut(Severity, String)) {
+    let mut buffer = vec![0u8; IOMEM_CAPACITY];
+    let iomem = match sysfs.read_iomem(&mut buffer) {
+        Ok(Some(text)) => text,
+        Ok(None) => return,
+        Err(errno) => {
+            say(
+                Severity::Problem,
+                format!(
+                    "cannot read {} ({}), so whether a framebuffer holds a vfio-pci function's BAR cannot be told",
+                    sysfs.iomem_path().unwrap_or("iomem"),
+                    errno.desc()
+                ),
+            );
+            return;
+        }
+    };
+    for finding in bar_findings(iomem, &all_functions(sysfs)) {
+        let severity = if finding.ok {
+            Severity::Ok
+        } else {
+            Severity::Problem
+        };
+        say(severity, finding.text);
+    }
 }
 
 /// `vfio-bind list`: every function grouped by IOMMU group.
@@ -508,7 +537,7 @@ fn examine(
         check_held(rules, &plan, &holdings, checklist);
     }
     check_groups(sysfs, &plan, checklist);
-    crate::bootfb::check_bars(sysfs, &mut |severity, message| {
+    check_bars(sysfs, &mut |severity, message| {
         checklist.say(severity, message)
     });
     if let Some(host) = host {
