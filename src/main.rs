@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 use log::LevelFilter;
 
-use vfio_bind::apply::{apply, release_rules};
-use vfio_bind::cmdline::Escaped;
-use vfio_bind::exit::{EXIT_FAILED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE};
-use vfio_bind::kmsg::{self, Destination};
-use vfio_bind::report;
-use vfio_bind::sources::{gather, log_problem, Gathered, RuleSources, SourceProblem};
-use vfio_bind::sysfs::Sysfs;
-use vfio_bind::watchdog::{self, bounded};
+use vfio_bind::boot::apply::{apply, release_rules};
+use vfio_bind::boot::exit::{EXIT_FAILED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE};
+use vfio_bind::boot::kmsg::{self, Destination};
+use vfio_bind::boot::sources::{gather, log_problem, Gathered, RuleSources, SourceProblem};
+use vfio_bind::boot::watchdog::{self, bounded};
+use vfio_bind::doctor::report;
+use vfio_bind::machine::sysfs::Sysfs;
+use vfio_bind::rules::cmdline::Escaped;
 
 const DEFAULT_TIMEOUT_SECONDS: u64 = watchdog::DEFAULT_TIMEOUT.as_secs();
 /// The longest `--timeout` taken: an hour is already far past any boot's patience.
@@ -319,7 +319,7 @@ fn open_sysfs(root: &Path, iomem: Option<&Path>) -> Result<Sysfs, ExitCode> {
     let sysfs = Sysfs::new(root).map_err(|_| {
         eprintln!(
             "vfio-bind: --sysfs must be a UTF-8 path of at most {} bytes, not \"{}\"",
-            vfio_bind::sysfs::ROOT_CAPACITY,
+            vfio_bind::machine::sysfs::ROOT_CAPACITY,
             Escaped(root.as_os_str().as_bytes())
         );
         ExitCode::from(EXIT_USAGE)
@@ -329,7 +329,7 @@ fn open_sysfs(root: &Path, iomem: Option<&Path>) -> Result<Sysfs, ExitCode> {
         Some(path) => sysfs.with_iomem(path).map_err(|_| {
             eprintln!(
                 "vfio-bind: --iomem must be a UTF-8 path of at most {} bytes",
-                vfio_bind::sysfs::ROOT_CAPACITY
+                vfio_bind::machine::sysfs::ROOT_CAPACITY
             );
             ExitCode::from(EXIT_USAGE)
         }),
@@ -391,7 +391,7 @@ impl CheckedOutput<'_> {
         let flushed = self.inner.flush();
         let _ = self.keep(flushed);
         // Under the watchdog the worker wrote into a pipe; the supervisor saw the real error.
-        if let Some(error) = vfio_bind::watchdog::relayed_output_error() {
+        if let Some(error) = vfio_bind::boot::watchdog::relayed_output_error() {
             let _ = self.keep(Err::<(), _>(error));
         }
         match self.error.take() {
@@ -450,7 +450,7 @@ fn run(out: &mut CheckedOutput<'_>) -> Result<u8, ExitCode> {
                 return Err(ExitCode::from(EXIT_USAGE));
             };
             let holdings = host_root(args.host_root.as_deref(), &sysfs, &arguments)
-                .map(|root| vfio_bind::host_usage::holdings(&root, &sysfs));
+                .map(|root| vfio_bind::machine::host_usage::holdings(&root, &sysfs));
             Ok(report::rule(&sysfs, location, holdings.as_ref(), out))
         }
         Command::Bind(args) => run_bind(&args, &arguments, started),
@@ -501,7 +501,7 @@ fn run_bind(args: &BindArgs, arguments: &Arguments, started: Instant) -> Result<
     let mut gathered = rules_from_arguments(&args.rules)?;
     if !args.force {
         if let Some(root) = host_root(args.host_root.as_deref(), &sysfs, arguments) {
-            let holdings = vfio_bind::host_usage::holdings(&root, &sysfs);
+            let holdings = vfio_bind::machine::host_usage::holdings(&root, &sysfs);
             if report::refuse_held(&sysfs, &gathered, &holdings) {
                 return Ok(EXIT_FAILED);
             }
@@ -511,7 +511,7 @@ fn run_bind(args: &BindArgs, arguments: &Arguments, started: Instant) -> Result<
     // when it loads (once loaded, vfio's own parameter says so; see apply).
     gathered.noiommu = sysfs.is_real()
         && std::fs::read("/proc/cmdline")
-            .is_ok_and(|text| vfio_bind::cmdline::requests_noiommu(&text));
+            .is_ok_and(|text| vfio_bind::rules::cmdline::requests_noiommu(&text));
     Ok(bounded(
         &sysfs,
         true,
@@ -555,7 +555,7 @@ fn run_check(
     let cmdline = arguments.cmdline(args.cmdline.as_deref());
     let gathered = gather_logged(cmdline.as_deref(), &arguments.path(&args.cmdline_dir));
     let host_root = host_root(args.host_root.as_deref(), &sysfs, arguments);
-    let host = host_root.as_deref().map(vfio_bind::host::Host::new);
+    let host = host_root.as_deref().map(vfio_bind::doctor::host::Host::new);
     Ok(report::check(
         &sysfs,
         &gathered,

@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use log::LevelFilter;
 use sysfs_fixture::{Function, SysfsTree, CLASS_AUDIO, CLASS_BRIDGE, CLASS_VGA};
-use vfio_bind::apply::apply;
-use vfio_bind::kernel::RunningKernel;
-use vfio_bind::kmsg::{self, Destination};
-use vfio_bind::sources::{gather, RuleSources};
-use vfio_bind::sysfs::Sysfs;
-use vfio_bind::watchdog::Reporting;
+use vfio_bind::boot::apply::apply;
+use vfio_bind::boot::kernel::RunningKernel;
+use vfio_bind::boot::kmsg::{self, Destination};
+use vfio_bind::boot::sources::{gather, RuleSources};
+use vfio_bind::boot::watchdog::Reporting;
+use vfio_bind::machine::sysfs::Sysfs;
 
 struct CountingAllocator;
 

@@ -6,9 +6,9 @@ mod common;
 use common::{run_apply, without_timing, SimulatedKernel};
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::sysfs::Attribute;
+use vfio_bind::machine::sysfs::Attribute;
 
-fn address(text: &str) -> vfio_bind::address::PciAddress {
+fn address(text: &str) -> vfio_bind::rules::address::PciAddress {
     text.parse().unwrap()
 }
 

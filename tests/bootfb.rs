@@ -13,8 +13,8 @@ use common::{
 };
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::sources::Gathered;
-use vfio_bind::sysfs::{Attribute, Sysfs};
+use vfio_bind::boot::sources::Gathered;
+use vfio_bind::machine::sysfs::{Attribute, Sysfs};
 
 /// bochs-display: a display controller of class 0x0380, which vfio-pci does not clear of
 /// firmware framebuffers itself.
@@ -68,7 +68,7 @@ fn apply_with_iomem(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
     capture_log();
     let sysfs = sysfs_of(kernel.tree);
     let gathered = gathered(cmdline, kernel.tree);
-    let status = vfio_bind::apply::apply(&sysfs, &gathered, kernel, Instant::now(), None);
+    let status = vfio_bind::boot::apply::apply(&sysfs, &gathered, kernel, Instant::now(), None);
     Run {
         status,
         writes: std::mem::take(&mut kernel.writes),
@@ -81,7 +81,7 @@ fn release_with_iomem(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
     capture_log();
     let sysfs = sysfs_of(kernel.tree);
     let gathered = gathered(cmdline, kernel.tree);
-    let status = vfio_bind::apply::release_rules(&sysfs, &gathered, kernel, Instant::now());
+    let status = vfio_bind::boot::apply::release_rules(&sysfs, &gathered, kernel, Instant::now());
     Run {
         status,
         writes: std::mem::take(&mut kernel.writes),
@@ -486,7 +486,8 @@ fn an_unreadable_iomem_is_said_once_and_only_when_a_display_card_is_selected() {
             .with_iomem(&missing)
             .unwrap();
         let gathered = gathered(rule, kernel.tree);
-        let status = vfio_bind::apply::apply(&sysfs, &gathered, &mut kernel, Instant::now(), None);
+        let status =
+            vfio_bind::boot::apply::apply(&sysfs, &gathered, &mut kernel, Instant::now(), None);
         let log = captured();
         assert_eq!(status, 0, "{log:?}");
         let warnings: Vec<&String> = log.iter().filter(|l| l.contains("no-such-iomem")).collect();

@@ -790,7 +790,7 @@ fn output_to_a_closed_pipe_never_aborts() {
 
 #[test]
 fn any_spelling_of_the_real_sysfs_counts_as_the_real_one() {
-    use vfio_bind::sysfs::Sysfs;
+    use vfio_bind::machine::sysfs::Sysfs;
     assert!(Sysfs::new(Path::new("/sys")).unwrap().is_real());
     let link = std::env::temp_dir().join(format!("vfio-bind-sys-link-{}", std::process::id()));
     let _ = std::fs::remove_file(&link);

@@ -5,7 +5,7 @@ mod kmsg_stand_in;
 
 use kmsg_stand_in::{packet_pair, packets};
 use log::{Level, LevelFilter};
-use vfio_bind::kmsg::{self, KMSG_RECORD_BUDGET};
+use vfio_bind::boot::kmsg::{self, KMSG_RECORD_BUDGET};
 
 #[test]
 fn records_are_whole_prioritised_budgeted_and_the_summary_gets_through() {

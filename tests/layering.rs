@@ -13,16 +13,23 @@ fn source(module: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-/// The modules `module` names as `crate::NAME`, in `use` lines or paths.
+/// The modules `module` names as `crate::FOLDER::NAME`, in `use` lines or paths.
 fn imports(module: &str) -> Vec<String> {
     let text = source(module);
     let mut found: Vec<String> = text
         .match_indices("crate::")
         .map(|(at, _)| {
             text[at + "crate::".len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect()
+                .split("::")
+                .take(2)
+                .map(|segment| {
+                    segment
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+                .join("::")
         })
         .collect();
     found.sort();
@@ -33,10 +40,17 @@ fn imports(module: &str) -> Vec<String> {
 #[test]
 fn the_boot_path_never_calls_into_the_supervisor() {
     for module in [
-        "sources", "plan", "apply", "bootfb", "kernel", "modprobe", "sysfs", "topology",
+        "boot/sources",
+        "boot/plan",
+        "boot/apply",
+        "boot/bootfb",
+        "boot/kernel",
+        "boot/modprobe",
+        "machine/sysfs",
+        "boot/topology",
     ] {
         assert!(
-            !imports(module).contains(&"watchdog".to_string()),
+            !imports(module).contains(&"boot::watchdog".to_string()),
             "src/{module}.rs calls into the supervisor: {:?}",
             imports(module)
         );
@@ -45,11 +59,16 @@ fn the_boot_path_never_calls_into_the_supervisor() {
 
 #[test]
 fn the_supervisor_never_calls_into_apply_or_bootfb() {
-    let imported = imports("watchdog");
-    for module in ["apply", "bootfb", "sources", "report"] {
+    let imported = imports("boot/watchdog");
+    for module in [
+        "boot::apply",
+        "boot::bootfb",
+        "boot::sources",
+        "doctor::report",
+    ] {
         assert!(
             !imported.contains(&module.to_string()),
-            "src/watchdog.rs imports {module}: {imported:?}"
+            "src/boot/watchdog.rs imports {module}: {imported:?}"
         );
     }
 }

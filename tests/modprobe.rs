@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::apply::apply;
-use vfio_bind::kernel::Kernel;
-use vfio_bind::modprobe;
-use vfio_bind::modprobe::ModuleError;
-use vfio_bind::sources::{gather, log_problem, RuleSources};
-use vfio_bind::sysfs::{Attribute, Sysfs};
+use vfio_bind::boot::apply::apply;
+use vfio_bind::boot::kernel::Kernel;
+use vfio_bind::boot::modprobe;
+use vfio_bind::boot::modprobe::ModuleError;
+use vfio_bind::boot::sources::{gather, log_problem, RuleSources};
+use vfio_bind::machine::sysfs::{Attribute, Sysfs};
 
 /// A stand-in modprobe in its own directory: `body` is run by sh, with `$DIR` its directory.
 struct Script {

@@ -7,9 +7,9 @@ mod common;
 use common::{check_text, gathered_from, run_apply, run_release, without_timing, SimulatedKernel};
 use nix::errno::Errno;
 use sysfs_fixture::*;
-use vfio_bind::sysfs::{Attribute, Sysfs};
+use vfio_bind::machine::sysfs::{Attribute, Sysfs};
 
-fn address(text: &str) -> vfio_bind::address::PciAddress {
+fn address(text: &str) -> vfio_bind::rules::address::PciAddress {
     text.parse().unwrap()
 }
 

@@ -11,10 +11,12 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use vfio_bind::address::{Address, Hop, IdGuard, Location, PciIds, PciPath, SlotAddress, MAX_HOPS};
-use vfio_bind::cmdline;
-use vfio_bind::rule::Rule;
-use vfio_bind::ruleset::{RuleProblem, RuleSet, MAX_RULES};
+use vfio_bind::rules::address::{
+    Address, Hop, IdGuard, Location, PciIds, PciPath, SlotAddress, MAX_HOPS,
+};
+use vfio_bind::rules::cmdline;
+use vfio_bind::rules::rule::Rule;
+use vfio_bind::rules::ruleset::{RuleProblem, RuleSet, MAX_RULES};
 
 /// Every problem a command line gave, by kind.
 #[derive(Debug, Default)]

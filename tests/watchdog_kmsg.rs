@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use kmsg_stand_in::{packet_pair, packets};
 use log::{Level, LevelFilter};
-use vfio_bind::kmsg::{self, KMSG_RECORD_BUDGET};
-use vfio_bind::watchdog::{self, Side};
+use vfio_bind::boot::kmsg::{self, KMSG_RECORD_BUDGET};
+use vfio_bind::boot::watchdog::{self, Side};
 
 /// The kernel's default burst for writers of /dev/kmsg (`printk.devkmsg=ratelimit`).
 const KERNEL_BURST: usize = 10;

@@ -11,9 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vfio_bind::cmdline::{self, Escaped};
-use vfio_bind::ruleset::{RuleProblem, RuleSet, MAX_RULES};
-use vfio_bind::rule::Rule;
+use vfio_bind::rules::cmdline::{self, Escaped};
+use vfio_bind::rules::ruleset::{RuleProblem, RuleSet, MAX_RULES};
+use vfio_bind::rules::rule::Rule;
 
 fn contains(whole: &[u8], part: &[u8]) -> bool {
     part.is_empty() || whole.windows(part.len()).any(|window| window == part)

@@ -9,9 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vfio_bind::address::{Address, IdGuard, PciPath, MAX_HOPS};
-use vfio_bind::rule::Rule;
-use vfio_bind::topology::path_of_link;
+use vfio_bind::rules::address::{Address, IdGuard, PciPath, MAX_HOPS};
+use vfio_bind::rules::rule::Rule;
+use vfio_bind::boot::topology::path_of_link;
 
 fn check_path(path: &PciPath) {
     assert!((1..=MAX_HOPS).contains(&path.hops().len()));

@@ -9,11 +9,11 @@ use std::time::Instant;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::errno::Errno;
 use sysfs_fixture::SysfsTree;
-use vfio_bind::apply::apply;
-use vfio_bind::kernel::Kernel;
-use vfio_bind::modprobe::ModuleError;
-use vfio_bind::sources::{gather, log_problem, RuleSources};
-use vfio_bind::sysfs::{Attribute, Sysfs};
+use vfio_bind::boot::apply::apply;
+use vfio_bind::boot::kernel::Kernel;
+use vfio_bind::boot::modprobe::ModuleError;
+use vfio_bind::boot::sources::{gather, log_problem, RuleSources};
+use vfio_bind::machine::sysfs::{Attribute, Sysfs};
 
 /// Plays the kernel's part: each write lands in the fixture file, then the tree changes as
 /// the kernel would change it (unbind drops the driver, a probe or a module load binds).
@@ -198,7 +198,7 @@ pub fn run_apply(kernel: &mut SimulatedKernel<'_>, cmdline: &str) -> Run {
 }
 
 /// The rules of `cmdline` (and of no fragment directory), each problem logged.
-pub fn gathered_from(tree: &SysfsTree, cmdline: &str) -> vfio_bind::sources::Gathered {
+pub fn gathered_from(tree: &SysfsTree, cmdline: &str) -> vfio_bind::boot::sources::Gathered {
     let no_fragments = tree.root().join("no-cmdline.d");
     let sources = RuleSources {
         cmdline: Some(cmdline.as_bytes()),
@@ -208,13 +208,13 @@ pub fn gathered_from(tree: &SysfsTree, cmdline: &str) -> vfio_bind::sources::Gat
 }
 
 /// `check` as the command runs it (text, no host checks): its status and what it printed.
-pub fn check_text(sysfs: &Sysfs, gathered: &vfio_bind::sources::Gathered) -> (u8, String) {
+pub fn check_text(sysfs: &Sysfs, gathered: &vfio_bind::boot::sources::Gathered) -> (u8, String) {
     let mut out = Vec::new();
-    let status = vfio_bind::report::check(
+    let status = vfio_bind::doctor::report::check(
         sysfs,
         gathered,
         None,
-        vfio_bind::report::Format::Text,
+        vfio_bind::doctor::report::Format::Text,
         &mut out,
     );
     (status, String::from_utf8(out).unwrap())
@@ -224,13 +224,13 @@ pub fn check_text(sysfs: &Sysfs, gathered: &vfio_bind::sources::Gathered) -> (u8
 pub fn run_release(kernel: &mut SimulatedKernel<'_>, rules: &str) -> Run {
     capture_log();
     let sysfs = Sysfs::new(kernel.tree.root()).unwrap();
-    let mut gathered = vfio_bind::sources::Gathered::default();
+    let mut gathered = vfio_bind::boot::sources::Gathered::default();
     for rule in rules.split(' ') {
         gathered
             .rules
             .add_rule_text(rule, &mut |_| panic!("test rules are well formed"));
     }
-    let status = vfio_bind::apply::release_rules(&sysfs, &gathered, kernel, Instant::now());
+    let status = vfio_bind::boot::apply::release_rules(&sysfs, &gathered, kernel, Instant::now());
     Run {
         status,
         writes: std::mem::take(&mut kernel.writes),

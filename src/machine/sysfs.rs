@@ -15,8 +15,8 @@ use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 use nix::NixPath;
 
-use crate::address::{parse_sysfs_hex, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
-use crate::function::{DriverName, Function, DRIVER_NAME_CAPACITY};
+use crate::machine::function::{DriverName, Function, DRIVER_NAME_CAPACITY};
+use crate::rules::address::{parse_sysfs_hex, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 
 /// Longest path built under the root (the root itself included).
 pub const PATH_CAPACITY: usize = 512;

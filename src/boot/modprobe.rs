@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::seconds::Seconds;
+use crate::boot::seconds::Seconds;
 
 /// Why a module did not load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

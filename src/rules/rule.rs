@@ -18,7 +18,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::address::{Address, AddressError, IdGuard};
+use crate::rules::address::{Address, AddressError, IdGuard};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {

@@ -14,10 +14,10 @@ use core::fmt::{self, Write as _};
 use heapless::{String, Vec};
 use log::{error, info};
 
-use crate::address::{Address, Hop, Location, PciAddress, PciPath, MAX_HOPS};
-use crate::function::is_bridge_class;
-use crate::ruleset::MAX_RULES;
-use crate::sysfs::{for_each_entry, read_attribute, Sysfs, PATH_CAPACITY, ROOT_CAPACITY};
+use crate::machine::function::is_bridge_class;
+use crate::machine::sysfs::{for_each_entry, read_attribute, Sysfs, PATH_CAPACITY, ROOT_CAPACITY};
+use crate::rules::address::{Address, Hop, Location, PciAddress, PciPath, MAX_HOPS};
+use crate::rules::ruleset::MAX_RULES;
 
 /// Longest directory path a walk builds: the root, `devices/pciDDDDDDDD:BB/`, and the
 /// root function and each hop as `DDDDDDDD:BB:SS.F/`.
@@ -105,7 +105,7 @@ fn is_bridge_directory(directory: &str) -> bool {
     let mut buffer = [0u8; 32];
     read_attribute(&path, &mut buffer)
         .ok()
-        .and_then(crate::address::parse_sysfs_hex)
+        .and_then(crate::rules::address::parse_sysfs_hex)
         .is_some_and(is_bridge_class)
 }
 
@@ -166,8 +166,8 @@ pub fn path_of(sysfs: &Sysfs, address: PciAddress) -> Option<PciPath> {
 /// Every caller that plans (apply, bind, release, check, list) goes through here once.
 pub fn resolve_rules(
     sysfs: &Sysfs,
-    rules: &[crate::rule::Rule],
-) -> Vec<crate::rule::Rule, MAX_RULES> {
+    rules: &[crate::rules::rule::Rule],
+) -> Vec<crate::rules::rule::Rule, MAX_RULES> {
     resolve_each(sysfs, rules, true)
 }
 
@@ -175,16 +175,16 @@ pub fn resolve_rules(
 /// say it (runtime `bind`'s guard, which must not log each path twice).
 pub fn resolve_rules_quietly(
     sysfs: &Sysfs,
-    rules: &[crate::rule::Rule],
-) -> Vec<crate::rule::Rule, MAX_RULES> {
+    rules: &[crate::rules::rule::Rule],
+) -> Vec<crate::rules::rule::Rule, MAX_RULES> {
     resolve_each(sysfs, rules, false)
 }
 
 fn resolve_each(
     sysfs: &Sysfs,
-    rules: &[crate::rule::Rule],
+    rules: &[crate::rules::rule::Rule],
     say: bool,
-) -> Vec<crate::rule::Rule, MAX_RULES> {
+) -> Vec<crate::rules::rule::Rule, MAX_RULES> {
     let mut resolved = Vec::new();
     for rule in rules.iter().take(MAX_RULES) {
         let concrete = match rule.location() {
@@ -215,10 +215,10 @@ fn resolve_each(
 /// renumbers.
 pub fn path_form(
     sysfs: &Sysfs,
-    rule: &crate::rule::Rule,
+    rule: &crate::rules::rule::Rule,
     location: Location,
     address: PciAddress,
-) -> Option<crate::rule::Rule> {
+) -> Option<crate::rules::rule::Rule> {
     let path = path_of(sysfs, address)?;
     let path = match location {
         Location::Slot(_) => path.to_slot(),
@@ -227,14 +227,14 @@ pub fn path_form(
     Some(rule.with_address(Address::Path(path)))
 }
 
-/// A function a bus-number rule selects, its twin elsewhere (see [`crate::plan::is_twin`]),
+/// A function a bus-number rule selects, its twin elsewhere (see [`crate::boot::plan::is_twin`]),
 /// and the rule by path that tells them apart. Reads as "0000:0a:00.0 has a twin at
 /// 0000:06:00.0 (10de:1e89:1462:3750): ...".
 pub struct Twin {
     pub function: PciAddress,
     pub twin: PciAddress,
-    pub twin_ids: crate::address::IdGuard,
-    pub path_rule: crate::rule::Rule,
+    pub twin_ids: crate::rules::address::IdGuard,
+    pub path_rule: crate::rules::rule::Rule,
 }
 
 impl fmt::Display for Twin {
@@ -252,8 +252,8 @@ impl fmt::Display for Twin {
 /// target, heap-free.
 pub fn twin_of<'f>(
     sysfs: &Sysfs,
-    rule: &crate::rule::Rule,
-    targets: impl Iterator<Item = &'f crate::function::Function>,
+    rule: &crate::rules::rule::Rule,
+    targets: impl Iterator<Item = &'f crate::machine::function::Function>,
 ) -> Option<Twin> {
     let Some(Address::Bus(location)) = rule.location() else {
         return None;
@@ -261,9 +261,9 @@ pub fn twin_of<'f>(
     for target in targets {
         let mut found = None;
         let _ = sysfs.for_each_function(|other| {
-            if found.is_none() && crate::plan::is_twin(rule, target, other) {
+            if found.is_none() && crate::boot::plan::is_twin(rule, target, other) {
                 found = other.ids.map(|ids| {
-                    let twin_ids = crate::address::IdGuard {
+                    let twin_ids = crate::rules::address::IdGuard {
                         ids,
                         subsystem: other.subsystem,
                     };
@@ -288,7 +288,7 @@ pub fn twin_of<'f>(
 
 /// Whether a rule (as written) names its card by path. When such a rule selects nothing,
 /// [`resolve_rules`] has already said which hop failed.
-pub fn is_path_rule(rule: &crate::rule::Rule) -> bool {
+pub fn is_path_rule(rule: &crate::rules::rule::Rule) -> bool {
     matches!(rule.location(), Some(Address::Path(_)))
 }
 

@@ -22,11 +22,11 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, stat, FileStat, Mode, SFlag};
 
-use crate::cmdline::{
+use crate::machine::sysfs::for_each_entry;
+use crate::rules::cmdline::{
     binder_disabled, is_kernel_space, requests_noiommu, Escaped, DISABLE_PARAMETER,
 };
-use crate::ruleset::{RuleProblem, RuleSet, MAX_RULES};
-use crate::sysfs::for_each_entry;
+use crate::rules::ruleset::{RuleProblem, RuleSet, MAX_RULES};
 
 /// The longest text read from one source. The kernel's own limit (COMMAND_LINE_SIZE) is
 /// 2048 bytes on x86 and arm64, 4096 on a few others.
@@ -65,7 +65,7 @@ pub struct Gathered {
     /// Some source asked for no-IOMMU vfio (`vfio.enable_unsafe_noiommu_mode`).
     pub noiommu: bool,
     /// Some source turned the binder off (`rd.vfio_bind=0`, see
-    /// [`crate::cmdline::binder_disabled`]): `apply` binds nothing.
+    /// [`crate::rules::cmdline::binder_disabled`]): `apply` binds nothing.
     pub disabled: bool,
     /// Sources and fragment files not read, or read only in part (each was reported).
     pub dropped: usize,

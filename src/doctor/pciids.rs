@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::address::PciIds;
-use crate::function::base_and_subclass;
+use crate::machine::function::base_and_subclass;
+use crate::rules::address::PciIds;
 
 /// Where distributions install pci.ids.
 pub const PCI_IDS_PATHS: [&str; 2] = ["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];

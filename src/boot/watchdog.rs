@@ -30,7 +30,7 @@
 //!
 //! Kernel log budget: the logger (`kmsg`) is set up before the fork, so both processes write
 //! through the same /dev/kmsg open file, whose rate limit they share. The worker writes at
-//! most [`crate::kmsg::KMSG_RECORD_BUDGET`] records plus its summary; the supervisor writes
+//! most [`crate::boot::kmsg::KMSG_RECORD_BUDGET`] records plus its summary; the supervisor writes
 //! at most one line after the fork, and only when the worker did not end by itself.
 
 use core::fmt::{self, Write as _};
@@ -49,18 +49,18 @@ use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::address::PciAddress;
-use crate::exit::{EXIT_GAVE_UP, EXIT_LOCKED};
-use crate::function::{base_class, DriverName, CLASS_DISPLAY, VFIO_PCI};
-use crate::kernel::{Kernel, RunningKernel};
-use crate::kmsg;
-use crate::lock;
-use crate::modprobe::ModuleError;
-use crate::plan::MAX_TARGETS;
-use crate::seconds::Seconds;
-use crate::sysfs::{
+use crate::boot::exit::{EXIT_GAVE_UP, EXIT_LOCKED};
+use crate::boot::kernel::{Kernel, RunningKernel};
+use crate::boot::kmsg;
+use crate::boot::lock;
+use crate::boot::modprobe::ModuleError;
+use crate::boot::plan::MAX_TARGETS;
+use crate::boot::seconds::Seconds;
+use crate::machine::function::{base_class, DriverName, CLASS_DISPLAY, VFIO_PCI};
+use crate::machine::sysfs::{
     Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,
 };
+use crate::rules::address::PciAddress;
 
 /// How long `apply`, `bind` and `release` may take in all (the lock wait included) unless
 /// `--timeout` says otherwise: far below the 30 s an init system would wait.
@@ -893,7 +893,7 @@ pub fn give_back_after_kill(sysfs: &Sysfs, left: &Leftover) {
         deadline: None,
     });
     for address in &left.functions {
-        crate::kernel::give_back(sysfs, &mut kernel, *address);
+        crate::boot::kernel::give_back(sysfs, &mut kernel, *address);
         note_result(sysfs, *address);
     }
     if left.framebuffers.is_empty() && left.consoles.is_empty() {

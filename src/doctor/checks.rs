@@ -1,11 +1,11 @@
 //! The passthrough doctor behind `vfio-bind check`: why a card on vfio-pci may still fail a
-//! VM. Each check is a pure function over what [`crate::host`] read (sysfs attributes,
+//! VM. Each check is a pure function over what [`crate::doctor::host`] read (sysfs attributes,
 //! /proc files, module lists, image bytes), returning findings with their fix.
 
-use crate::address::PciAddress;
-use crate::image::Image;
-use crate::rule::Rule;
-use crate::ruleset::RuleSet;
+use crate::doctor::image::Image;
+use crate::rules::address::PciAddress;
+use crate::rules::rule::Rule;
+use crate::rules::ruleset::RuleSet;
 
 /// How bad a finding is. A `Problem` makes `check` exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -517,14 +517,14 @@ mod tests {
         assert!(vfio_modules("6.1", None, None).is_empty());
     }
 
-    fn file(name: &str, contents: &[u8]) -> crate::image::ImageFile {
-        crate::image::ImageFile {
+    fn file(name: &str, contents: &[u8]) -> crate::doctor::image::ImageFile {
+        crate::doctor::image::ImageFile {
             name: name.into(),
             contents: contents.to_vec(),
         }
     }
 
-    fn whole(files: Vec<crate::image::ImageFile>) -> Image {
+    fn whole(files: Vec<crate::doctor::image::ImageFile>) -> Image {
         Image {
             files,
             unread: None,
@@ -625,7 +625,7 @@ mod tests {
     fn an_image_read_in_part_is_not_judged_on_what_the_part_lacks() {
         let part = Image {
             files: vec![file("kernel/x86/microcode/AuthenticAMD.bin", b"")],
-            unread: Some(crate::image::Unread::TooLarge(1 << 30)),
+            unread: Some(crate::doctor::image::Unread::TooLarge(1 << 30)),
         };
         let host = [fragment("vfio-bind.conf", b"vfio.bind=@07:00")];
         let findings = booted_image("/boot/initramfs-linux.img", &part, &host, "", None);

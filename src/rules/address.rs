@@ -11,7 +11,7 @@
 //! `[DDDD:]BB:SS.F/SS.F[/SS.F]...`, the root-bus function followed by the slot and function
 //! of each device below it. Bus numbers move when a card is added in an earlier slot; a path
 //! does not, which is what tells identical cards apart for good. Parsing a path is pure:
-//! [`crate::topology`] walks sysfs to find where it leads.
+//! [`crate::boot::topology`] walks sysfs to find where it leads.
 
 use core::fmt;
 use core::str::FromStr;

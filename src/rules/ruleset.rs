@@ -4,8 +4,8 @@
 
 use heapless::Vec;
 
-use crate::cmdline::{parameters, BIND_PARAMETER};
-use crate::rule::{Rule, RuleError};
+use crate::rules::cmdline::{parameters, BIND_PARAMETER};
+use crate::rules::rule::{Rule, RuleError};
 
 /// How many rules one boot can carry. A 2048-byte command line holds at most about 90
 /// guarded rules; 32 cards is far beyond any real passthrough machine.
@@ -125,7 +125,7 @@ mod tests {
             [
                 RuleProblem::Malformed(
                     "zz",
-                    RuleError::BadIds(crate::address::AddressError::Vendor)
+                    RuleError::BadIds(crate::rules::address::AddressError::Vendor)
                 ),
                 RuleProblem::Malformed("", RuleError::Empty),
             ]

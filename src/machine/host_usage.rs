@@ -1,4 +1,4 @@
-//! What the host is using, read for [`crate::guard`]: its mounts, swaps and default routes
+//! What the host is using, read for [`crate::machine::guard`]: its mounts, swaps and default routes
 //! from `/proc` under a host root, and the block devices, network interfaces and displays
 //! behind them from the sysfs tree (the real `/sys`, or a fixture standing in for it).
 //!
@@ -9,8 +9,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::guard::{self, BlockDevice, Display, Facts, Holdings, Interface, IpFamily, Layer};
-use crate::sysfs::Sysfs;
+use crate::machine::guard::{
+    self, BlockDevice, Display, Facts, Holdings, Interface, IpFamily, Layer,
+};
+use crate::machine::sysfs::Sysfs;
 
 /// The most entries read from one sysfs class directory (a host has dozens).
 const MAX_ENTRIES: usize = 4096;
@@ -104,7 +106,7 @@ impl Reader {
 
     /// The PCI function a class entry lies below: the deepest one on its real path, or, for
     /// an entry that is a directory of its own, on the path of its `device` link.
-    fn function_of(&self, relative: &str) -> Option<crate::address::PciAddress> {
+    fn function_of(&self, relative: &str) -> Option<crate::rules::address::PciAddress> {
         self.resolve(relative)
             .and_then(|path| guard::function_on_path(&path))
             .or_else(|| {

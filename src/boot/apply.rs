@@ -24,17 +24,19 @@ use heapless::Vec;
 use log::{error, info, warn, Level};
 use nix::errno::Errno;
 
-use crate::address::{Address, PciAddress, FUNCTIONS_PER_SLOT};
-use crate::exit::{EXIT_FAILED, EXIT_OK};
-use crate::function::{DriverName, Function, VFIO_PCI};
-use crate::kernel::{address_text, Kernel};
-use crate::kmsg;
-use crate::modprobe::ModuleError;
-use crate::plan::{plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS};
-use crate::rule::Rule;
-use crate::ruleset::MAX_RULES;
-use crate::sources::Gathered;
-use crate::sysfs::{Attribute, Sysfs};
+use crate::boot::exit::{EXIT_FAILED, EXIT_OK};
+use crate::boot::kernel::{address_text, Kernel};
+use crate::boot::kmsg;
+use crate::boot::modprobe::ModuleError;
+use crate::boot::plan::{
+    plan_rules, rule_for, IdsList, Plan, RuleMask, Target, Verdict, MAX_TARGETS,
+};
+use crate::boot::sources::Gathered;
+use crate::machine::function::{DriverName, Function, VFIO_PCI};
+use crate::machine::sysfs::{Attribute, Sysfs};
+use crate::rules::address::{Address, PciAddress, FUNCTIONS_PER_SLOT};
+use crate::rules::rule::Rule;
+use crate::rules::ruleset::MAX_RULES;
 
 /// Modules loaded when vfio-pci is not registered. busybox's modprobe ignores softdeps, so
 /// the IOMMU backend that vfio needs is loaded by name first.
@@ -163,7 +165,7 @@ impl core::fmt::Display for CannotList<'_> {
 /// rules still in play, when the first pass ran out of room. Errors: the device list cannot
 /// be read.
 pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>> {
-    let resolved = crate::topology::resolve_rules(sysfs, rules);
+    let resolved = crate::boot::topology::resolve_rules(sysfs, rules);
     let rules = resolved.as_slice();
     // A rule with an address can only select functions whose directory name it matches;
     // only bare-IDs rules need every function read.
@@ -221,7 +223,7 @@ pub fn apply(
         summary(
             Level::Info,
             started,
-            format_args!("{}", crate::sources::DisabledNotice),
+            format_args!("{}", crate::boot::sources::DisabledNotice),
         );
         return EXIT_OK;
     }
@@ -251,7 +253,7 @@ pub fn apply(
         };
     }
 
-    let console = crate::bootfb::let_go(sysfs, kernel, &plan);
+    let console = crate::boot::bootfb::let_go(sysfs, kernel, &plan);
     let mut run = Handover::new(&plan);
     hand_over_all(sysfs, kernel, &mut run);
     let in_play = plan.targets.iter().any(|target| !run.abandoned(target));
@@ -259,7 +261,7 @@ pub fn apply(
     read_back(sysfs, &mut run);
     settle(sysfs, kernel, &mut run);
     let applied = report_rules(rules, &run);
-    crate::bootfb::take_back_unless_bound(sysfs, kernel, &plan, &console, &|index| {
+    crate::boot::bootfb::take_back_unless_bound(sysfs, kernel, &plan, &console, &|index| {
         run.handled[index].end == End::OnVfio
     });
     warn_about_group_companions(sysfs, &run);
@@ -415,7 +417,7 @@ fn make_vfio_pci_probe(sysfs: &Sysfs, kernel: &mut dyn Kernel, run: &Handover<'_
                     Ok(()) => {}
                     // A hung modprobe makes the next one likely to hang too: stop, give back.
                     Err(ModuleError::TimedOut(limit)) => {
-                        let limit = crate::seconds::Seconds(limit);
+                        let limit = crate::boot::seconds::Seconds(limit);
                         error!("modprobe {module} did not finish in {limit} s; killed");
                         loaded = false;
                         break;
@@ -570,7 +572,7 @@ fn report_release(rule: &Rule, index: usize, plan: &Plan, ends: &[End]) -> bool 
 /// its own driver (if loaded) takes it. Each step is tried whatever the last; the result is
 /// what sysfs shows afterwards.
 fn give_back(sysfs: &Sysfs, kernel: &mut dyn Kernel, address: PciAddress) -> End {
-    crate::kernel::give_back(sysfs, kernel, address);
+    crate::boot::kernel::give_back(sysfs, kernel, address);
     match sysfs.binding_of(address) {
         None => End::Gone,
         Some(now) if now.driver_override.is_some() || now.is_on(VFIO_PCI) => End::Stuck {
@@ -606,7 +608,7 @@ pub fn release_rules(
         .filter(|&index| matches!(plan.verdicts[index], Verdict::Selected { .. }))
         .filter(|&index| report_release(&rules[index], index, &plan, &ends))
         .count();
-    crate::bootfb::take_back_console(sysfs, kernel, &plan);
+    crate::boot::bootfb::take_back_console(sysfs, kernel, &plan);
     let all = released == rules.len() && !gathered.has_rejects();
     let rejected = gathered.rejected();
     summary(
@@ -624,7 +626,7 @@ pub fn release_rules(
 fn report_verdict(rule: &Rule, verdict: &Verdict) {
     match verdict {
         Verdict::Selected { .. } => {}
-        Verdict::NothingThere if crate::topology::is_path_rule(rule) => {}
+        Verdict::NothingThere if crate::boot::topology::is_path_rule(rule) => {}
         Verdict::NothingThere => match (rule.location(), rule.ids()) {
             (Some(location), _) => error!("{rule} not applied: no PCI function at {location}"),
             (None, Some(ids)) => error!("{rule} not applied: no PCI function has the IDs {ids}"),
@@ -832,7 +834,7 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
         let Ok(path) = sysfs.path(format_args!("kernel/iommu_groups/{group}/devices")) else {
             continue;
         };
-        let _ = crate::sysfs::for_each_entry(path.as_str(), |name| {
+        let _ = crate::machine::sysfs::for_each_entry(path.as_str(), |name| {
             let Some(address) = core::str::from_utf8(name)
                 .ok()
                 .and_then(|n| n.parse::<PciAddress>().ok())
@@ -891,7 +893,7 @@ fn warn_about_group_companions(sysfs: &Sysfs, run: &Handover<'_>) {
 fn warn_about_twins(sysfs: &Sysfs, rules: &[Rule], plan: &Plan) {
     for (index, rule) in rules.iter().enumerate() {
         let targets = plan.targets_of(index).map(|target| &target.function);
-        if let Some(twin) = crate::topology::twin_of(sysfs, rule, targets) {
+        if let Some(twin) = crate::boot::topology::twin_of(sysfs, rule, targets) {
             warn!(
                 "{rule}: {twin}; name it by its path instead: vfio.bind={}",
                 twin.path_rule

@@ -1,6 +1,6 @@
 //! The kernel command line: splitting it the way the kernel does, and the switches read
 //! from it (`vfio.enable_unsafe_noiommu_mode`, `rd.vfio_bind=0`). The rules it carries are
-//! collected by [`crate::ruleset`].
+//! collected by [`crate::rules::ruleset`].
 //!
 //! The text is bytes, as the kernel keeps it: a filesystem label in Latin-1 or a comment
 //! in some other encoding is just text, and never hides the parameters after it. Splitting

@@ -18,13 +18,13 @@ use core::fmt::{self, Write as _};
 use heapless::Vec;
 use log::{error, info, warn};
 
-use crate::function::{
+use crate::boot::kernel::Kernel;
+use crate::boot::plan::Plan;
+use crate::machine::function::{
     base_and_subclass, base_class, Function, CLASS_DISPLAY, CLASS_VGA, VFIO_PCI,
 };
-use crate::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
-use crate::kernel::Kernel;
-use crate::plan::Plan;
-use crate::sysfs::{
+use crate::machine::iomem::{claims_in, ClaimKind, ClaimShown, FirmwareFramebuffer};
+use crate::machine::sysfs::{
     Attribute, DeviceName, FramebufferDriver, Sysfs, MAX_FRAMEBUFFER_DEVICES, MAX_VTCONSOLES,
 };
 
@@ -501,7 +501,7 @@ pub fn bar_findings(iomem: &str, functions: &[Function]) -> std::vec::Vec<BarFin
         }
     }
     if !on_vfio.is_empty() {
-        for loose in crate::iomem::unplaced_framebuffers(iomem) {
+        for loose in crate::machine::iomem::unplaced_framebuffers(iomem) {
             findings.push(BarFinding {
                 ok: false,
                 text: format!(

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::address::PciAddress;
-use crate::function::VFIO_PCI;
-use crate::modprobe::{ModuleError, MODPROBE_LIMIT};
-use crate::sysfs::{Attribute, Sysfs};
+use crate::boot::modprobe::{ModuleError, MODPROBE_LIMIT};
+use crate::machine::function::VFIO_PCI;
+use crate::machine::sysfs::{Attribute, Sysfs};
+use crate::rules::address::PciAddress;
 
 /// The kernel side of apply: writes to sysfs and module loading. Tests put a simulated
 /// kernel here; [`RunningKernel`] is the real one.
@@ -66,7 +66,7 @@ impl Kernel for RunningKernel {
             .iter()
             .find(|path| Path::new(path).exists())
             .ok_or(ModuleError::NoModprobe)?;
-        crate::modprobe::run(Path::new(modprobe), module, self.modprobe_limit())
+        crate::boot::modprobe::run(Path::new(modprobe), module, self.modprobe_limit())
     }
 
     fn may_load_modules(&self) -> bool {

@@ -4,21 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use crate::address::{Location, PciIds, PciPath};
-use crate::apply::scan;
-use crate::bootfb::{bar_findings, IOMEM_CAPACITY};
-use crate::doctor::{Finding, Severity};
-use crate::exit::{EXIT_FAILED, EXIT_OK};
-use crate::function::{base_and_subclass, Function, VFIO_PCI};
-use crate::guard::{HeldList, Holdings, LostList};
-use crate::host::Host;
-use crate::json;
-use crate::pciids::PciNames;
-use crate::plan::{rule_for, IdsList, Plan, Verdict};
-use crate::rule::Rule;
-use crate::sources::Gathered;
-use crate::sysfs::Sysfs;
-use crate::topology::{path_form, path_of, twin_of};
+use crate::boot::apply::scan;
+use crate::boot::bootfb::{bar_findings, IOMEM_CAPACITY};
+use crate::boot::exit::{EXIT_FAILED, EXIT_OK};
+use crate::boot::plan::{rule_for, IdsList, Plan, Verdict};
+use crate::boot::sources::Gathered;
+use crate::boot::topology::{path_form, path_of, twin_of};
+use crate::doctor::checks::{Finding, Severity};
+use crate::doctor::host::Host;
+use crate::doctor::json;
+use crate::doctor::pciids::PciNames;
+use crate::machine::function::{base_and_subclass, Function, VFIO_PCI};
+use crate::machine::guard::{HeldList, Holdings, LostList};
+use crate::machine::sysfs::Sysfs;
+use crate::rules::address::{Location, PciIds, PciPath};
+use crate::rules::rule::Rule;
 
 /// Every function, sorted by address. An unreadable device list reads as empty.
 fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
@@ -260,7 +260,7 @@ pub fn rule(
                 function.address,
                 HeldList(&held),
                 LostList(&held),
-                crate::cmdline::DISABLE_PARAMETER,
+                crate::rules::cmdline::DISABLE_PARAMETER,
             );
         }
     }
@@ -306,7 +306,7 @@ enum Cause {
 /// One function's part in a shared finding.
 #[derive(Clone, Debug)]
 struct Part {
-    address: crate::address::PciAddress,
+    address: crate::rules::address::PciAddress,
     /// What is seen of it, in the cause's words: its driver, or its IDs and driver.
     seen: String,
     /// Its share of the fix, when the fix differs by function (the rule that adds it).
@@ -533,7 +533,7 @@ fn examine(
         }
     }
     if let Some(host) = host {
-        let holdings = crate::host_usage::holdings(host.root(), sysfs);
+        let holdings = crate::machine::host_usage::holdings(host.root(), sysfs);
         check_held(rules, &plan, &holdings, checklist);
     }
     check_groups(sysfs, &plan, checklist);
@@ -582,8 +582,8 @@ fn check_rule(rule: &Rule, plan: &Plan, index: usize, checklist: &mut Checklist)
         Verdict::NothingThere => checklist.say(Severity::Problem, format!("{rule}: matches no PCI function. Fix: vfio-bind list shows what is there")),
         Verdict::GuardMismatch { found } => checklist.say(Severity::Problem, format!("{rule}: found {} there instead of the rule's IDs; the card may have moved. Fix: vfio-bind list, then vfio-bind rule ADDR", IdsList(found))),
         Verdict::OnlyBridges => checklist.say(Severity::Problem, format!("{rule}: selects only PCI bridges, which vfio-pci cannot take")),
-        Verdict::TooManyFunctions => checklist.say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::plan::MAX_TARGETS)),
-        Verdict::NoRoom => checklist.say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::plan::MAX_TARGETS)),
+        Verdict::TooManyFunctions => checklist.say(Severity::Problem, format!("{rule}: selects more than {} functions", crate::boot::plan::MAX_TARGETS)),
+        Verdict::NoRoom => checklist.say(Severity::Problem, format!("{rule}: the rules together select more than {} functions", crate::boot::plan::MAX_TARGETS)),
         Verdict::ForeignOverride { address, driver_override } => checklist.say(Severity::Problem,
             format!("{rule}: {address} has driver_override={driver_override}, which vfio-bind does not overwrite, so the rule is not applied. Fix: to hand it over, clear it (echo > /sys/bus/pci/devices/{address}/driver_override) where it is set; or take the rule out"),
         ),
@@ -615,7 +615,7 @@ fn check_held(rules: &[Rule], plan: &Plan, holdings: &Holdings, checklist: &mut 
                 "{rule}: at the next boot the host loses {}: {}. Fix: take the rule out before rebooting, or stop the host using it first; if a boot stops there, add {}=0 at the boot menu",
                 LostList(&lost),
                 holders.join("; "),
-                crate::cmdline::DISABLE_PARAMETER,
+                crate::rules::cmdline::DISABLE_PARAMETER,
             ),
         );
     }
@@ -626,8 +626,8 @@ fn check_held(rules: &[Rule], plan: &Plan, holdings: &Holdings, checklist: &mut 
 pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> bool {
     let rules = gathered.rules.rules();
     // Quietly: the bind that follows says where each path led, and any failure to list.
-    let resolved = crate::topology::resolve_rules_quietly(sysfs, rules);
-    let planned = crate::plan::plan_rules(&resolved, |planner| {
+    let resolved = crate::boot::topology::resolve_rules_quietly(sysfs, rules);
+    let planned = crate::boot::plan::plan_rules(&resolved, |planner| {
         sysfs.for_each_function(|function| planner.observe(function))
     });
     let Ok(plan) = planned else {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::sysfs::{PathBuffer, Sysfs};
+use crate::machine::sysfs::{PathBuffer, Sysfs};
 
 /// The lock taken when working on the real /sys.
 pub const RUN_LOCK: &str = "/run/vfio-bind.lock";

@@ -9,10 +9,10 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::address::{Address, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
-use crate::function::{DriverName, Function, VFIO_PCI};
-use crate::rule::Rule;
-use crate::ruleset::MAX_RULES;
+use crate::machine::function::{DriverName, Function, VFIO_PCI};
+use crate::rules::address::{Address, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
+use crate::rules::rule::Rule;
+use crate::rules::ruleset::MAX_RULES;
 
 /// How many cards of [`FUNCTIONS_PER_SLOT`] functions one run can hand to vfio-pci.
 const MAX_CARDS: usize = 8;
@@ -420,7 +420,7 @@ impl fmt::Display for IdsList<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::DriverName;
+    use crate::machine::function::DriverName;
 
     fn function(address: &str, ids: &str, class: u32, group: u32) -> Function {
         Function {

@@ -1,6 +1,6 @@
 //! What the host itself needs: the PCI functions behind its mounted filesystems and active
 //! swap, behind its default routes, and the card of its only console display. Pure: the
-//! facts come from [`crate::host_usage`], which reads them from `/proc` and `/sys`; here they
+//! facts come from [`crate::machine::host_usage`], which reads them from `/proc` and `/sys`; here they
 //! are followed down to PCI functions and judged.
 //!
 //! Storage and network passthrough are real uses, so a device's class decides nothing: a
@@ -11,7 +11,7 @@
 
 use core::fmt;
 
-use crate::address::PciAddress;
+use crate::rules::address::PciAddress;
 
 /// How deep a stack of block devices is followed (dm on md on a partition is three).
 const MAX_DEPTH: usize = 8;

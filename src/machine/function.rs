@@ -4,7 +4,7 @@
 
 use heapless::String;
 
-use crate::address::{PciAddress, PciIds};
+use crate::rules::address::{PciAddress, PciIds};
 
 /// Longest driver name kept; kernel driver names are far shorter.
 pub const DRIVER_NAME_CAPACITY: usize = 48;

@@ -205,7 +205,12 @@ pub fn unplaced_framebuffers(text: &str) -> impl Iterator<Item = Entry<'_>> {
         if inside.is_some_and(|depth| entry.depth <= depth) {
             inside = None;
         }
-        if inside.is_none() && entry.name.parse::<crate::address::PciAddress>().is_ok() {
+        if inside.is_none()
+            && entry
+                .name
+                .parse::<crate::rules::address::PciAddress>()
+                .is_ok()
+        {
             inside = Some(entry.depth);
             return false;
         }

@@ -1,6 +1,6 @@
 //! What the doctor reads from the host: /proc, /lib/modules, /boot, /etc and EFI variables,
 //! under an injected root (`/` on the running system, a fixture tree in tests), handed to
-//! the pure checks of [`crate::doctor`].
+//! the pure checks of [`crate::doctor::checks`].
 
 use std::cell::Cell;
 use std::io::Write as _;
@@ -10,13 +10,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::address::PciAddress;
-use crate::doctor::{
+use crate::doctor::checks::{
     self, Finding, HostFragment, InterruptRemapping, ResetMethod, Severity, UnifiedImage,
 };
-use crate::function::Function;
-use crate::image::{self, Compression, Stopped, Unread};
-use crate::sysfs::{for_each_entry, read_attribute, Sysfs};
+use crate::doctor::image::{self, Compression, Stopped, Unread};
+use crate::machine::function::Function;
+use crate::machine::sysfs::{for_each_entry, read_attribute, Sysfs};
+use crate::rules::address::PciAddress;
 
 /// systemd's vendor GUID for the boot loader and stub EFI variables.
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
@@ -91,18 +91,18 @@ impl Host {
             if method == ResetMethod::Absent && !reset_method_exists {
                 continue;
             }
-            findings.extend(doctor::reset(
+            findings.extend(checks::reset(
                 function.address,
                 function.ids.map(|ids| ids.vendor()),
                 &method,
             ));
         }
-        findings.extend(doctor::interrupt_remapping(
+        findings.extend(checks::interrupt_remapping(
             &self.interrupt_remapping(sysfs),
         ));
         if let Some(release) = &release {
             let modules = format!("lib/modules/{release}");
-            findings.extend(doctor::vfio_modules(
+            findings.extend(checks::vfio_modules(
                 release,
                 self.read_text(&format!("{modules}/modules.builtin"))
                     .as_deref(),
@@ -165,7 +165,7 @@ impl Host {
     fn booted_image_paths(&self, cmdline: &str, release: Option<&str>) -> Option<BootedImage> {
         let mut initrds = Vec::new();
         let mut candidates = Vec::new();
-        for parameter in crate::cmdline::parameters(cmdline.as_bytes()) {
+        for parameter in crate::rules::cmdline::parameters(cmdline.as_bytes()) {
             let Some(value) = parameter.value.map(String::from_utf8_lossy) else {
                 continue;
             };
@@ -311,13 +311,13 @@ impl Host {
         let read = image::read(
             &budget.image,
             &mut |compression, segment| budget.decompress(compression, segment),
-            &doctor::wanted_in_image,
+            &checks::wanted_in_image,
         );
         let uki_shown = match uki {
             Some(Ok(path)) if !self.path("etc/kernel/cmdline").exists() => Some(self.shown(path)),
             _ => None,
         };
-        findings.extend(doctor::booted_image(
+        findings.extend(checks::booted_image(
             shown,
             &read,
             &self.host_fragments(),
@@ -389,7 +389,7 @@ impl Host {
                 .ok()
                 .and_then(|bytes| image::pe_cmdline(&bytes)),
         };
-        doctor::unified_image(
+        checks::unified_image(
             &uki,
             cmdline,
             self.read_text("etc/kernel/cmdline").as_deref(),
@@ -601,7 +601,7 @@ mod tests {
             left: Rc::new(Cell::new(UNPACKED_LIMIT)),
             image: Arc::new(Vec::new()),
         };
-        let read = crate::image::read(
+        let read = crate::doctor::image::read(
             &compressed,
             &mut |compression, segment| budget.decompress(compression, segment),
             &|_| true,
