@@ -1,74 +1,313 @@
-//! One direction through the boot path: sources, plan, apply (with bootfb, kernel and
-//! modprobe), and the supervisor (`watchdog`) around it. The boot path never calls into the
-//! supervisor, and the supervisor never into `apply` or `bootfb`: it hands the work a
-//! kernel that notes its steps, and gives back after a kill on its own. Read from the
-//! sources, as a reader would follow the imports.
+//! How the crate's imports run, read from the sources as a reader would follow them:
+//! - the folders of `src/` are layers, `doctor` → `boot` → `machine` → `rules`: a module
+//!   imports only its own folder and the folders after it, so nothing on the boot path
+//!   imports the doctor;
+//! - a pure module (its first comment says `Pure:`) imports only pure modules, and neither
+//!   files, processes, the network nor `nix`;
+//! - no modules import each other in a circle;
+//! - inside the boot path, nothing calls into the supervisor (`watchdog`), and the
+//!   supervisor never into `apply` or `bootfb`: it hands the work a kernel that notes its
+//!   steps, and gives back after a kill on its own;
+//! - `src/lib.rs` lists every module, in its folder, pure or I/O as the module says.
+//!
+//! An import is a `crate::FOLDER::MODULE` path (or `super::MODULE` to a sibling) in code;
+//! comments do not count, so a doc link may name the module that calls this one.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-fn source(module: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src")
-        .join(format!("{module}.rs"));
-    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+/// The folders of `src/`, from the top layer down.
+const LAYERS: [&str; 4] = ["doctor", "boot", "machine", "rules"];
+
+/// What the standard library and the crates may not give a pure module.
+const IO_PATHS: [&str; 6] = [
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::env",
+    "std::os",
+    "nix::",
+];
+
+/// A module as `FOLDER::NAME`.
+type Name = String;
+
+struct Module {
+    /// Its code, without comments.
+    code: String,
+    /// Whether its first comment says `Pure:`.
+    pure: bool,
+    imports: BTreeSet<Name>,
 }
 
-/// The modules `module` names as `crate::FOLDER::NAME`, in `use` lines or paths.
-fn imports(module: &str) -> Vec<String> {
-    let text = source(module);
-    let mut found: Vec<String> = text
-        .match_indices("crate::")
-        .map(|(at, _)| {
-            text[at + "crate::".len()..]
-                .split("::")
-                .take(2)
-                .map(|segment| {
-                    segment
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                })
-                .collect::<Vec<_>>()
-                .join("::")
-        })
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
         .collect();
-    found.sort();
-    found.dedup();
+    entries.sort();
+    entries
+}
+
+fn ident(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The names at the top level of a `{...}` group that starts `text`.
+fn group_names(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut depth = 0;
+    let mut item_start = true;
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => {
+                depth += 1;
+                item_start = depth == 1;
+            }
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => item_start = true,
+            c if c.is_whitespace() => {}
+            _ if item_start && depth == 1 => {
+                names.push(ident(&text[at..]));
+                item_start = false;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// The modules a module's code names, as `FOLDER::NAME`.
+fn imports_of(folder: &str, code: &str, siblings: &BTreeSet<String>) -> BTreeSet<Name> {
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let layer = ident(rest);
+        let Some(after) = rest[layer.len()..].strip_prefix("::") else {
+            found.insert(layer.to_string());
+            continue;
+        };
+        if after.starts_with('{') {
+            for name in group_names(after) {
+                found.insert(format!("{layer}::{name}"));
+            }
+        } else {
+            found.insert(format!("{layer}::{}", ident(after)));
+        }
+    }
+    for (at, _) in code.match_indices("super::") {
+        let name = ident(&code[at + "super::".len()..]);
+        if siblings.contains(name) {
+            found.insert(format!("{folder}::{name}"));
+        }
+    }
     found
+}
+
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every module under the layer folders, read from the sources.
+fn modules() -> BTreeMap<Name, Module> {
+    let mut modules = BTreeMap::new();
+    for folder in LAYERS {
+        let dir = src().join(folder);
+        let files: Vec<PathBuf> = sorted_entries(&dir)
+            .into_iter()
+            .filter(|path| path.file_name().is_some_and(|name| name != "mod.rs"))
+            .collect();
+        let siblings: BTreeSet<String> = files
+            .iter()
+            .filter_map(|path| path.file_stem()?.to_str().map(str::to_string))
+            .collect();
+        for path in &files {
+            let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap();
+            let text = read(path);
+            let mut first_comment = text.lines().take_while(|line| line.starts_with("//!"));
+            let pure = first_comment.any(|line| line.starts_with("//! Pure:"));
+            let code = without_comments(&text);
+            let imports = imports_of(folder, &code, &siblings);
+            modules.insert(
+                format!("{folder}::{name}"),
+                Module {
+                    code,
+                    pure,
+                    imports,
+                },
+            );
+        }
+    }
+    modules
+}
+
+fn layer_of(name: &str) -> usize {
+    let folder = name.split("::").next().unwrap_or(name);
+    LAYERS
+        .iter()
+        .position(|layer| *layer == folder)
+        .unwrap_or_else(|| panic!("{name} is in no layer of {LAYERS:?}"))
+}
+
+#[test]
+fn every_module_sits_in_a_layer_whose_first_comment_says_its_role() {
+    for path in sorted_entries(&src()) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            assert!(
+                LAYERS.contains(&name.as_str()),
+                "src/{name}/ is not one of the layers {LAYERS:?}: place it in tests/layering.rs and src/lib.rs"
+            );
+            let head = read(&path.join("mod.rs"));
+            let first_comment = head.lines().take_while(|line| line.starts_with("//!"));
+            assert!(
+                first_comment.count() >= 2,
+                "src/{name}/mod.rs does not start with the comment that says its role and imports"
+            );
+        } else {
+            assert!(
+                name == "lib.rs" || name == "main.rs",
+                "src/{name} sits beside lib.rs: move it into one of the layers {LAYERS:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn imports_run_down_the_layers_so_the_boot_path_never_imports_the_doctor() {
+    for (name, module) in modules() {
+        for imported in &module.imports {
+            assert!(
+                layer_of(imported) >= layer_of(&name),
+                "{name} imports {imported}, a layer above it ({LAYERS:?}, top first)"
+            );
+        }
+    }
+}
+
+#[test]
+fn pure_modules_import_no_io_module() {
+    let modules = modules();
+    let pure: Vec<&Name> = modules.keys().filter(|name| modules[*name].pure).collect();
+    assert!(pure.len() >= 10, "pure modules found: {pure:?}");
+    for name in pure {
+        let module = &modules[name];
+        for imported in &module.imports {
+            let imported_module = modules
+                .get(imported)
+                .unwrap_or_else(|| panic!("{name} imports {imported}, which is no module"));
+            assert!(
+                imported_module.pure,
+                "{name} is pure but imports {imported}, an I/O module"
+            );
+        }
+        for io in IO_PATHS {
+            assert!(!module.code.contains(io), "{name} is pure but uses {io}");
+        }
+    }
+}
+
+#[test]
+fn no_modules_import_each_other_in_a_circle() {
+    let modules = modules();
+    // Depth-first, with the path walked so far: reaching a module on it closes a circle.
+    fn walk(
+        name: &str,
+        modules: &BTreeMap<Name, Module>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if let Some(at) = path.iter().position(|on| on == name) {
+            panic!("a circle: {} -> {name}", path[at..].join(" -> "));
+        }
+        if done.contains(name) {
+            return;
+        }
+        path.push(name.to_string());
+        for imported in modules.get(name).map(|m| &m.imports).into_iter().flatten() {
+            if imported != name {
+                walk(imported, modules, path, done);
+            }
+        }
+        path.pop();
+        done.insert(name.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for name in modules.keys() {
+        walk(name, &modules, &mut Vec::new(), &mut done);
+    }
 }
 
 #[test]
 fn the_boot_path_never_calls_into_the_supervisor() {
-    for module in [
-        "boot/sources",
-        "boot/plan",
-        "boot/apply",
-        "boot/bootfb",
-        "boot/kernel",
-        "boot/modprobe",
-        "machine/sysfs",
-        "boot/topology",
-    ] {
-        assert!(
-            !imports(module).contains(&"boot::watchdog".to_string()),
-            "src/{module}.rs calls into the supervisor: {:?}",
-            imports(module)
-        );
+    for (name, module) in modules() {
+        if name.starts_with("boot::") && name != "boot::watchdog" {
+            assert!(
+                !module.imports.contains("boot::watchdog"),
+                "{name} calls into the supervisor: {:?}",
+                module.imports
+            );
+        }
     }
 }
 
 #[test]
 fn the_supervisor_never_calls_into_apply_or_bootfb() {
-    let imported = imports("boot/watchdog");
-    for module in [
-        "boot::apply",
-        "boot::bootfb",
-        "boot::sources",
-        "doctor::report",
-    ] {
+    let imported = &modules()["boot::watchdog"].imports;
+    for module in ["boot::apply", "boot::bootfb", "boot::sources"] {
         assert!(
-            !imported.contains(&module.to_string()),
+            !imported.contains(module),
             "src/boot/watchdog.rs imports {module}: {imported:?}"
         );
     }
+}
+
+/// `src/lib.rs` names each folder (`//! - `FOLDER/`: ...`) and below it each module
+/// (`//!   - `NAME` (pure): ...` or `(I/O)`).
+#[test]
+fn lib_rs_lists_every_module_as_pure_or_io_as_it_says() {
+    let mut listed = BTreeMap::new();
+    let mut folder = String::new();
+    for line in read(&src().join("lib.rs")).lines() {
+        if let Some(rest) = line.strip_prefix("//! - `") {
+            folder = rest.split('/').next().unwrap_or_default().to_string();
+        } else if let Some(rest) = line.strip_prefix("//!   - `") {
+            let (name, rest) = rest.split_once('`').expect("a module name in backquotes");
+            let pure = if rest.starts_with(" (pure)") {
+                true
+            } else if rest.starts_with(" (I/O)") {
+                false
+            } else {
+                panic!("src/lib.rs: {name} is neither (pure) nor (I/O)")
+            };
+            listed.insert(format!("{folder}::{name}"), pure);
+        }
+    }
+    let found: BTreeMap<Name, bool> = modules()
+        .into_iter()
+        .map(|(name, module)| (name, module.pure))
+        .collect();
+    assert_eq!(
+        listed, found,
+        "src/lib.rs (left) against the sources (right)"
+    );
 }

@@ -2,6 +2,8 @@
 //!
 //! Every failure is 1 so that a caller needs one test (`vfio-bind ... || warn`); only a
 //! command line that cannot be run at all differs, so a typo in a hook is told apart.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 /// Every rule applied, or (for the read-only commands) no problem found.
 pub const EXIT_OK: u8 = 0;

@@ -4,6 +4,8 @@
 //! rule's location, and the functions a rule would take (at most [`MAX_TARGETS`]); when the
 //! scan ends, a rule whose guard failed, or that would take more functions than fit, selects
 //! nothing at all: a rule applies whole or not at all.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 

@@ -1,4 +1,6 @@
 //! A duration in seconds as people write it: `10`, `2.5`.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 use std::time::Duration;

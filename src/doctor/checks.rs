@@ -1,6 +1,8 @@
 //! The passthrough doctor behind `vfio-bind check`: why a card on vfio-pci may still fail a
 //! VM. Each check is a pure function over what [`crate::doctor::host`] read (sysfs attributes,
 //! /proc files, module lists, image bytes), returning findings with their fix.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use crate::doctor::image::Image;
 use crate::rules::address::PciAddress;

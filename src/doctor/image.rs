@@ -2,6 +2,8 @@
 //! concatenated, each plain or compressed) and the `.cmdline` section of a unified kernel
 //! image (a PE file). Pure: bytes in, findings' raw material out; decompression is done by a
 //! caller-supplied function, so tests need no tools and `check` can use the system's own.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 /// How a segment of an initramfs is compressed, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Just enough JSON for `list --json` and `check --json`: strings escaped as RFC 8259 wants,
 //! written by hand so the binary carries no serializer.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 

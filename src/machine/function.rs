@@ -1,6 +1,8 @@
 //! What one PCI function is, as the binder sees it: its address, identity, class and
 //! drivers. Pure data, read by `sysfs` and judged by `plan`, so that planning never
 //! depends on how the facts were read.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use heapless::String;
 

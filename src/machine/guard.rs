@@ -1,13 +1,15 @@
 //! What the host itself needs: the PCI functions behind its mounted filesystems and active
-//! swap, behind its default routes, and the card of its only console display. Pure: the
-//! facts come from [`crate::machine::host_usage`], which reads them from `/proc` and `/sys`; here they
-//! are followed down to PCI functions and judged.
+//! swap, behind its default routes, and the card of its only console display. The facts
+//! come from [`crate::machine::host_usage`], which reads them from `/proc` and `/sys`; here
+//! they are followed down to PCI functions and judged.
 //!
 //! Storage and network passthrough are real uses, so a device's class decides nothing: a
 //! function is held when the host is *using* it now. Binding one of them takes the host's
 //! root filesystem, its network or its console away (at runtime at once, at boot before
 //! the root is even mounted), so `rule` warns, `check` reports a problem, and runtime `bind`
 //! refuses without `--force`.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 

@@ -1,5 +1,5 @@
-//! What the host is using, read for [`crate::machine::guard`]: its mounts, swaps and default routes
-//! from `/proc` under a host root, and the block devices, network interfaces and displays
+//! What the host is using, read for [`crate::machine::guard`]: its mounts, swaps and default
+//! routes from `/proc` under a host root, and the block devices, network interfaces and displays
 //! behind them from the sysfs tree (the real `/sys`, or a fixture standing in for it).
 //!
 //! Links are followed with the whole path canonicalised, then taken relative to the sysfs

@@ -14,6 +14,8 @@
 //!
 //! Without CAP_SYS_ADMIN the kernel prints every range as `00000000-00000000`; the names and
 //! the indentation are still real, so nesting can be read, but ranges cannot be compared.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 

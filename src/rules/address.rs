@@ -12,6 +12,8 @@
 //! of each device below it. Bus numbers move when a card is added in an earlier slot; a path
 //! does not, which is what tells identical cards apart for good. Parsing a path is pure:
 //! [`crate::boot::topology`] walks sysfs to find where it leads.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 use core::str::FromStr;

@@ -14,6 +14,8 @@
 //! - a `--` with no value (quoted or not) ends the kernel's parameters: the rest is init's;
 //! - a NUL byte ends the text, as it ends the kernel's C string;
 //! - parameter names treat `-` and `_` alike (`parameq()`).
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 

@@ -14,6 +14,8 @@
 //! function in the slot has those IDs, a function rule only when that function has them.
 //! A path is the kernel's own `pci=` device-specifier syntax: unlike a bus number it stays
 //! the same when a card is added in an earlier slot.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use core::fmt;
 use core::str::FromStr;

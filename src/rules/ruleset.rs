@@ -1,6 +1,8 @@
 //! The rules of one run: every `vfio.bind=` rule of the command line and the fragments, in
 //! order, without duplicates, in fixed-capacity storage; each rule that cannot be kept is
 //! reported once.
+//!
+//! Pure: it reads and writes nothing, and imports only pure modules (`tests/layering.rs`).
 
 use heapless::Vec;
 
