@@ -61,6 +61,24 @@ const TOOLS: &[Tool] = &[
         program: "apt-get",
         package: "apt",
     },
+    // The installed-system scenario's disk: a Debian root file system, a partition table,
+    // ext4 made from a directory, files copied out of it without mounting.
+    Tool {
+        program: "mmdebstrap",
+        package: "mmdebstrap",
+    },
+    Tool {
+        program: "sfdisk",
+        package: "fdisk",
+    },
+    Tool {
+        program: "mkfs.ext4",
+        package: "e2fsprogs",
+    },
+    Tool {
+        program: "debugfs",
+        package: "e2fsprogs",
+    },
 ];
 
 /// Files the VM test reads, not programs, and the package that ships each: the UEFI
@@ -76,7 +94,7 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
 
 /// The packages `.ci/run` and a developer install; printed in every "missing" message.
 pub const APT_PACKAGES: &str =
-    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils";
+    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils mmdebstrap fdisk e2fsprogs";
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

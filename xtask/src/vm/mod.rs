@@ -10,7 +10,7 @@
 //! - `host`: tools, process helpers; `kernel`: the kernel package; `stage`: binary, hooks
 //!   and reporter; `image`: one module per generator; `cpio`: the archive writer;
 //!   `qemu`: one boot; `scenario`: what to boot and what to expect; `report`: parsing what
-//!   the guest said.
+//!   the guest said; `system`: scenario 21, an installed Debian system booted from its disk.
 
 mod cpio;
 mod host;
@@ -20,6 +20,7 @@ mod qemu;
 mod report;
 mod scenario;
 mod stage;
+mod system;
 
 /// The guest's reporter, compiled into the xtask's tests as well so that clippy and the
 /// compiler check it with the rest (the images get it from plain rustc, see `stage`).
@@ -91,6 +92,10 @@ pub struct VmRunArgs {
     /// seconds before the boot is killed (default 120)
     #[argh(option, default = "120")]
     pub timeout: u64,
+    /// boot the installed Debian system of scenario 21 instead (its disk, built or cached):
+    /// both boots, each step's report and the console's tail printed
+    #[argh(switch)]
+    pub system: bool,
 }
 
 /// Everything both commands set up first.
@@ -288,19 +293,40 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
                 .is_none_or(|filter| run.matches(filter))
         })
         .collect();
-    if runs.is_empty() {
+    let with_system = system::selected(args.only.as_deref());
+    if runs.is_empty() && !with_system {
         bail!("--only matched no boot");
     }
     let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
     specs.dedup();
-    let images = build_images(&setup, &specs, args.jobs)?;
+    let images = if specs.is_empty() {
+        BTreeMap::new()
+    } else {
+        build_images(&setup, &specs, args.jobs)?
+    };
+    let disk = with_system.then(|| system::disk(&setup));
     let timeout = Duration::from_secs(args.timeout);
     let outcomes = boot_all(&setup, &runs, &images, args.jobs, timeout);
+    let system_outcome = disk.map(|disk| match disk {
+        Ok(disk) => system::run(&setup, &disk, system_timeout(timeout)),
+        Err(error) => system::SystemOutcome::not_built(error),
+    });
 
-    print_table(&runs, &outcomes, timeout);
-    print_binder_times(&runs, &outcomes);
+    if !runs.is_empty() {
+        print_table(&runs, &outcomes, timeout);
+    }
+    if let Some(outcome) = &system_outcome {
+        println!(
+            "{:<26} {}",
+            format!("{} {}", scenario::SYSTEM_NUMBER, scenario::SYSTEM_NAME),
+            system::cell(outcome)
+        );
+    }
+    if !runs.is_empty() {
+        print_binder_times(&runs, &outcomes);
+    }
     let failures: Vec<(&Run, &Outcome)> = runs
         .iter()
         .zip(&outcomes)
@@ -309,23 +335,35 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     for (run, outcome) in &failures {
         print_failure(run, outcome);
     }
-    let passed = runs.len() - failures.len();
+    let system_failed = system_outcome.as_ref().is_some_and(|o| !o.passed());
+    if let Some(outcome) = system_outcome.as_ref().filter(|_| system_failed) {
+        system::print_failure(outcome);
+    }
+    let scenarios = runs.len() + usize::from(system_outcome.is_some());
+    let failed = failures.len() + usize::from(system_failed);
     println!(
-        "\n{} boots of {} images in {} total",
+        "\n{} boots of {} images{} in {} total",
         runs.len(),
         specs.len(),
+        if system_outcome.is_some() {
+            " and the installed system"
+        } else {
+            ""
+        },
         seconds(started.elapsed())
     );
-    println!("vm-test: {passed} passed, {} failed", failures.len());
-    if failures.is_empty() {
+    println!("vm-test: {} passed, {failed} failed", scenarios - failed);
+    if failed == 0 {
         Ok(())
     } else {
-        Err(anyhow!(
-            "{} of {} VM boots failed",
-            failures.len(),
-            runs.len()
-        ))
+        Err(anyhow!("{failed} of {scenarios} VM scenarios failed"))
     }
+}
+
+/// The installed system's time limit per boot: its first boot runs every step, `dpkg -r`
+/// and an image rebuild under emulation.
+fn system_timeout(timeout: Duration) -> Duration {
+    timeout * 3
 }
 
 /// Every boot of the matrix, image by image: each scenario on each image its row names.
@@ -486,6 +524,9 @@ fn print_failure(run: &Run, outcome: &Outcome) {
 }
 
 pub fn run_one(args: VmRunArgs) -> TaskResult {
+    if args.system {
+        return run_system(&args);
+    }
     let generator = Generator::from_name(&args.image).with_context(|| {
         format!(
             "--image {}: expected one of {}",
@@ -555,6 +596,45 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     };
     print_guest_state(&state);
     Ok(())
+}
+
+/// `vm-run --system`: both boots of the installed system, each boot's report and console
+/// tail printed, then the verdict.
+fn run_system(args: &VmRunArgs) -> TaskResult {
+    let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
+    let disk = system::disk(&setup)?;
+    let outcome = system::run(
+        &setup,
+        &disk,
+        system_timeout(Duration::from_secs(args.timeout)),
+    );
+    for boot in &outcome.boots {
+        println!("\n=== {}", boot.label);
+        if let Some(qemu_boot) = &boot.boot {
+            println!("console log: {}", qemu_boot.console_path.display());
+            print_console_tail(&qemu_boot.console);
+            println!("report (second serial port):");
+            for line in qemu_boot.result.lines() {
+                println!("  | {line}");
+            }
+        }
+        for problem in &boot.problems {
+            println!("  - {problem}");
+        }
+    }
+    println!(
+        "\n{} {}: {}",
+        scenario::SYSTEM_NUMBER,
+        scenario::SYSTEM_NAME,
+        system::cell(&outcome)
+    );
+    if outcome.passed() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "the installed system did not behave as expected (above)"
+        ))
+    }
 }
 
 /// vm-run's kernel command line: the cards' words for ati-vga, then the user's.
@@ -638,6 +718,7 @@ mod tests {
             uefi,
             kernel_deb: None,
             timeout: 120,
+            system: false,
         };
         let ati = [
             "-device".to_string(),
