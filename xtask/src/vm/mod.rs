@@ -301,18 +301,25 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
     specs.dedup();
-    let images = if specs.is_empty() {
-        BTreeMap::new()
-    } else {
-        build_images(&setup, &specs, args.jobs)?
-    };
-    let disk = with_system.then(|| system::disk(&setup));
-    let timeout = Duration::from_secs(args.timeout);
-    let outcomes = boot_all(&setup, &runs, &images, args.jobs, timeout);
-    let system_outcome = disk.map(|disk| match disk {
-        Ok(disk) => system::run(&setup, &disk, system_timeout(timeout)),
-        Err(error) => system::SystemOutcome::not_built(error),
+    // The installed system's disk (mmdebstrap, about a minute when not cached) is made
+    // while the images build.
+    let (images, disk) = std::thread::scope(|scope| {
+        let disk = with_system.then(|| scope.spawn(|| system::disk(&setup)));
+        let images = if specs.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            build_images(&setup, &specs, args.jobs)
+        };
+        let disk = disk.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the disk's build panicked")))
+        });
+        (images, disk)
     });
+    let images = images?;
+    let timeout = Duration::from_secs(args.timeout);
+    let (outcomes, system_outcome) = boot_all(&setup, &runs, &images, disk, args.jobs, timeout);
 
     if !runs.is_empty() {
         print_table(&runs, &outcomes, timeout);
@@ -406,34 +413,82 @@ fn build_images(
     Ok(specs.iter().copied().zip(built).collect())
 }
 
-/// Boots and checks every run, `jobs` at a time, printing each verdict as it comes.
+/// One boot job: the installed system (both its boots), or a run of the matrix.
+enum Job<'a> {
+    System(&'a TaskResult<system::Disk>),
+    Matrix(&'a Run),
+}
+
+enum Done {
+    System(system::SystemOutcome),
+    Matrix(Box<Outcome>),
+}
+
+/// Boots and checks every run, and the installed system when its disk is given, `jobs` at a
+/// time, printing each verdict as it comes. The installed system, the longest job by far,
+/// goes first, so that the matrix's boots share the other worker with it.
 fn boot_all(
     setup: &Setup,
     runs: &[Run],
     images: &BTreeMap<ImageSpec, TaskResult<PathBuf>>,
+    disk: Option<TaskResult<system::Disk>>,
     jobs: usize,
     timeout: Duration,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Option<system::SystemOutcome>) {
     let done = AtomicUsize::new(0);
-    parallel(runs, jobs, |run| {
-        let outcome = match &images[&run.spec] {
-            Ok(path) => boot_and_check(setup, path, run, timeout),
-            Err(error) => Outcome {
-                problems: vec![format!("the image could not be built: {error:#}")],
-                boot: None,
-                state: None,
-            },
+    let work: Vec<Job> = disk
+        .as_ref()
+        .map(Job::System)
+        .into_iter()
+        .chain(runs.iter().map(Job::Matrix))
+        .collect();
+    let results = parallel(&work, jobs, |job| {
+        let (label, image, verdict, result) = match job {
+            Job::System(disk) => {
+                let outcome = match disk {
+                    Ok(disk) => system::run(setup, disk, system_timeout(timeout)),
+                    Err(error) => system::SystemOutcome::not_built(error),
+                };
+                (
+                    format!("{} {}", scenario::SYSTEM_NUMBER, scenario::SYSTEM_NAME),
+                    "its own disk".to_string(),
+                    system::cell(&outcome),
+                    Done::System(outcome),
+                )
+            }
+            Job::Matrix(run) => {
+                let outcome = match &images[&run.spec] {
+                    Ok(path) => boot_and_check(setup, path, run, timeout),
+                    Err(error) => Outcome {
+                        problems: vec![format!("the image could not be built: {error:#}")],
+                        boot: None,
+                        state: None,
+                    },
+                };
+                (
+                    format!("{} {}", run.scenario.number, run.scenario.name),
+                    run.spec.to_string(),
+                    cell(&outcome, timeout),
+                    Done::Matrix(Box::new(outcome)),
+                )
+            }
         };
         let count = done.fetch_add(1, Ordering::SeqCst) + 1;
         println!(
-            "[{count:>2}/{}] {:<24} on {:<26} {}",
-            runs.len(),
-            format!("{} {}", run.scenario.number, run.scenario.name),
-            run.spec.to_string(),
-            cell(&outcome, timeout)
+            "[{count:>2}/{}] {label:<24} on {image:<26} {verdict}",
+            work.len()
         );
-        outcome
-    })
+        result
+    });
+    let mut outcomes = Vec::new();
+    let mut system_outcome = None;
+    for result in results {
+        match result {
+            Done::System(outcome) => system_outcome = Some(outcome),
+            Done::Matrix(outcome) => outcomes.push(*outcome),
+        }
+    }
+    (outcomes, system_outcome)
 }
 
 /// Scenario rows by generator columns: pass/FAIL, boot time (or the timeout).

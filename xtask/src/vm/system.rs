@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::host::{die_with_parent, run_captured};
 use super::report::{self, full_address, GuestState};
 use super::scenario::{
-    self, Cards, Scenario, BAKED_RULE, SYSTEM_AS_BOOTED, SYSTEM_BOOTED, SYSTEM_PREPARED,
+    self, Cards, Scenario, BAKED_RULE, SYSTEM_BOOTED, SYSTEM_FIRST_TWIN_NATIVE, SYSTEM_PREPARED,
     SYSTEM_REMOVED,
 };
 use super::{qemu, seconds, Setup};
@@ -342,7 +342,7 @@ pub struct SystemOutcome {
 
 impl SystemOutcome {
     /// The disk could not be built: the scenario fails without booting.
-    pub fn not_built(error: anyhow::Error) -> SystemOutcome {
+    pub fn not_built(error: &anyhow::Error) -> SystemOutcome {
         SystemOutcome {
             boots: vec![SystemBoot {
                 label: "first boot",
@@ -551,6 +551,34 @@ fn judge_state(
         .collect()
 }
 
+/// The hook's round leaves the second twin (the boot's) where the boot put it.
+fn second_twin_as_booted(sections: &[Section], name: &str) -> Vec<String> {
+    let state_of = |name: &str| {
+        sections
+            .iter()
+            .find(|section| section.name == name)
+            .and_then(|section| report::parse(section.body))
+    };
+    let (Some(booted), Some(now)) = (state_of("boot-state"), state_of(name)) else {
+        return Vec::new(); // judge_state says what is missing
+    };
+    let mut problems = Vec::new();
+    for address in ["00:05.0", "00:05.1"] {
+        let (before, after) = (booted.function(address), now.function(address));
+        let driver = |function: Option<&report::Function>| {
+            function.map(|f| (f.driver.clone(), f.driver_override.clone()))
+        };
+        if driver(before) != driver(after) {
+            problems.push(format!(
+                "{name}: {address}: expected the hook to leave it as booted, {:?}; found {:?}",
+                driver(before),
+                driver(after)
+            ));
+        }
+    }
+    problems
+}
+
 fn state_table(name: &str, state: &GuestState) -> String {
     format!("{name}:\n{}", report::function_table(state))
 }
@@ -755,14 +783,19 @@ fn judge_first_boot(result: &str, console: &str, release: &str) -> Vec<String> {
     problems.extend(judge_check(&sections, release));
     problems.extend(judge_list(&sections));
     for (hook, state, expected) in [
-        ("hook-other-guest", "state-other-guest", &SYSTEM_AS_BOOTED),
+        (
+            "hook-other-guest",
+            "state-other-guest",
+            &SYSTEM_FIRST_TWIN_NATIVE,
+        ),
         ("hook-prepare", "state-prepared", &SYSTEM_PREPARED),
-        ("hook-release", "state-released", &SYSTEM_AS_BOOTED),
+        ("hook-release", "state-released", &SYSTEM_FIRST_TWIN_NATIVE),
     ] {
         if let Err(problem) = step(&sections, hook) {
             problems.push(format!("{problem} (the libvirt hook, as libvirt runs it)"));
         }
         problems.extend(judge_state(&sections, state, expected, ""));
+        problems.extend(second_twin_as_booted(&sections, state));
     }
     problems.extend(judge_guard(&sections));
     if let Err(problem) = step(&sections, "remove") {
@@ -800,6 +833,9 @@ fn judge_second_boot(result: &str, console: &str, _release: &str) -> Vec<String>
 }
 
 fn indent(text: &str) -> String {
+    if text.trim().is_empty() {
+        return "      (nothing)".into();
+    }
     super::host::tail(text, 30)
         .lines()
         .map(|line| format!("      {line}"))
