@@ -419,9 +419,14 @@ pub fn run(setup: &Setup, disk: &Disk, timeout: Duration) -> SystemOutcome {
             boot: None,
             problems: vec![format!("{error:#}")],
         });
-        let failed = !outcome.problems.is_empty();
+        // The second boot tells something only if the first got through its steps (and so
+        // removed the package and powered off cleanly).
+        let finished = outcome
+            .boot
+            .as_ref()
+            .is_some_and(|boot| !boot.timed_out && boot.result.contains("system: done"));
         boots.push(outcome);
-        if failed {
+        if !finished {
             break;
         }
     }
@@ -730,8 +735,8 @@ fn judge_rule_file(sections: &[Section]) -> Vec<String> {
 
 /// Step 5, the host-safety guard on the root disk's controller (at [`DISK_SLOT`]): `rule`
 /// warns, `bind` refuses (non-zero), and the controller keeps its driver with no override.
-fn judge_guard(sections: &[Section]) -> Vec<String> {
-    if !GUARD_STEP {
+fn judge_guard(sections: &[Section], enabled: bool) -> Vec<String> {
+    if !enabled {
         return match sections.iter().find(|section| section.name == "guard") {
             Some(section) if section.body.contains("skipped") => Vec::new(),
             _ => vec!["guard: expected the guest to say the step was skipped".into()],
@@ -791,7 +796,7 @@ fn judge_first_boot(result: &str, console: &str, release: &str) -> Vec<String> {
         let found = judge_state(&sections, state, expected, "");
         problems.extend(not_again(&booted, "boot-state", found, state));
     }
-    problems.extend(judge_guard(&sections));
+    problems.extend(judge_guard(&sections, GUARD_STEP));
     if let Err(problem) = step(&sections, "remove") {
         problems.push(problem);
     }
@@ -991,6 +996,37 @@ mod tests {
         let without = "system: begin image\nsystem: end image rc=0\n";
         assert_eq!(judge_image(&sections(without), "image", true).len(), 3);
         assert!(judge_image(&sections(without), "image", false).is_empty());
+    }
+
+    /// Step 5, ready for when the guard exists: skipped is fine while it is off; on, `rule`
+    /// must warn, `bind` refuse, and the disk's controller keep its driver.
+    #[test]
+    fn the_guard_step_is_judged_once_enabled() {
+        let skipped = "system: begin guard\nskipped: not yet\nsystem: end guard rc=0\n";
+        assert!(judge_guard(&sections(skipped), false).is_empty());
+        assert_eq!(judge_guard(&sections(skipped), true).len(), 3);
+        let state = |driver: &str, over: &str| {
+            format!(
+                "vfio-test: begin\nfn 0000:00:06.0 1af4:1001 {driver} {over} 3\nvfio-test: end\n"
+            )
+        };
+        let guarded = format!(
+            "system: begin guard-rule\nwarning: 0000:00:06.0 holds the root file system\nsystem: end guard-rule rc=0\n\
+             system: begin guard-bind\nrefused\nsystem: end guard-bind rc=1\n\
+             system: begin guard-state\n{}system: end guard-state rc=0\n",
+            state("virtio-pci", "-")
+        );
+        assert_eq!(judge_guard(&sections(&guarded), true), Vec::<String>::new());
+        assert!(!judge_guard(&sections(&guarded), false).is_empty());
+        let taken = guarded
+            .replace("rc=1", "rc=0")
+            .replace(&state("virtio-pci", "-"), &state("vfio-pci", "vfio-pci"));
+        assert_eq!(
+            judge_guard(&sections(&taken), true).len(),
+            2,
+            "{:?}",
+            judge_guard(&sections(&taken), true)
+        );
     }
 
     #[test]
