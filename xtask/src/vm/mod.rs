@@ -301,25 +301,27 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
     specs.dedup();
-    // The installed system's disk (mmdebstrap, about a minute when not cached) is made
-    // while the images build.
-    let (images, disk) = std::thread::scope(|scope| {
-        let disk = with_system.then(|| scope.spawn(|| system::disk(&setup)));
-        let images = if specs.is_empty() {
-            Ok(BTreeMap::new())
-        } else {
-            build_images(&setup, &specs, args.jobs)
-        };
-        let disk = disk.map(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the disk's build panicked")))
-        });
-        (images, disk)
-    });
-    let images = images?;
     let timeout = Duration::from_secs(args.timeout);
-    let (outcomes, system_outcome) = boot_all(&setup, &runs, &images, disk, args.jobs, timeout);
+    // The installed system's disk (mmdebstrap, a minute or two when not cached) is made
+    // while the images build and the matrix's first boots run; the installed system's job
+    // waits for it.
+    let (outcomes, system_outcome) = std::thread::scope(|scope| -> TaskResult<_> {
+        let disk: Option<PendingDisk> =
+            with_system.then(|| Mutex::new(Some(scope.spawn(|| system::disk(&setup)))));
+        let images = if specs.is_empty() {
+            BTreeMap::new()
+        } else {
+            build_images(&setup, &specs, args.jobs)?
+        };
+        Ok(boot_all(
+            &setup,
+            &runs,
+            &images,
+            disk.as_ref(),
+            args.jobs,
+            timeout,
+        ))
+    })?;
 
     if !runs.is_empty() {
         print_table(&runs, &outcomes, timeout);
@@ -414,10 +416,15 @@ fn build_images(
 }
 
 /// One boot job: the installed system (both its boots), or a run of the matrix.
-enum Job<'a> {
-    System(&'a TaskResult<system::Disk>),
+enum Job<'a, 'scope> {
+    System(&'a PendingDisk<'scope>),
     Matrix(&'a Run),
 }
+
+/// The installed system's disk, being made on a thread of its own; taken (once) by the job
+/// that boots it.
+type PendingDisk<'scope> =
+    Mutex<Option<std::thread::ScopedJoinHandle<'scope, TaskResult<system::Disk>>>>;
 
 enum Done {
     System(system::SystemOutcome),
@@ -431,21 +438,27 @@ fn boot_all(
     setup: &Setup,
     runs: &[Run],
     images: &BTreeMap<ImageSpec, TaskResult<PathBuf>>,
-    disk: Option<TaskResult<system::Disk>>,
+    disk: Option<&PendingDisk>,
     jobs: usize,
     timeout: Duration,
 ) -> (Vec<Outcome>, Option<system::SystemOutcome>) {
     let done = AtomicUsize::new(0);
     let work: Vec<Job> = disk
-        .as_ref()
         .map(Job::System)
         .into_iter()
         .chain(runs.iter().map(Job::Matrix))
         .collect();
     let results = parallel(&work, jobs, |job| {
         let (label, image, verdict, result) = match job {
-            Job::System(disk) => {
-                let outcome = match disk {
+            Job::System(pending) => {
+                let handle = pending.lock().expect("no job panics holding it").take();
+                let disk = match handle {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow!("making the disk panicked"))),
+                    None => Err(anyhow!("the disk was already taken")),
+                };
+                let outcome = match &disk {
                     Ok(disk) => system::run(setup, disk, system_timeout(timeout)),
                     Err(error) => system::SystemOutcome::not_built(error),
                 };
