@@ -62,7 +62,7 @@ const TOOLS: &[Tool] = &[
         package: "apt",
     },
     // The installed-system scenario's disk: a Debian root file system, a partition table,
-    // ext4 made from a directory, files copied out of it without mounting.
+    // ext4 made from a directory, and an EFI system partition (FAT) with GRUB in it.
     Tool {
         program: "mmdebstrap",
         package: "mmdebstrap",
@@ -76,14 +76,26 @@ const TOOLS: &[Tool] = &[
         package: "e2fsprogs",
     },
     Tool {
-        program: "debugfs",
-        package: "e2fsprogs",
+        program: "mkfs.vfat",
+        package: "dosfstools",
+    },
+    Tool {
+        program: "mcopy",
+        package: "mtools",
+    },
+    Tool {
+        program: "grub-mkstandalone",
+        package: "grub-common",
     },
 ];
 
 /// Files the VM test reads, not programs, and the package that ships each: the UEFI
 /// scenarios boot with OVMF.
-const FILES: &[(&str, &str)] = &[(super::qemu::OVMF_PATH, "ovmf")];
+const FILES: &[(&str, &str)] = &[
+    (super::qemu::OVMF_PATH, "ovmf"),
+    // GRUB's EFI modules, which grub-mkstandalone builds the installed system's loader from.
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+];
 
 /// Used when present: xz unpacks the kernel so that QEMU boots it without the in-guest
 /// decompression (about 2 s per boot under emulation).
@@ -94,7 +106,7 @@ const OPTIONAL_TOOLS: &[Tool] = &[Tool {
 
 /// The packages `.ci/run` and a developer install; printed in every "missing" message.
 pub const APT_PACKAGES: &str =
-    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils mmdebstrap fdisk e2fsprogs";
+    "qemu-system-x86 ovmf dracut-core initramfs-tools busybox-static cpio kmod udev systemd xz-utils mmdebstrap fdisk e2fsprogs dosfstools mtools grub-common grub-efi-amd64-bin";
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

@@ -226,8 +226,7 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
     let firmware = run.scenario.cards.firmware();
     let kernel = setup.kernel_for(firmware);
     let spec = qemu::BootSpec {
-        kernel: &kernel,
-        initrd: image,
+        direct: Some((&kernel, image)),
         append: run.command_line.clone(),
         devices: run.scenario.cards.qemu_args(),
         dir: setup.vm_dir.join("runs").join(run.label()),
@@ -634,8 +633,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     );
     let timeout = Duration::from_secs(args.timeout);
     let boot = qemu::boot(&qemu::BootSpec {
-        kernel: &setup.kernel_for(firmware),
-        initrd: &image,
+        direct: Some((&setup.kernel_for(firmware), &image)),
         append,
         devices,
         dir: setup.vm_dir.join("runs/vm-run"),

@@ -5,13 +5,16 @@
 //! into which the kernel package the VM test uses and then the project's `.deb` are
 //! installed with `dpkg -i` (xtask/guest/system/customize). The rule is in
 //! `/etc/cmdline.d/vfio-bind.conf` before the project's package goes in, so the package's
-//! trigger alone must rebuild the image with the hook and the rule. ext4 on a GPT partition
-//! of a virtio disk, made with `mkfs.ext4 -d` (nothing is mounted), cached under
+//! trigger alone must rebuild the image with the hook and the rule. A GPT disk: an EFI
+//! system partition holding GRUB (`grub-mkstandalone`, whose built-in grub.cfg loads
+//! `/boot/vmlinuz-RELEASE` and `/boot/initrd.img-RELEASE` from the root file system), and
+//! the root file system, ext4 made with `mkfs.ext4 -d` (nothing is mounted). Cached under
 //! `target/vm/system/` by the hash of its inputs.
 //!
-//! Two boots of one copy of the disk, the kernel and the image taken each time from the
-//! disk's own `/boot` (`debugfs`, no mount) and booted directly, with no rule on the kernel
-//! command line. In the guest, a unit of the test's own (xtask/guest/system/vfio-test-system)
+//! Two boots of one copy of the disk under UEFI (OVMF): the firmware starts GRUB from the
+//! disk, GRUB reads the kernel and the image from the disk's own `/boot` (the image `dpkg`
+//! rebuilt, at the second boot) and adds `BOOT_IMAGE=`, as on a user's machine. No rule on
+//! the kernel command line. In the guest, a unit of the test's own (xtask/guest/system/vfio-test-system)
 //! runs each step and reports it on the second serial port: the first boot's state,
 //! `vfio-bind check --json`, `list --json`, the libvirt hook the README documents run as
 //! libvirt runs it, the host-safety guard (step 5, off until it exists: [`GUARD_STEP`]),
@@ -46,10 +49,17 @@ const SUITE: &str = "bookworm";
 /// What `mmdebstrap --variant=minbase` adds: an init, udev to load the cards' drivers,
 /// initramfs-tools and its zstd, and linux-base for the kernel package's scripts.
 const PACKAGES: &str = "systemd-sysv,udev,kmod,initramfs-tools,zstd,linux-base";
-/// The root file system's size (ext4, in a GPT partition 1 MiB into the disk).
+const MIB: u64 = 1024 * 1024;
+/// The EFI system partition: FAT, 1 MiB into the disk, holding GRUB alone.
+const ESP_OFFSET: u64 = MIB;
+const ESP_MIB: u64 = 32;
+/// The root file system's size (ext4, in the GPT partition after the ESP).
 const FS_MIB: u64 = 1400;
-/// Where the partition, and so the file system, starts.
-const FS_OFFSET: u64 = 1024 * 1024;
+/// Where the root partition, and so the file system, starts.
+const FS_OFFSET: u64 = ESP_OFFSET + ESP_MIB * MIB;
+/// GRUB's modules in its EFI image: the partition table, ext4, the kernel loader, and
+/// finding the root file system by its label.
+const GRUB_MODULES: &str = "part_gpt ext2 linux search search_label normal configfile echo";
 /// The guest the libvirt hook is written for (its domain XML is
 /// xtask/guest/system/win11.xml), and the first twin that guest gets.
 const HOOK_GUEST: &str = "win11";
@@ -86,7 +96,10 @@ pub fn disk(setup: &Setup) -> TaskResult<Disk> {
     let hook = dir.join("libvirt-hook-qemu");
     fs::write(&hook, libvirt_hook()?)
         .with_context(|| format!("cannot write {}", hook.display()))?;
-    let key = inputs_hash(setup, &hook)?;
+    let grub_cfg = dir.join("grub.cfg");
+    fs::write(&grub_cfg, grub_config(&setup.kernel.release))
+        .with_context(|| format!("cannot write {}", grub_cfg.display()))?;
+    let key = inputs_hash(setup, &[("hook", &hook), ("grub.cfg", &grub_cfg)])?;
     let path = dir.join(format!("disk-{}.img", &key[..16]));
     let release = setup.kernel.release.clone();
     if path.is_file() {
@@ -94,7 +107,7 @@ pub fn disk(setup: &Setup) -> TaskResult<Disk> {
         return Ok(Disk { path, release });
     }
     let started = Instant::now();
-    build_disk(setup, &hook, &dir, &path)?;
+    build_disk(setup, &hook, &grub_cfg, &dir, &path)?;
     println!(
         "system disk: built in {} ({})",
         seconds(started.elapsed()),
@@ -108,6 +121,20 @@ pub fn disk(setup: &Setup) -> TaskResult<Disk> {
         }
     }
     Ok(Disk { path, release })
+}
+
+/// GRUB's configuration: the disk's kernel and image by the running release, the usual
+/// words and the root, no rule; with step 5 on, its switch.
+fn grub_config(release: &str) -> String {
+    let mut extra = vec![APPEND];
+    if GUARD_STEP {
+        extra.push("vfiotest.guard=1");
+    }
+    let command_line =
+        scenario::kernel_command_line(true, super::image::Generator::InitramfsTools, &extra);
+    format!(
+        "set timeout=0\nsearch --no-floppy --label root --set=root\nlinux /boot/vmlinuz-{release} {command_line}\ninitrd /boot/initrd.img-{release}\nboot\n"
+    )
 }
 
 /// The hook script the README documents for a guest named win11, with the first twin's rule
@@ -136,9 +163,9 @@ fn readme_hook_script(readme: &str) -> Option<String> {
 /// The hash of everything the disk is made of: the recipe, the kernel package, what the
 /// project's package holds (files and control data, not its build time), and the test's
 /// guest files.
-fn inputs_hash(setup: &Setup, hook: &Path) -> TaskResult<String> {
+fn inputs_hash(setup: &Setup, files: &[(&str, &Path)]) -> TaskResult<String> {
     let mut manifest = format!(
-        "recipe 1: {SUITE} minbase {PACKAGES}; {FS_MIB} MiB at {FS_OFFSET}; rule {BAKED_RULE}\nkernel {}\n",
+        "recipe 2: {SUITE} minbase {PACKAGES}; ESP {ESP_MIB} MiB at {ESP_OFFSET}, GRUB {GRUB_MODULES}; {FS_MIB} MiB at {FS_OFFSET}; rule {BAKED_RULE}\nkernel {}\n",
         setup
             .kernel
             .deb
@@ -173,10 +200,8 @@ fn inputs_hash(setup: &Setup, hook: &Path) -> TaskResult<String> {
             )?;
         }
     }
-    for (label, file) in [
-        ("reporter", setup.staged.reporter.as_path()),
-        ("hook", hook),
-    ] {
+    let reporter = [("reporter", setup.staged.reporter.as_path())];
+    for &(label, file) in reporter.iter().chain(files) {
         let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         writeln!(manifest, "{label} {}", sha256(&bytes)?)?;
     }
@@ -224,8 +249,8 @@ fn sha256(bytes: &[u8]) -> TaskResult<String> {
 }
 
 /// mmdebstrap into a directory (the customize hook installs the packages), then the disk:
-/// a GPT partition table and `mkfs.ext4 -d` into the partition.
-fn build_disk(setup: &Setup, hook: &Path, dir: &Path, out: &Path) -> TaskResult {
+/// a GPT partition table, the ESP with GRUB, and `mkfs.ext4 -d` into the root partition.
+fn build_disk(setup: &Setup, hook: &Path, grub_cfg: &Path, dir: &Path, out: &Path) -> TaskResult {
     let root = dir.join("root");
     let _ = fs::remove_dir_all(&root);
     let guest = setup.guest.join("system");
@@ -254,13 +279,17 @@ fn build_disk(setup: &Setup, hook: &Path, dir: &Path, out: &Path) -> TaskResult 
     let _ = fs::remove_file(&partial);
     let file = fs::File::create(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
-    // The partition, then 1 MiB for the GPT's backup at the end.
-    file.set_len(FS_OFFSET + FS_MIB * 1024 * 1024 + 1024 * 1024)?;
+    // The partitions, then 1 MiB for the GPT's backup at the end.
+    file.set_len(FS_OFFSET + FS_MIB * MIB + MIB)?;
     drop(file);
     let mut sfdisk = Command::new("sfdisk");
     sfdisk.arg("--quiet").arg(&partial).stdin(Stdio::piped());
     let table = format!(
-        "label: gpt\nstart={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n",
+        "label: gpt\n\
+         start={}, size={}, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp\n\
+         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n",
+        ESP_OFFSET / 512,
+        ESP_MIB * 2048,
         FS_OFFSET / 512,
         FS_MIB * 2048
     );
@@ -277,6 +306,7 @@ fn build_disk(setup: &Setup, hook: &Path, dir: &Path, out: &Path) -> TaskResult 
             .arg(&partial)
             .arg(format!("{FS_MIB}M")),
     )?;
+    write_esp(dir, grub_cfg, &partial)?;
     fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
     let _ = fs::remove_dir_all(&root);
     Ok(())
@@ -307,24 +337,45 @@ fn write_to(command: &mut Command, input: &[u8]) -> TaskResult {
     }
 }
 
-/// `debugfs`'s name for the file system in `disk`: the image at the partition's offset.
-fn filesystem(disk: &Path) -> String {
-    format!("{}?offset={FS_OFFSET}", disk.display())
-}
-
-/// Copies `/boot/NAME` out of the disk's file system into `to`.
-fn copy_out(disk: &Path, name: &str, to: &Path) -> TaskResult {
-    let _ = fs::remove_file(to);
+/// The EFI system partition: GRUB as the removable-media loader (`EFI/BOOT/BOOTX64.EFI`,
+/// which OVMF starts with no boot entry), its grub.cfg built in; written into `disk` at
+/// [`ESP_OFFSET`].
+fn write_esp(dir: &Path, grub_cfg: &Path, disk: &Path) -> TaskResult {
+    use std::io::{Seek, SeekFrom};
+    let grub = dir.join("BOOTX64.EFI");
     run_captured(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump /boot/{name} {}", to.display()))
-            .arg(filesystem(disk)),
+        Command::new("grub-mkstandalone")
+            .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
+            .arg(format!("--modules={GRUB_MODULES}"))
+            .arg("-o")
+            .arg(&grub)
+            .arg(format!("boot/grub/grub.cfg={}", grub_cfg.display())),
     )?;
-    match fs::metadata(to) {
-        Ok(metadata) if metadata.len() > 0 => Ok(()),
-        _ => bail!("the disk has no /boot/{name} (debugfs dumped nothing)"),
-    }
+    let esp = dir.join("esp.img");
+    let _ = fs::remove_file(&esp);
+    run_captured(
+        Command::new("mkfs.vfat")
+            .args(["-C", "-n", "ESP"])
+            .arg(&esp)
+            .arg((ESP_MIB * 1024).to_string()),
+    )?;
+    let image = esp.display().to_string();
+    run_captured(Command::new("mmd").args(["-i", &image, "::/EFI", "::/EFI/BOOT"]))?;
+    run_captured(
+        Command::new("mcopy")
+            .args(["-i", &image])
+            .arg(&grub)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    )?;
+    let mut from = fs::File::open(&esp).with_context(|| format!("cannot read {image}"))?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .with_context(|| format!("cannot write {}", disk.display()))?;
+    to.seek(SeekFrom::Start(ESP_OFFSET))?;
+    std::io::copy(&mut from, &mut to)?;
+    let _ = fs::remove_file(&esp);
+    Ok(())
 }
 
 /// One boot of the scenario and what it reported.
@@ -393,32 +444,27 @@ pub fn run(setup: &Setup, disk: &Disk, timeout: Duration) -> SystemOutcome {
         ),
         ("second boot", judge_second_boot),
     ] {
-        let outcome = boot_disk(
-            &copy,
-            &disk.release,
-            &dir.join(label.replace(' ', "-")),
-            timeout,
-        )
-        .map(|boot| {
-            let mut problems = Vec::new();
-            if boot.timed_out {
-                problems.push(format!(
-                    "{}: QEMU was killed before the guest powered off",
-                    qemu::timed_out_after(timeout)
-                ));
-            }
-            problems.extend(judge(&boot.result, &boot.console, &disk.release));
-            SystemBoot {
+        let outcome = boot_disk(&copy, &dir.join(label.replace(' ', "-")), timeout)
+            .map(|boot| {
+                let mut problems = Vec::new();
+                if boot.timed_out {
+                    problems.push(format!(
+                        "{}: QEMU was killed before the guest powered off",
+                        qemu::timed_out_after(timeout)
+                    ));
+                }
+                problems.extend(judge(&boot.result, &boot.console, &disk.release));
+                SystemBoot {
+                    label,
+                    boot: Some(boot),
+                    problems,
+                }
+            })
+            .unwrap_or_else(|error| SystemBoot {
                 label,
-                boot: Some(boot),
-                problems,
-            }
-        })
-        .unwrap_or_else(|error| SystemBoot {
-            label,
-            boot: None,
-            problems: vec![format!("{error:#}")],
-        });
+                boot: None,
+                problems: vec![format!("{error:#}")],
+            });
         // The second boot tells something only if the first got through its steps (and so
         // removed the package and powered off cleanly).
         let finished = outcome
@@ -436,13 +482,8 @@ pub fn run(setup: &Setup, disk: &Disk, timeout: Duration) -> SystemOutcome {
     }
 }
 
-/// The twins, the disk on its own slot, the kernel and image from the disk's /boot.
-fn boot_disk(disk: &Path, release: &str, dir: &Path, timeout: Duration) -> TaskResult<qemu::Boot> {
-    create_dir_all(dir)?;
-    let kernel = dir.join(format!("vmlinuz-{release}"));
-    let initrd = dir.join(format!("initrd.img-{release}"));
-    copy_out(disk, &format!("vmlinuz-{release}"), &kernel)?;
-    copy_out(disk, &format!("initrd.img-{release}"), &initrd)?;
+/// The twins and the disk on its own slot, under UEFI: OVMF starts GRUB from the disk.
+fn boot_disk(disk: &Path, dir: &Path, timeout: Duration) -> TaskResult<qemu::Boot> {
     let mut devices = Cards::Twins.qemu_args();
     devices.extend([
         "-drive".to_string(),
@@ -450,22 +491,13 @@ fn boot_disk(disk: &Path, release: &str, dir: &Path, timeout: Duration) -> TaskR
         "-device".to_string(),
         format!("virtio-blk-pci,drive=root,addr={DISK_SLOT}"),
     ]);
-    let mut extra = vec![APPEND];
-    if GUARD_STEP {
-        extra.push("vfiotest.guard=1");
-    }
     qemu::boot(&qemu::BootSpec {
-        kernel: &kernel,
-        initrd: &initrd,
-        append: scenario::kernel_command_line(
-            true,
-            super::image::Generator::InitramfsTools,
-            &extra,
-        ),
+        direct: None,
+        append: String::new(),
         devices,
         dir: dir.to_path_buf(),
         timeout,
-        firmware: qemu::Firmware::SeaBios,
+        firmware: qemu::Firmware::Uefi,
     })
 }
 
@@ -776,10 +808,26 @@ fn judge_guard(sections: &[Section], enabled: bool) -> Vec<String> {
     problems
 }
 
+/// The kernel was started by the disk's boot loader (`BOOT_IMAGE=` names the disk's kernel)
+/// with no rule on its command line: the rule comes from /etc/cmdline.d alone.
+fn judge_command_line(console: &str, release: &str) -> Vec<String> {
+    let line = console
+        .lines()
+        .find_map(|line| line.split_once("Command line: ").map(|(_, words)| words));
+    match line {
+        Some(words)
+            if words.starts_with(&format!("BOOT_IMAGE=/boot/vmlinuz-{release} "))
+                && !words.contains("vfio.bind") => Vec::new(),
+        found => vec![format!(
+            "expected the kernel started by GRUB from the disk (BOOT_IMAGE=/boot/vmlinuz-{release}) with no vfio.bind= on its command line; the console says {found:?}"
+        )],
+    }
+}
+
 /// The first boot: booted, checked, listed, the hook's round, the guard, removal.
 fn judge_first_boot(result: &str, console: &str, release: &str) -> Vec<String> {
     let sections = sections(result);
-    let mut problems = Vec::new();
+    let mut problems = judge_command_line(console, release);
     let booted = judge_state(&sections, "boot-state", &SYSTEM_BOOTED, console);
     problems.extend(booted.iter().cloned());
     problems.extend(judge_image(&sections, "image", true));
@@ -809,9 +857,9 @@ fn judge_first_boot(result: &str, console: &str, release: &str) -> Vec<String> {
 }
 
 /// The second boot of the same disk, after `dpkg -r`: nothing bound, the rule file kept.
-fn judge_second_boot(result: &str, console: &str, _release: &str) -> Vec<String> {
+fn judge_second_boot(result: &str, console: &str, release: &str) -> Vec<String> {
     let sections = sections(result);
-    let mut problems = Vec::new();
+    let mut problems = judge_command_line(console, release);
     if !result.contains("system: boot 2") {
         problems.push(format!(
             "expected the disk's second boot (`system: boot 2`); the guest said {:?}",
@@ -1027,6 +1075,31 @@ mod tests {
             "{:?}",
             judge_guard(&sections(&taken), true)
         );
+    }
+
+    #[test]
+    fn the_kernel_comes_from_the_boot_loader_without_a_rule() {
+        let console = |line: &str| {
+            format!("[    0.000000] Linux version 6.1\n[    0.000000] Command line: {line}\n")
+        };
+        assert!(judge_command_line(
+            &console("BOOT_IMAGE=/boot/vmlinuz-6.1 root=LABEL=root"),
+            "6.1"
+        )
+        .is_empty());
+        assert_eq!(
+            judge_command_line(&console("root=LABEL=root"), "6.1").len(),
+            1
+        );
+        assert_eq!(
+            judge_command_line(
+                &console("BOOT_IMAGE=/boot/vmlinuz-6.1 vfio.bind=1234:1111@00:05"),
+                "6.1"
+            )
+            .len(),
+            1
+        );
+        assert_eq!(judge_command_line("", "6.1").len(), 1);
     }
 
     #[test]
