@@ -17,7 +17,7 @@
 //! the kernel command line. In the guest, a unit of the test's own (xtask/guest/system/vfio-test-system)
 //! runs each step and reports it on the second serial port: the first boot's state,
 //! `vfio-bind check --json`, `list --json`, the libvirt hook the README documents run as
-//! libvirt runs it, the host-safety guard (step 5, off until it exists: [`GUARD_STEP`]),
+//! libvirt runs it, the host-safety guard (step 5, [`judge_guard`]),
 //! `dpkg -r vfio-bind`; the second boot's state. All judged here by the guest's own state.
 
 use std::fmt::Write as _;
@@ -37,12 +37,6 @@ use super::scenario::{
 };
 use super::{qemu, seconds, Setup};
 use crate::util::{create_dir_all, project_root, TaskResult};
-
-/// Step 5 of issue 19, the host-safety guard: `vfio-bind rule` for the root disk's
-/// controller warns and `vfio-bind bind` of it refuses, nothing touched. The guest runs it
-/// only with `vfiotest.guard=1` on the command line; set this to true once the guard exists
-/// (the checks below are written, see [`judge_guard`]).
-pub const GUARD_STEP: bool = false;
 
 /// Debian's release the root file system is built from.
 const SUITE: &str = "bookworm";
@@ -124,14 +118,10 @@ pub fn disk(setup: &Setup) -> TaskResult<Disk> {
 }
 
 /// GRUB's configuration: the disk's kernel and image by the running release, the usual
-/// words and the root, no rule; with step 5 on, its switch.
+/// words and the root, no rule.
 fn grub_config(release: &str) -> String {
-    let mut extra = vec![APPEND];
-    if GUARD_STEP {
-        extra.push("vfiotest.guard=1");
-    }
     let command_line =
-        scenario::kernel_command_line(true, super::image::Generator::InitramfsTools, &extra);
+        scenario::kernel_command_line(true, super::image::Generator::InitramfsTools, &[APPEND]);
     format!(
         "set timeout=0\nsearch --no-floppy --label root --set=root\nlinux /boot/vmlinuz-{release} {command_line}\ninitrd /boot/initrd.img-{release}\nboot\n"
     )
@@ -766,17 +756,16 @@ fn judge_rule_file(sections: &[Section]) -> Vec<String> {
 }
 
 /// Step 5, the host-safety guard on the root disk's controller (at [`DISK_SLOT`]): `rule`
-/// warns, `bind` refuses (non-zero), and the controller keeps its driver with no override.
-fn judge_guard(sections: &[Section], enabled: bool) -> Vec<String> {
-    if !enabled {
-        return match sections.iter().find(|section| section.name == "guard") {
-            Some(section) if section.body.contains("skipped") => Vec::new(),
-            _ => vec!["guard: expected the guest to say the step was skipped".into()],
-        };
-    }
+/// warns that it holds `/`, `bind` refuses (non-zero), and the controller keeps its driver
+/// with no override.
+fn judge_guard(sections: &[Section]) -> Vec<String> {
     let mut problems = Vec::new();
     match step(sections, "guard-rule") {
-        Ok(section) if section.body.to_lowercase().contains("warning") => {}
+        Ok(section)
+            if section
+                .body
+                .lines()
+                .any(|line| line.starts_with("warning: ") && line.contains(" holds / (")) => {}
         Ok(section) => problems.push(format!(
             "guard-rule: expected `vfio-bind rule` for the root disk's controller to warn; it printed:\n{}",
             indent(section.body)
@@ -844,7 +833,7 @@ fn judge_first_boot(result: &str, console: &str, release: &str) -> Vec<String> {
         let found = judge_state(&sections, state, expected, "");
         problems.extend(not_again(&booted, "boot-state", found, state));
     }
-    problems.extend(judge_guard(&sections, GUARD_STEP));
+    problems.extend(judge_guard(&sections));
     if let Err(problem) = step(&sections, "remove") {
         problems.push(problem);
     }
@@ -1046,35 +1035,35 @@ mod tests {
         assert!(judge_image(&sections(without), "image", false).is_empty());
     }
 
-    /// Step 5, ready for when the guard exists: skipped is fine while it is off; on, `rule`
-    /// must warn, `bind` refuse, and the disk's controller keep its driver.
+    /// Step 5: `rule` must warn that the controller holds `/`, `bind` refuse, and the
+    /// disk's controller keep its driver.
     #[test]
-    fn the_guard_step_is_judged_once_enabled() {
-        let skipped = "system: begin guard\nskipped: not yet\nsystem: end guard rc=0\n";
-        assert!(judge_guard(&sections(skipped), false).is_empty());
-        assert_eq!(judge_guard(&sections(skipped), true).len(), 3);
+    fn the_guard_step_is_judged() {
         let state = |driver: &str, over: &str| {
             format!(
                 "vfio-test: begin\nfn 0000:00:06.0 1af4:1001 {driver} {over} 3\nvfio-test: end\n"
             )
         };
         let guarded = format!(
-            "system: begin guard-rule\nwarning: 0000:00:06.0 holds the root file system\nsystem: end guard-rule rc=0\n\
+            "system: begin guard-rule\nvfio.bind=1af4:1001@0000:00:06.0\nwarning: 0000:00:06.0 holds / (ext4 on /dev/vda2): with this rule the host loses / at the next boot\nsystem: end guard-rule rc=0\n\
              system: begin guard-bind\nrefused\nsystem: end guard-bind rc=1\n\
              system: begin guard-state\n{}system: end guard-state rc=0\n",
             state("virtio-pci", "-")
         );
-        assert_eq!(judge_guard(&sections(&guarded), true), Vec::<String>::new());
-        assert!(!judge_guard(&sections(&guarded), false).is_empty());
+        assert_eq!(judge_guard(&sections(&guarded)), Vec::<String>::new());
+        let silent = guarded.replace("warning: ", "note: ");
+        assert_eq!(judge_guard(&sections(&silent)).len(), 1);
         let taken = guarded
             .replace("rc=1", "rc=0")
             .replace(&state("virtio-pci", "-"), &state("vfio-pci", "vfio-pci"));
         assert_eq!(
-            judge_guard(&sections(&taken), true).len(),
+            judge_guard(&sections(&taken)).len(),
             2,
             "{:?}",
-            judge_guard(&sections(&taken), true)
+            judge_guard(&sections(&taken))
         );
+        let missing = "system: begin guard\nskipped\nsystem: end guard rc=0\n";
+        assert_eq!(judge_guard(&sections(missing)).len(), 3);
     }
 
     #[test]
