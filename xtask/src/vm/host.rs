@@ -61,11 +61,41 @@ const TOOLS: &[Tool] = &[
         program: "apt-get",
         package: "apt",
     },
+    // The installed-system scenario's disk: a Debian root file system, a partition table,
+    // ext4 made from a directory, and an EFI system partition (FAT) with GRUB in it.
+    Tool {
+        program: "mmdebstrap",
+        package: "mmdebstrap",
+    },
+    Tool {
+        program: "sfdisk",
+        package: "fdisk",
+    },
+    Tool {
+        program: "mkfs.ext4",
+        package: "e2fsprogs",
+    },
+    Tool {
+        program: "mkfs.vfat",
+        package: "dosfstools",
+    },
+    Tool {
+        program: "mcopy",
+        package: "mtools",
+    },
+    Tool {
+        program: "grub-mkstandalone",
+        package: "grub-common",
+    },
 ];
 
 /// Files the VM test reads, not programs, and the package that ships each: the UEFI
 /// scenarios boot with OVMF.
-const FILES: &[(&str, &str)] = &[(super::qemu::OVMF_PATH, "ovmf")];
+const FILES: &[(&str, &str)] = &[
+    (super::qemu::OVMF_PATH, "ovmf"),
+    // GRUB's EFI modules, which grub-mkstandalone builds the installed system's loader from.
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+];
 
 /// Used when present: xz unpacks the kernel so that QEMU boots it without the in-guest
 /// decompression (about 2 s per boot under emulation).

@@ -20,6 +20,8 @@ pub struct Kernel {
     pub root: PathBuf,
     /// What QEMU boots: the uncompressed vmlinux (faster under emulation) or the bzImage.
     pub boot_image: PathBuf,
+    /// The package file itself (the installed-system scenario installs it with dpkg).
+    pub deb: PathBuf,
 }
 
 impl Kernel {
@@ -195,6 +197,7 @@ fn unpack(cache: &Path, deb: &Path) -> TaskResult<Kernel> {
         release,
         root: dir,
         boot_image,
+        deb: deb.to_path_buf(),
     })
 }
 

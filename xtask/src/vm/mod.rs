@@ -10,7 +10,7 @@
 //! - `host`: tools, process helpers; `kernel`: the kernel package; `stage`: binary, hooks
 //!   and reporter; `image`: one module per generator; `cpio`: the archive writer;
 //!   `qemu`: one boot; `scenario`: what to boot and what to expect; `report`: parsing what
-//!   the guest said.
+//!   the guest said; `system`: scenario 21, an installed Debian system booted from its disk.
 
 mod cpio;
 mod host;
@@ -20,6 +20,7 @@ mod qemu;
 mod report;
 mod scenario;
 mod stage;
+mod system;
 
 /// The guest's reporter, compiled into the xtask's tests as well so that clippy and the
 /// compiler check it with the rest (the images get it from plain rustc, see `stage`).
@@ -96,6 +97,10 @@ pub struct VmRunArgs {
     /// seconds before the boot is killed (default 120)
     #[argh(option, default = "120")]
     pub timeout: u64,
+    /// boot the installed Debian system of scenario 21 instead (its disk, built or cached):
+    /// both boots, each step's report and the console's tail printed
+    #[argh(switch)]
+    pub system: bool,
 }
 
 /// Everything both commands set up first.
@@ -226,8 +231,7 @@ fn boot_and_check(setup: &Setup, image: &Path, run: &Run, timeout: Duration) -> 
     let firmware = run.scenario.cards.firmware();
     let kernel = setup.kernel_for(firmware);
     let spec = qemu::BootSpec {
-        kernel: &kernel,
-        initrd: image,
+        direct: Some((&kernel, image)),
         append: run.command_line.clone(),
         devices: run.scenario.cards.qemu_args(),
         dir: setup.vm_dir.join("runs").join(run.label()),
@@ -293,19 +297,49 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
                 .is_none_or(|filter| run.matches(filter))
         })
         .collect();
-    if runs.is_empty() {
+    let with_system = system::selected(args.only.as_deref());
+    if runs.is_empty() && !with_system {
         bail!("--only matched no boot");
     }
     let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
     let mut specs: Vec<ImageSpec> = runs.iter().map(|run| run.spec).collect();
     specs.sort();
     specs.dedup();
-    let images = build_images(&setup, &specs, args.jobs)?;
     let timeout = Duration::from_secs(args.timeout);
-    let outcomes = boot_all(&setup, &runs, &images, args.jobs, timeout);
+    // The installed system's disk (mmdebstrap, a minute or two when not cached) is made
+    // while the images build and the matrix's first boots run; the installed system's job
+    // waits for it.
+    let (outcomes, system_outcome) = std::thread::scope(|scope| -> TaskResult<_> {
+        let disk: Option<PendingDisk> =
+            with_system.then(|| Mutex::new(Some(scope.spawn(|| system::disk(&setup)))));
+        let images = if specs.is_empty() {
+            BTreeMap::new()
+        } else {
+            build_images(&setup, &specs, args.jobs)?
+        };
+        Ok(boot_all(
+            &setup,
+            &runs,
+            &images,
+            disk.as_ref(),
+            args.jobs,
+            timeout,
+        ))
+    })?;
 
-    print_table(&runs, &outcomes, timeout);
-    print_binder_times(&runs, &outcomes);
+    if !runs.is_empty() {
+        print_table(&runs, &outcomes, timeout);
+    }
+    if let Some(outcome) = &system_outcome {
+        println!(
+            "{:<26} {}",
+            format!("{} {}", scenario::SYSTEM_NUMBER, scenario::SYSTEM_NAME),
+            system::cell(outcome)
+        );
+    }
+    if !runs.is_empty() {
+        print_binder_times(&runs, &outcomes);
+    }
     let failures: Vec<(&Run, &Outcome)> = runs
         .iter()
         .zip(&outcomes)
@@ -314,23 +348,35 @@ pub fn run_tests(args: VmTestArgs) -> TaskResult {
     for (run, outcome) in &failures {
         print_failure(run, outcome);
     }
-    let passed = runs.len() - failures.len();
+    let system_failed = system_outcome.as_ref().is_some_and(|o| !o.passed());
+    if let Some(outcome) = system_outcome.as_ref().filter(|_| system_failed) {
+        system::print_failure(outcome);
+    }
+    let scenarios = runs.len() + usize::from(system_outcome.is_some());
+    let failed = failures.len() + usize::from(system_failed);
     println!(
-        "\n{} boots of {} images in {} total",
+        "\n{} boots of {} images{} in {} total",
         runs.len(),
         specs.len(),
+        if system_outcome.is_some() {
+            " and the installed system"
+        } else {
+            ""
+        },
         seconds(started.elapsed())
     );
-    println!("vm-test: {passed} passed, {} failed", failures.len());
-    if failures.is_empty() {
+    println!("vm-test: {} passed, {failed} failed", scenarios - failed);
+    if failed == 0 {
         Ok(())
     } else {
-        Err(anyhow!(
-            "{} of {} VM boots failed",
-            failures.len(),
-            runs.len()
-        ))
+        Err(anyhow!("{failed} of {scenarios} VM scenarios failed"))
     }
+}
+
+/// The installed system's time limit per boot: its first boot runs every step, `dpkg -r`
+/// and an image rebuild under emulation.
+fn system_timeout(timeout: Duration) -> Duration {
+    timeout * 3
 }
 
 /// Every boot of the matrix, image by image: each scenario on each image its row names.
@@ -373,34 +419,93 @@ fn build_images(
     Ok(specs.iter().copied().zip(built).collect())
 }
 
-/// Boots and checks every run, `jobs` at a time, printing each verdict as it comes.
+/// One boot job: the installed system (both its boots), or a run of the matrix.
+enum Job<'a, 'scope> {
+    System(&'a PendingDisk<'scope>),
+    Matrix(&'a Run),
+}
+
+/// The installed system's disk, being made on a thread of its own; taken (once) by the job
+/// that boots it.
+type PendingDisk<'scope> =
+    Mutex<Option<std::thread::ScopedJoinHandle<'scope, TaskResult<system::Disk>>>>;
+
+enum Done {
+    System(system::SystemOutcome),
+    Matrix(Box<Outcome>),
+}
+
+/// Boots and checks every run, and the installed system when its disk is given, `jobs` at a
+/// time, printing each verdict as it comes. The installed system, the longest job by far,
+/// goes first, so that the matrix's boots share the other worker with it.
 fn boot_all(
     setup: &Setup,
     runs: &[Run],
     images: &BTreeMap<ImageSpec, TaskResult<PathBuf>>,
+    disk: Option<&PendingDisk>,
     jobs: usize,
     timeout: Duration,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Option<system::SystemOutcome>) {
     let done = AtomicUsize::new(0);
-    parallel(runs, jobs, |run| {
-        let outcome = match &images[&run.spec] {
-            Ok(path) => boot_and_check(setup, path, run, timeout),
-            Err(error) => Outcome {
-                problems: vec![format!("the image could not be built: {error:#}")],
-                boot: None,
-                state: None,
-            },
+    let work: Vec<Job> = disk
+        .map(Job::System)
+        .into_iter()
+        .chain(runs.iter().map(Job::Matrix))
+        .collect();
+    let results = parallel(&work, jobs, |job| {
+        let (label, image, verdict, result) = match job {
+            Job::System(pending) => {
+                let handle = pending.lock().expect("no job panics holding it").take();
+                let disk = match handle {
+                    Some(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow!("making the disk panicked"))),
+                    None => Err(anyhow!("the disk was already taken")),
+                };
+                let outcome = match &disk {
+                    Ok(disk) => system::run(setup, disk, system_timeout(timeout)),
+                    Err(error) => system::SystemOutcome::not_built(error),
+                };
+                (
+                    format!("{} {}", scenario::SYSTEM_NUMBER, scenario::SYSTEM_NAME),
+                    "its own disk".to_string(),
+                    system::cell(&outcome),
+                    Done::System(outcome),
+                )
+            }
+            Job::Matrix(run) => {
+                let outcome = match &images[&run.spec] {
+                    Ok(path) => boot_and_check(setup, path, run, timeout),
+                    Err(error) => Outcome {
+                        problems: vec![format!("the image could not be built: {error:#}")],
+                        boot: None,
+                        state: None,
+                    },
+                };
+                (
+                    format!("{} {}", run.scenario.number, run.scenario.name),
+                    run.spec.to_string(),
+                    cell(&outcome, timeout),
+                    Done::Matrix(Box::new(outcome)),
+                )
+            }
         };
         let count = done.fetch_add(1, Ordering::SeqCst) + 1;
         println!(
-            "[{count:>2}/{}] {:<24} on {:<26} {}",
-            runs.len(),
-            format!("{} {}", run.scenario.number, run.scenario.name),
-            run.spec.to_string(),
-            cell(&outcome, timeout)
+            "[{count:>2}/{}] {label:<24} on {image:<26} {verdict}",
+            work.len()
         );
-        outcome
-    })
+        result
+    });
+    let mut outcomes = Vec::new();
+    let mut system_outcome = None;
+    for result in results {
+        match result {
+            Done::System(outcome) => system_outcome = Some(outcome),
+            Done::Matrix(outcome) => outcomes.push(*outcome),
+        }
+    }
+    (outcomes, system_outcome)
 }
 
 /// Scenario rows by generator columns: pass/FAIL, boot time (or the timeout).
@@ -491,6 +596,9 @@ fn print_failure(run: &Run, outcome: &Outcome) {
 }
 
 pub fn run_one(args: VmRunArgs) -> TaskResult {
+    if args.system {
+        return run_system(&args);
+    }
     let generator = Generator::from_name(&args.image).with_context(|| {
         format!(
             "--image {}: expected one of {}",
@@ -530,8 +638,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     );
     let timeout = Duration::from_secs(args.timeout);
     let boot = qemu::boot(&qemu::BootSpec {
-        kernel: &setup.kernel_for(firmware),
-        initrd: &image,
+        direct: Some((&setup.kernel_for(firmware), &image)),
         append,
         devices,
         dir: setup.vm_dir.join("runs/vm-run"),
@@ -560,6 +667,45 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
     };
     print_guest_state(&state);
     Ok(())
+}
+
+/// `vm-run --system`: both boots of the installed system, each boot's report and console
+/// tail printed, then the verdict.
+fn run_system(args: &VmRunArgs) -> TaskResult {
+    let setup = Setup::new(args.kernel_deb.as_deref(), stage::default_baked_rules())?;
+    let disk = system::disk(&setup)?;
+    let outcome = system::run(
+        &setup,
+        &disk,
+        system_timeout(Duration::from_secs(args.timeout)),
+    );
+    for boot in &outcome.boots {
+        println!("\n=== {}", boot.label);
+        if let Some(qemu_boot) = &boot.boot {
+            println!("console log: {}", qemu_boot.console_path.display());
+            print_console_tail(&qemu_boot.console);
+            println!("report (second serial port):");
+            for line in qemu_boot.result.lines() {
+                println!("  | {line}");
+            }
+        }
+        for problem in &boot.problems {
+            println!("  - {problem}");
+        }
+    }
+    println!(
+        "\n{} {}: {}",
+        scenario::SYSTEM_NUMBER,
+        scenario::SYSTEM_NAME,
+        system::cell(&outcome)
+    );
+    if outcome.passed() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "the installed system did not behave as expected (above)"
+        ))
+    }
 }
 
 /// vm-run's kernel command line: the cards' words for ati-vga, then the user's.
@@ -643,6 +789,7 @@ mod tests {
             uefi,
             kernel_deb: None,
             timeout: 120,
+            system: false,
         };
         let ati = [
             "-device".to_string(),

@@ -15,9 +15,10 @@ use crate::util::{create_dir_all, TaskResult};
 
 /// What to boot.
 pub struct BootSpec<'a> {
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
-    /// The whole kernel command line.
+    /// The kernel and the initramfs QEMU loads itself (`-kernel`, `-initrd`); `None` boots
+    /// the disk among the devices through the firmware (UEFI) and the disk's boot loader.
+    pub direct: Option<(&'a Path, &'a Path)>,
+    /// The whole kernel command line, for a direct boot (a boot loader has its own).
     pub append: String,
     /// Device arguments after `-device intel-iommu`.
     pub devices: Vec<String>,
@@ -123,13 +124,16 @@ fn qemu_command(spec: &BootSpec, console_path: &Path, result_path: &Path) -> Com
     if spec.firmware == Firmware::Uefi {
         command.arg("-bios").arg(OVMF_PATH);
     }
+    if let Some((kernel, initrd)) = spec.direct {
+        command
+            .arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(initrd)
+            .arg("-append")
+            .arg(&spec.append);
+    }
     command
-        .arg("-kernel")
-        .arg(spec.kernel)
-        .arg("-initrd")
-        .arg(spec.initrd)
-        .arg("-append")
-        .arg(&spec.append)
         .arg("-serial")
         .arg(format!("file:{}", console_path.display()))
         .arg("-serial")

@@ -352,6 +352,36 @@ pub const SCENARIOS: &[Scenario] = &[
 const PATH_RULE: &str = "vfio.bind=1234:1111@00:1c.0/00";
 const BUS_RULE: &str = "vfio.bind=1234:1111@02:00";
 
+/// Scenario 21, the installed Debian system (`system.rs`): not a row of the matrix (it boots
+/// a disk, not an image, twice), judged at each point of its life by the same checks as the
+/// rows. Its rule is [`BAKED_RULE`], in the disk's /etc/cmdline.d.
+pub const SYSTEM_NUMBER: u8 = 21;
+pub const SYSTEM_NAME: &str = "installed Debian system";
+/// The boot from the disk: the image the package's trigger built took the second twin
+/// before its drivers could.
+pub const SYSTEM_BOOTED: Scenario = boot(SYSTEM_NUMBER, SYSTEM_NAME, &[], Twins, "", SECOND_TAKEN)
+    .viable(&["00:05.0"])
+    .untouched(UNTOUCHED_SECOND);
+/// After the libvirt hook's `prepare begin` for the guest that owns the first twin: both
+/// twins on vfio-pci.
+pub const SYSTEM_PREPARED: Scenario =
+    boot(SYSTEM_NUMBER, SYSTEM_NAME, &[], Twins, "", BOTH_TAKEN).viable(&["00:04.0", "00:05.0"]);
+/// After the hook ran for another guest (nothing moves), and after `release end`: the
+/// first twin on its own drivers again, the second as booted.
+pub const SYSTEM_AS_BOOTED: Scenario =
+    boot(SYSTEM_NUMBER, SYSTEM_NAME, &[], Twins, "", SECOND_TAKEN).viable(&["00:05.0"]);
+/// The second boot, after `dpkg -r vfio-bind`: the image has no binder, so nothing binds
+/// and nothing logs.
+pub const SYSTEM_REMOVED: Scenario =
+    boot(SYSTEM_NUMBER, SYSTEM_NAME, &[], Twins, "", ALL_NATIVE).silent();
+/// Both twins on vfio-pci.
+const BOTH_TAKEN: &[(&str, Want)] = &[
+    ("00:04.0", Want::Vfio),
+    ("00:04.1", Want::Vfio),
+    ("00:05.0", Want::Vfio),
+    ("00:05.1", Want::Vfio),
+];
+
 /// The precondition of the UEFI scenarios: OVMF made 00:04.0 the boot display and the EFI
 /// framebuffer lies in its BAR0. The kernel says so when it pins the BAR under the
 /// framebuffer (`efifb_fixup_resources`, drivers/firmware/efi/sysfb_efi.c).

@@ -20,6 +20,8 @@ pub struct Staged {
     /// The same plus etc/cmdline.d/vfio-bind.conf, for images with rules baked in.
     pub stage_baked: PathBuf,
     pub reporter: PathBuf,
+    /// The Debian package `packaging/debian` built (the installed-system scenario installs it).
+    pub deb: PathBuf,
 }
 
 /// Installs the project (binary and hooks) twice, the second time with baked rules, unpacks
@@ -49,6 +51,7 @@ pub fn stage(vm_dir: &Path, baked_rules: &str) -> TaskResult<Staged> {
         stage,
         stage_baked,
         reporter,
+        deb,
     })
 }
 
