@@ -89,10 +89,13 @@ const TOOLS: &[Tool] = &[
     },
 ];
 
+/// Debian's `ovmf` package: a single image with code and variables, fine with `-bios`.
+pub const OVMF_PATH: &str = "/usr/share/ovmf/OVMF.fd";
+
 /// Files the VM test reads, not programs, and the package that ships each: the UEFI
 /// scenarios boot with OVMF.
 const FILES: &[(&str, &str)] = &[
-    (super::qemu::OVMF_PATH, "ovmf"),
+    (OVMF_PATH, "ovmf"),
     // GRUB's EFI modules, which grub-mkstandalone builds the installed system's loader from.
     ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
 ];

@@ -632,7 +632,7 @@ pub fn run_one(args: VmRunArgs) -> TaskResult {
         "image: {spec}\nfirmware: {}\ndevices: {}\ncommand line: {append}",
         match firmware {
             qemu::Firmware::SeaBios => "SeaBIOS".to_string(),
-            qemu::Firmware::Uefi => format!("UEFI ({})", qemu::OVMF_PATH),
+            qemu::Firmware::Uefi => format!("UEFI ({})", host::OVMF_PATH),
         },
         devices.join(" ")
     );

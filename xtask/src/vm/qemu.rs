@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::host::die_with_parent;
+use super::host::{die_with_parent, OVMF_PATH};
 use crate::util::{create_dir_all, TaskResult};
 
 /// What to boot.
@@ -37,9 +37,6 @@ pub enum Firmware {
     /// claims the start of that card's BAR0. The kernel must be the bzImage (EFI stub).
     Uefi,
 }
-
-/// Debian's `ovmf` package: a single image with code and variables, fine with `-bios`.
-pub const OVMF_PATH: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// What came back.
 pub struct Boot {
