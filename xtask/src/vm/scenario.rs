@@ -298,9 +298,6 @@ const AUDIO_TAKEN: &[(&str, Want)] = &[
 /// The second twin, which the binder must reach before its drivers do.
 const UNTOUCHED_SECOND: &[(&str, &str)] = &[("00:05.0", BOCHS), ("00:05.1", HDA)];
 
-/// The rule baked into the +baked images' /etc/cmdline.d/vfio-bind.conf.
-pub const BAKED_RULE: &str = "vfio.bind=1234:1111@00:05";
-
 /// Notes on the rows:
 /// - 3: the error says what was expected and what was found.
 /// - 5: bochs-drm really had the second card before the binder took it.
@@ -354,7 +351,7 @@ const BUS_RULE: &str = "vfio.bind=1234:1111@02:00";
 
 /// Scenario 21, the installed Debian system (`system.rs`): not a row of the matrix (it boots
 /// a disk, not an image, twice), judged at each point of its life by the same checks as the
-/// rows. Its rule is [`BAKED_RULE`], in the disk's /etc/cmdline.d.
+/// rows. Its rule is [`BAKED_RULE`](super::stage::BAKED_RULE), in the disk's /etc/cmdline.d.
 pub const SYSTEM_NUMBER: u8 = 21;
 pub const SYSTEM_NAME: &str = "installed Debian system";
 /// The boot from the disk: the image the package's trigger built took the second twin

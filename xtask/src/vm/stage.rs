@@ -11,7 +11,6 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 use super::host::run_captured;
-use super::scenario::BAKED_RULE;
 use crate::util::{create_dir_all, project_root, TaskResult};
 
 pub struct Staged {
@@ -69,6 +68,9 @@ fn fresh(dir: &Path) -> TaskResult<PathBuf> {
     create_dir_all(dir)?;
     Ok(dir.to_path_buf())
 }
+
+/// The rule baked into the +baked images' /etc/cmdline.d/vfio-bind.conf.
+pub const BAKED_RULE: &str = "vfio.bind=1234:1111@00:05";
 
 /// The default rules for baked images.
 pub fn default_baked_rules() -> &'static str {

@@ -32,9 +32,9 @@ use serde_json::Value;
 use super::host::{die_with_parent, run_captured};
 use super::report::{self, full_address, GuestState};
 use super::scenario::{
-    self, Cards, Scenario, BAKED_RULE, SYSTEM_AS_BOOTED, SYSTEM_BOOTED, SYSTEM_PREPARED,
-    SYSTEM_REMOVED,
+    self, Cards, Scenario, SYSTEM_AS_BOOTED, SYSTEM_BOOTED, SYSTEM_PREPARED, SYSTEM_REMOVED,
 };
+use super::stage::BAKED_RULE;
 use super::{qemu, seconds, Setup};
 use crate::util::{create_dir_all, project_root, TaskResult};
 
