@@ -10,12 +10,14 @@
 //! - `host`: tools, process helpers; `kernel`: the kernel package; `stage`: binary, hooks
 //!   and reporter; `image`: one module per generator; `cpio`: the archive writer;
 //!   `qemu`: one boot; `scenario`: what to boot and what to expect; `report`: parsing what
-//!   the guest said; `system`: scenario 21, an installed Debian system booted from its disk.
+//!   the guest said; `prepare`: what both commands set up first; `system`: scenario 21, an
+//!   installed Debian system booted from its disk.
 
 mod cpio;
 mod host;
 mod image;
 mod kernel;
+mod prepare;
 mod qemu;
 mod report;
 mod scenario;
@@ -38,8 +40,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
-use crate::util::{create_dir_all, project_root, TaskResult};
-use image::{Generator, ImageSpec, Inputs, ALL_GENERATORS};
+use crate::util::TaskResult;
+use image::{Generator, ImageSpec, ALL_GENERATORS};
+use prepare::Setup;
 use scenario::{Scenario, SCENARIOS};
 
 /// What the VM test needs from the host (installed by [`host::ensure_tools`]).
@@ -101,63 +104,6 @@ pub struct VmRunArgs {
     /// both boots, each step's report and the console's tail printed
     #[argh(switch)]
     pub system: bool,
-}
-
-/// Everything both commands set up first.
-struct Setup {
-    kernel: kernel::Kernel,
-    staged: stage::Staged,
-    vm_dir: PathBuf,
-    work: PathBuf,
-    guest: PathBuf,
-}
-
-impl Setup {
-    fn new(kernel_deb: Option<&Path>, baked_rules: &str) -> TaskResult<Setup> {
-        host::ensure_tools()?;
-        let vm_dir = project_root().join("target/vm");
-        create_dir_all(&vm_dir)?;
-        let binary = crate::build::build_static_binary()?;
-        println!("binary: {}", binary.display());
-        let kernel = kernel::obtain(&vm_dir.join("kernel"), kernel_deb)?;
-        println!(
-            "kernel: {} (release {}, booting {})",
-            kernel.package,
-            kernel.release,
-            kernel
-                .boot_image
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-        );
-        let staged = stage::stage(&vm_dir, baked_rules)?;
-        Ok(Setup {
-            kernel,
-            staged,
-            guest: project_root().join("xtask/guest"),
-            work: vm_dir.join("work"),
-            vm_dir,
-        })
-    }
-
-    /// The kernel file QEMU boots under `firmware`.
-    fn kernel_for(&self, firmware: qemu::Firmware) -> PathBuf {
-        match firmware {
-            qemu::Firmware::SeaBios => self.kernel.boot_image.clone(),
-            qemu::Firmware::Uefi => self.kernel.efi_image(),
-        }
-    }
-
-    fn inputs(&self) -> Inputs<'_> {
-        Inputs {
-            kernel: &self.kernel,
-            stage: &self.staged.stage,
-            stage_baked: &self.staged.stage_baked,
-            reporter: &self.staged.reporter,
-            guest: &self.guest,
-            work: &self.work,
-        }
-    }
 }
 
 /// Runs `work` over `items`, `jobs` at a time, keeping the order of the results.
