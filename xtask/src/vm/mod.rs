@@ -43,6 +43,7 @@ use argh::FromArgs;
 use crate::util::TaskResult;
 use image::{Generator, ImageSpec, ALL_GENERATORS};
 use prepare::Setup;
+use qemu::{print_console_tail, seconds};
 use scenario::{Scenario, SCENARIOS};
 
 /// What the VM test needs from the host (installed by [`host::ensure_tools`]).
@@ -227,10 +228,6 @@ fn cell(outcome: &Outcome, timeout: Duration) -> String {
         Some(boot) => format!("{verdict} {}", seconds(boot.elapsed)),
         None => format!("{verdict} -"),
     }
-}
-
-fn seconds(duration: Duration) -> String {
-    format!("{:.1}s", duration.as_secs_f64())
 }
 
 pub fn run_tests(args: VmTestArgs) -> TaskResult {
@@ -662,13 +659,6 @@ fn vm_run_command_line(args: &VmRunArgs, generator: Generator, devices: &[String
     }
     extra.push(&args.append);
     scenario::kernel_command_line(!args.no_iommu, generator, &extra)
-}
-
-fn print_console_tail(console: &str) {
-    println!("console (last 40 lines):");
-    for line in host::tail(console, 40).lines() {
-        println!("  | {line}");
-    }
 }
 
 /// vm-run's account of the guest: where each function ended, the kernel log, the

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::host::{die_with_parent, OVMF_PATH};
+use super::host::{die_with_parent, tail, OVMF_PATH};
 use crate::util::{create_dir_all, TaskResult};
 
 /// What to boot.
@@ -54,6 +54,19 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// How long a run took, as the lines print it: `12.3s`.
+pub fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// The last 40 lines of a boot's console, indented.
+pub fn print_console_tail(console: &str) {
+    println!("console (last 40 lines):");
+    for line in tail(console, 40).lines() {
+        println!("  | {line}");
     }
 }
 

@@ -31,12 +31,12 @@ use serde_json::Value;
 
 use super::host::{die_with_parent, run_captured};
 use super::prepare::Setup;
+use super::qemu::{self, seconds};
 use super::report::{self, full_address, GuestState};
 use super::scenario::{
     self, Cards, Scenario, SYSTEM_AS_BOOTED, SYSTEM_BOOTED, SYSTEM_PREPARED, SYSTEM_REMOVED,
 };
 use super::stage::BAKED_RULE;
-use super::{qemu, seconds};
 use crate::util::{create_dir_all, project_root, TaskResult};
 
 /// Debian's release the root file system is built from.
@@ -925,7 +925,7 @@ pub fn print_failure(outcome: &SystemOutcome) {
                     .display()
             );
             print_states(&qemu_boot.result);
-            super::print_console_tail(&qemu_boot.console);
+            qemu::print_console_tail(&qemu_boot.console);
         }
     }
 }
