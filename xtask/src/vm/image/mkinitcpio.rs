@@ -379,7 +379,7 @@ fn keep_only_binary_module_indexes(root: &Path, release: &str) -> TaskResult {
 }
 
 /// Every modprobe the image's programs may run must be kmod's, as mkinitcpio's `base` hook
-/// links them, and not the busybox applet: the binder's (src/apply.rs MODPROBE_PATHS,
+/// links them, and not the busybox applet: the binder's (src/boot/apply.rs MODPROBE_PATHS,
 /// /usr/sbin first) and /usr/bin/modprobe, where /init_functions sends a plain `modprobe`
 /// (MODULES, the test hooks) that busybox's ash would otherwise run as its own applet.
 fn check_modprobe_is_kmod(root: &Path) -> TaskResult {
