@@ -518,3 +518,30 @@ fn bind_by_path_of_a_function_the_host_does_not_use_says_where_the_path_led_once
     );
     assert!(!stderr.contains("refused"), "{stderr}");
 }
+
+/// A host whose kernel console is on a serial port only (`console=ttyS0`, a headless server
+/// or the VM test's guests) does not lose its console with its only display card; one whose
+/// console list has a virtual terminal (`tty0`, as a desktop's has) does. Without the list
+/// (an old kernel) the card is held, as the safe reading.
+#[test]
+fn the_only_display_is_held_only_while_the_kernel_console_is_on_a_virtual_terminal() {
+    let mut tree = workstation();
+    tree.add_platform_graphics(0, "efi-framebuffer.0")
+        .unwrap()
+        .add_drm_card(0, IGPU)
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(PROC_MOUNTS);
+    let active = tree.root().join("class/tty/console/active");
+    std::fs::create_dir_all(active.parent().unwrap()).unwrap();
+
+    std::fs::write(&active, "ttyS0\n").unwrap();
+    let (_, stdout) = rule(&tree, &host, "00:02");
+    assert!(warnings(&stdout).is_empty(), "{stdout}");
+
+    std::fs::write(&active, "ttyS0 tty0\n").unwrap();
+    let (_, stdout) = rule(&tree, &host, "00:02");
+    assert_eq!(
+        warnings(&stdout),
+        [format!("warning: {IGPU} holds the console (fb0), the host's only display: with this rule the host loses its only display at the next boot. {ESCAPE}")],
+    );
+}

@@ -109,6 +109,9 @@ pub struct Facts {
     pub drm_cards: Vec<Display>,
     /// The function whose `boot_vga` reads 1: the card a platform framebuffer lies in.
     pub boot_vga: Option<PciAddress>,
+    /// `class/tty/console/active`, the kernel's consoles (`tty0 ttyS0`); `None` when the
+    /// kernel does not say.
+    pub kernel_consoles: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,8 +471,15 @@ fn interface_functions(facts: &Facts, name: &str, depth: usize) -> Vec<(PciAddre
 }
 
 /// The card the console draws on (`fb0`), when no other display is left to the host: no
-/// framebuffer or DRM card lies on another function.
+/// framebuffer or DRM card lies on another function. A kernel whose consoles are all serial
+/// (`console=ttyS0`: a headless server) has no console there to lose; one that does not
+/// list its consoles is taken to have one.
 fn only_console(facts: &Facts) -> Option<(PciAddress, String)> {
+    if let Some(consoles) = &facts.kernel_consoles {
+        if !consoles.split_whitespace().any(is_virtual_terminal) {
+            return None;
+        }
+    }
     let console = facts.framebuffers.first()?;
     // A platform framebuffer (efifb, simplefb) lies in the boot card's memory.
     let card = console.function.or(facts.boot_vga)?;
@@ -479,6 +489,14 @@ fn only_console(facts: &Facts) -> Option<(PciAddress, String)> {
         .chain(facts.drm_cards.iter())
         .any(|display| display.function.is_some_and(|function| function != card));
     (!elsewhere).then(|| (card, console.name.clone()))
+}
+
+/// A virtual terminal's console name (`tty0`, `tty1`), not a serial or hypervisor one
+/// (`ttyS0`, `ttyAMA0`, `hvc0`).
+fn is_virtual_terminal(console: &str) -> bool {
+    console
+        .strip_prefix("tty")
+        .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `/proc/self/mountinfo`: `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [TAGS] - FSTYPE
@@ -874,5 +892,15 @@ mod tests {
         );
         assert_eq!(LostList(&refs).to_string(), "/m0, /m1, /m2 and 2 more");
         assert_eq!(LostList(&refs[..2]).to_string(), "/m0 and /m1");
+    }
+
+    #[test]
+    fn only_numbered_ttys_are_virtual_terminals() {
+        for vt in ["tty0", "tty1", "tty63"] {
+            assert!(is_virtual_terminal(vt), "{vt}");
+        }
+        for other in ["ttyS0", "ttyAMA0", "hvc0", "tty", "ttyUSB1", "netcon0"] {
+            assert!(!is_virtual_terminal(other), "{other}");
+        }
     }
 }

@@ -49,6 +49,7 @@ pub fn read(host_root: &Path, sysfs: &Sysfs) -> Facts {
         framebuffers: reader.displays("class/graphics", "fb"),
         drm_cards: reader.displays("class/drm", "card"),
         boot_vga,
+        kernel_consoles: read_regular(&reader.root.join("class/tty/console/active")),
     }
 }
 
