@@ -3,7 +3,7 @@
 //!
 //! With a nightly toolchain that has `rust-src` and the musl target, std is rebuilt with the
 //! `immediate-abort` panic strategy (`-Z build-std`), which drops std's panic message and
-//! backtrace machinery: about 230 KiB instead of 576 KiB (docs/performance.md measures each
+//! backtrace machinery: about 454 KiB instead of 829 KiB (docs/performance.md measures each
 //! option). A panic then aborts without a message; the binder has no panicking path on its
 //! input. Otherwise the stable toolchain builds it: the musl target gives a fully static
 //! binary. rust-toolchain.toml lists the target, but rustup adds a toolchain file's targets
@@ -209,7 +209,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
         } else {
             eprintln!(
                 "xtask: no nightly toolchain with rust-src and the {MUSL_TARGET} target, so the binary keeps std's \
-                 panic machinery (about 576 KiB instead of 230 KiB); to get the small one: rustup toolchain install \
+                 panic machinery (about 829 KiB instead of 454 KiB); to get the small one: rustup toolchain install \
                  nightly --component rust-src --target {MUSL_TARGET}"
             );
         }
@@ -225,7 +225,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
     if musl {
         cargo_build(None, MUSL_TARGET, STATIC_RELOCATION, &[])
     } else {
-        eprintln!("xtask: the {MUSL_TARGET} target is not installed and could not be added (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.25 MiB instead of 576 KiB)");
+        eprintln!("xtask: the {MUSL_TARGET} target is not installed and could not be added (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.5 MiB instead of 829 KiB)");
         cargo_build(
             None,
             GNU_TARGET,
