@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use argh::FromArgs;
 
 use crate::build;
@@ -108,8 +108,13 @@ pub fn run(args: TestArgs) -> TaskResult {
     )?;
     if with_vm {
         println!("test: cargo xtask vm-test");
-        let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
-        run_checked(Command::new(xtask).arg("vm-test").current_dir(&root))?;
+        // Through cargo, not this process's own file: `cargo test --workspace` has just
+        // rebuilt the xtask binary, and the file this process started from is gone.
+        run_checked(
+            Command::new("cargo")
+                .args(["xtask", "vm-test"])
+                .current_dir(&root),
+        )?;
     }
     Ok(())
 }
