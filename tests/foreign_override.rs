@@ -3,9 +3,11 @@
 //! one line naming the override, and touch nothing of that rule (a rule applies whole or
 //! not at all). Through the binary, on fixture trees.
 
-use std::process::{Command, Output};
-
 use sysfs_fixture::*;
+
+mod common;
+
+use common::{text, vfio_bind};
 
 const PARKED: &str = "0000:0b:00.0";
 const TWIN: &str = "0000:0a:00.0";
@@ -32,17 +34,6 @@ fn card_parked_on_pci_stub() -> SysfsTree {
     }
     std::fs::write(tree.attribute(PARKED, "driver_override"), "pci-stub\n").unwrap();
     tree
-}
-
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const REFUSAL: &str = "vfio-bind: 10de:2204@0000:0b:00 not applied: 0000:0b:00.0 has driver_override=pci-stub, which vfio-bind did not set; nothing it selects was touched (to hand it over, clear it first: echo > /sys/bus/pci/devices/0000:0b:00.0/driver_override)";

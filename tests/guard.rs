@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 
 use sysfs_fixture::*;
 
+mod common;
+
+use common::{output_unless_hung, text, vfio_bind};
+
 /// Mass storage, non-volatile memory (NVMe).
 const CLASS_NVME: u32 = 0x010802;
 /// Mass storage, SATA (AHCI).
@@ -123,17 +127,6 @@ impl HostRoot {
 }
 
 const PROC_MOUNTS: &str = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
-
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn path(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -477,21 +470,13 @@ fn a_fifo_in_the_host_root_is_never_opened() {
         nix::sys::stat::Mode::S_IRWXU,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(["rule", "3d:00", "--sysfs", path(tree.root()), "--host-root"])
         .arg(&host.root)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("rule blocked on a FIFO in the host root");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = output_unless_hung(child, "rule blocked on a FIFO in the host root");
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     // The mounts are still read: the FIFO only hides the routes.
