@@ -260,6 +260,21 @@ pub fn vfio_bind(arguments: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The binary with `command` on the fixture `tree`, with `cmdline` as the kernel command
+/// line and no fragment directory.
+pub fn vfio_bind_on_fixture(command: &[&str], tree: &SysfsTree, cmdline: &str) -> Output {
+    let mut arguments = command.to_vec();
+    arguments.extend([
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+        "--cmdline-dir",
+        "/nonexistent",
+        "--cmdline",
+        cmdline,
+    ]);
+    vfio_bind(&arguments)
+}
+
 /// A run's stdout or stderr as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
