@@ -1,40 +1,18 @@
 //! `vfio-bind check` as a passthrough doctor, through the binary, on a fixture sysfs and a
 //! fixture host root (/proc, /lib/modules, /boot, /etc, the ESP and EFI variables).
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use sysfs_fixture::images::{newc, pe};
+use sysfs_fixture::images::{compressed_by, efi_variable, newc, pe};
 use sysfs_fixture::*;
+
+mod common;
+
+use common::write;
 
 const RELEASE: &str = "6.1.0-57-amd64";
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-
-fn write(path: &Path, contents: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, contents).unwrap();
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    child.wait_with_output().unwrap().stdout
-}
-
-/// An EFI variable: 4 bytes of attributes, then UTF-16LE text and a NUL.
-fn efi_variable(text: &str) -> Vec<u8> {
-    let mut bytes = vec![6, 0, 0, 0];
-    for unit in text.encode_utf16().chain([0]) {
-        bytes.extend_from_slice(&unit.to_le_bytes());
-    }
-    bytes
-}
 
 /// The guest card on vfio-pci, with no reset method, behind a VT-d unit without interrupt
 /// remapping.
@@ -70,15 +48,18 @@ fn stale_host(host: &Path) {
         b"kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/vfio.ko\nkernel/drivers/vfio/vfio_iommu_type1.ko: kernel/drivers/vfio/vfio.ko\n",
     );
     let mut image = newc(&[("kernel/x86/microcode/AuthenticAMD.bin", 0o100644, b"u")]);
-    image.extend(gzip(&newc(&[
-        ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
-        ("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }"),
-        (
-            "etc/cmdline.d/vfio-bind.conf",
-            0o100644,
-            b"vfio.bind=1002:73ff@07:00\n",
-        ),
-    ])));
+    image.extend(compressed_by(
+        "gzip",
+        &newc(&[
+            ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
+            ("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }"),
+            (
+                "etc/cmdline.d/vfio-bind.conf",
+                0o100644,
+                b"vfio.bind=1002:73ff@07:00\n",
+            ),
+        ]),
+    ));
     // Arch's names: the image is found from GRUB's BOOT_IMAGE, not from the release.
     write(&host.join("boot/initramfs-linux.img"), &image);
     write(
@@ -363,7 +344,7 @@ fn what_the_kernel_unpacks_after_a_compressed_segment_or_past_16_archives_is_rea
     let (early, main) = early_and_main();
     let hook = newc(&[("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }")]);
     let mut after_gzip = early.clone();
-    after_gzip.extend(gzip(&main));
+    after_gzip.extend(compressed_by("gzip", &main));
     after_gzip.extend(&hook);
     let mut many = early;
     for index in 0..20 {

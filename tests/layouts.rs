@@ -4,42 +4,19 @@
 //! then a compressed main archive). Each layout is checked healthy (no PROBLEM, exit 0), and
 //! a broken twin of it gets the PROBLEM that names what is wrong. Through the binary.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use sysfs_fixture::images::{newc, pe};
+use sysfs_fixture::images::{compressed_by, efi_variable, newc, pe};
 use sysfs_fixture::*;
+
+mod common;
+
+use common::write;
 
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// The guest card's rule, as `vfio-bind rule 07:00` prints it.
 const RULE: &str = "vfio.bind=1002:73ff@07:00";
-
-fn write(path: &Path, contents: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, contents).unwrap();
-}
-
-/// Compresses with the system's tool, as the generators do (`zstd -q -19`, `gzip -9`).
-fn compress(program: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install {program})"));
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    child.wait_with_output().unwrap().stdout
-}
-
-/// An EFI variable: 4 bytes of attributes, then UTF-16LE text and a NUL.
-fn efi_variable(text: &str) -> Vec<u8> {
-    let mut bytes = vec![6, 0, 0, 0];
-    for unit in text.encode_utf16().chain([0]) {
-        bytes.extend_from_slice(&unit.to_le_bytes());
-    }
-    bytes
-}
 
 /// A file of an image: (name, mode, contents).
 type Entry = (&'static str, u32, &'static [u8]);
@@ -86,7 +63,7 @@ fn main_archive(program: &str, entries: &[Entry]) -> Vec<u8> {
         ("usr/lib/modules", 0o040755, b""),
     ];
     files.extend_from_slice(entries);
-    compress(program, &newc(&files))
+    compressed_by(program, &newc(&files))
 }
 
 /// A machine after boot: the guest card on vfio-pci, resettable, behind an IOMMU with

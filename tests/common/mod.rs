@@ -275,6 +275,12 @@ pub fn vfio_bind_on_fixture(command: &[&str], tree: &SysfsTree, cmdline: &str) -
     vfio_bind(&arguments)
 }
 
+/// Writes `contents` to `path`, creating the folders on the way.
+pub fn write(path: &std::path::Path, contents: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
 /// A run's stdout or stderr as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
