@@ -1,7 +1,7 @@
 //! `vfio-bind check` as a passthrough doctor, through the binary, on a fixture sysfs and a
 //! fixture host root (/proc, /lib/modules, /boot, /etc, the ESP and EFI variables).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sysfs_fixture::images::{compressed_by, efi_variable, newc, pe};
@@ -72,6 +72,14 @@ fn stale_host(host: &Path) {
     );
 }
 
+/// [`bound_card`] with [`stale_host`] as its host root (`host` in the fixture).
+fn bound_card_on_a_stale_host() -> (SysfsTree, PathBuf) {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    (tree, host)
+}
+
 fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
     let no_fragments = host.join("no-such-dir");
     Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
@@ -85,11 +93,33 @@ fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
         .unwrap()
 }
 
+/// `check` on the fixture sysfs alone: no host root, no fragment directory.
+fn check_without_host_root(tree: &SysfsTree, cmdline: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(["check", "--sysfs"])
+        .arg(tree.root())
+        .args(["--cmdline", cmdline, "--cmdline-dir", "/nonexistent"])
+        .output()
+        .unwrap()
+}
+
+/// The EFI variables of a boot by systemd-boot and systemd-stub 256: StubInfo, and
+/// LoaderEntrySelected naming `entry`.
+fn booted_by_systemd_stub(tree: &SysfsTree, entry: &str) {
+    let efivars = tree.root().join("firmware/efi/efivars");
+    write(
+        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
+        &efi_variable("systemd-stub 256"),
+    );
+    write(
+        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
+        &efi_variable(entry),
+    );
+}
+
 #[test]
 fn the_doctor_names_reset_interrupt_remapping_modules_and_a_stale_image() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -110,9 +140,7 @@ fn the_doctor_names_reset_interrupt_remapping_modules_and_a_stale_image() {
 
 #[test]
 fn the_doctor_finds_an_image_without_the_hook_and_vfio_missing() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     write(
         &host.join("lib/modules").join(RELEASE).join("modules.dep"),
         b"kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko:\n",
@@ -135,18 +163,8 @@ fn the_doctor_finds_an_image_without_the_hook_and_vfio_missing() {
 
 #[test]
 fn the_doctor_reads_a_booted_unified_kernel_image() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
-    let efivars = tree.root().join("firmware/efi/efivars");
-    write(
-        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
-        &efi_variable("systemd-stub 256"),
-    );
-    write(
-        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
-        &efi_variable("arch-linux.efi"),
-    );
+    let (tree, host) = bound_card_on_a_stale_host();
+    booted_by_systemd_stub(&tree, "arch-linux.efi");
     let embedded = "root=/dev/nvme0n1p2 rw vfio.bind=1002:73ff@07:00";
     write(
         &host.join("efi/EFI/Linux/arch-linux.efi"),
@@ -170,17 +188,7 @@ fn the_doctor_reads_a_booted_unified_kernel_image() {
 #[test]
 fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
     let tree = bound_card();
-    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args([
-            "--cmdline",
-            "vfio.bind=1002:73ff@07:00",
-            "--cmdline-dir",
-            "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+    let output = check_without_host_root(&tree, "vfio.bind=1002:73ff@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert_eq!(
@@ -193,9 +201,7 @@ fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
 
 #[test]
 fn an_image_that_cannot_be_found_or_read_is_said_not_guessed() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     // Garbage where the image should be.
     write(&host.join("boot/initramfs-linux.img"), b"not an initramfs");
     let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
@@ -238,17 +244,7 @@ fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause(
         )
         .unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args([
-            "--cmdline",
-            "vfio.bind=@07:00",
-            "--cmdline-dir",
-            "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+    let output = check_without_host_root(&tree, "vfio.bind=@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert_eq!(
@@ -263,18 +259,8 @@ fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause(
 /// the JSON output escapes them: an ESC in them must not drive the terminal.
 #[test]
 fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
-    let efivars = tree.root().join("firmware/efi/efivars");
-    write(
-        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
-        &efi_variable("systemd-stub 256"),
-    );
-    write(
-        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
-        &efi_variable("evil\u{1b}]0;owned\u{7}.efi"),
-    );
+    let (tree, host) = bound_card_on_a_stale_host();
+    booted_by_systemd_stub(&tree, "evil\u{1b}]0;owned\u{7}.efi");
     write(&host.join("boot/\u{1b}[2Jinitrd.img"), b"not an image");
     let cmdline = "initrd=\\\u{1b}[2Jinitrd.img vfio.bind=1002:73ff@07:00";
     write(&host.join("proc/cmdline"), cmdline.as_bytes());
@@ -298,9 +284,7 @@ fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
 /// 256 MiB of address space (prlimit), so that a run that unpacks a bomb into memory fails
 /// instead of taking the machine's.
 fn check_image_bounded(image: &[u8]) -> (Option<i32>, String) {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     write(&host.join("boot/initramfs-linux.img"), image);
     let output = Command::new("prlimit")
         .arg(format!("--as={}", 256 << 20))

@@ -4,6 +4,7 @@
 //! then a compressed main archive). Each layout is checked healthy (no PROBLEM, exit 0), and
 //! a broken twin of it gets the PROBLEM that names what is wrong. Through the binary.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -135,15 +136,26 @@ impl Machine {
         self
     }
 
-    /// `vfio-bind check` as on that machine: its command line, its /etc/cmdline.d.
+    /// The arguments of `vfio-bind check` as on that machine: its command line, its
+    /// /etc/cmdline.d.
+    fn check_arguments(&self) -> [OsString; 9] {
+        [
+            "check".into(),
+            "--sysfs".into(),
+            self.tree.root().into(),
+            "--host-root".into(),
+            self.host.clone().into(),
+            "--cmdline".into(),
+            self.cmdline.clone().into(),
+            "--cmdline-dir".into(),
+            self.host.join("etc/cmdline.d").into(),
+        ]
+    }
+
+    /// `vfio-bind check` as on that machine.
     fn check(&self) -> (Option<i32>, String) {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(self.tree.root())
-            .arg("--host-root")
-            .arg(&self.host)
-            .args(["--cmdline", &self.cmdline, "--cmdline-dir"])
-            .arg(self.host.join("etc/cmdline.d"))
+            .args(self.check_arguments())
             .output()
             .unwrap();
         (
@@ -566,22 +578,12 @@ fn with_an_image_it_cannot_read_the_doctor_warns_and_finds_no_problem() {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(machine.tree.root())
-            .arg("--host-root")
-            .arg(&machine.host)
-            .args(["--cmdline", &machine.cmdline, "--cmdline-dir"])
-            .arg(machine.host.join("etc/cmdline.d"))
+            .args(machine.check_arguments())
             .output()
             .expect("setpriv (util-linux)")
     } else {
         Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(machine.tree.root())
-            .arg("--host-root")
-            .arg(&machine.host)
-            .args(["--cmdline", &machine.cmdline, "--cmdline-dir"])
-            .arg(machine.host.join("etc/cmdline.d"))
+            .args(machine.check_arguments())
             .output()
             .unwrap()
     };
