@@ -9,7 +9,7 @@ use sysfs_fixture::*;
 
 mod common;
 
-use common::write;
+use common::{vfio_bind_on_fixture, write};
 
 const RELEASE: &str = "6.1.0-57-amd64";
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
@@ -89,16 +89,6 @@ fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
         .arg(host)
         .args(["--cmdline", cmdline, "--cmdline-dir"])
         .arg(no_fragments)
-        .output()
-        .unwrap()
-}
-
-/// `check` on the fixture sysfs alone: no host root, no fragment directory.
-fn check_without_host_root(tree: &SysfsTree, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args(["--cmdline", cmdline, "--cmdline-dir", "/nonexistent"])
         .output()
         .unwrap()
 }
@@ -188,7 +178,7 @@ fn the_doctor_reads_a_booted_unified_kernel_image() {
 #[test]
 fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
     let tree = bound_card();
-    let output = check_without_host_root(&tree, "vfio.bind=1002:73ff@07:00");
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=1002:73ff@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert_eq!(
@@ -244,7 +234,7 @@ fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause(
         )
         .unwrap();
     }
-    let output = check_without_host_root(&tree, "vfio.bind=@07:00");
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert_eq!(
