@@ -173,14 +173,7 @@ fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck
     // back, and says where it ended as read back (no kernel unbinds in a fixture, so the
     // driver link still names amdgpu). 07:00.1 is left alone: a write to it would wait on
     // the same device lock.
-    let mut tree = card_on_amdgpu();
-    tree.add(
-        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
-            .group(5)
-            .driver("snd_hda_intel"),
-    )
-    .unwrap();
-    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    let tree = card_whose_audio_unbind_hangs();
     let run = run_bounded(&apply_arguments(&tree, "2"), Duration::from_secs(2));
     assert_eq!(run.status, Some(1), "{}", run.stderr);
     assert_eq!(
