@@ -453,12 +453,12 @@ fn debian_like(release: &str, vendor: &str, fragment_name: &str, image: &[Entry]
     machine
 }
 
-#[test]
-fn debian_with_grub_and_initramfs_tools() {
-    let release = "6.1.0-57-amd64";
+/// [`debian_like`] with the binary, the hook and the rule's fragment in its image and the
+/// fragment in /etc/cmdline.d/vfio-bind.conf is healthy.
+fn assert_debian_like_healthy(release: &str, vendor: &str) {
     let healthy = debian_like(
         release,
-        "AuthenticAMD",
+        vendor,
         "vfio-bind.conf",
         &[BINARY, INITRAMFS_TOOLS_HOOK, RULE_FRAGMENT],
     );
@@ -468,6 +468,12 @@ fn debian_with_grub_and_initramfs_tools() {
             "ok      the booted image /boot/initrd.img-{release} carries vfio-bind and its hook"
         ),
     );
+}
+
+#[test]
+fn debian_with_grub_and_initramfs_tools() {
+    let release = "6.1.0-57-amd64";
+    assert_debian_like_healthy(release, "AuthenticAMD");
     // The package was installed after the image was built, and no rebuild followed.
     let before = debian_like(release, "AuthenticAMD", "vfio-bind.conf", &[]);
     assert_problem(&before, &format!("the booted image /boot/initrd.img-{release} has no /usr/bin/vfio-bind, so nothing binds at boot"));
@@ -476,18 +482,7 @@ fn debian_with_grub_and_initramfs_tools() {
 #[test]
 fn ubuntu_with_grub_and_initramfs_tools() {
     let release = "6.8.0-49-generic";
-    let healthy = debian_like(
-        release,
-        "GenuineIntel",
-        "vfio-bind.conf",
-        &[BINARY, INITRAMFS_TOOLS_HOOK, RULE_FRAGMENT],
-    );
-    assert_healthy(
-        &healthy,
-        &format!(
-            "ok      the booted image /boot/initrd.img-{release} carries vfio-bind and its hook"
-        ),
-    );
+    assert_debian_like_healthy(release, "GenuineIntel");
     let elsewhere = debian_like(
         release,
         "GenuineIntel",
