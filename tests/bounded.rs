@@ -173,14 +173,7 @@ fn after_giving_up_the_functions_it_left_overridden_are_given_back_but_the_stuck
     // back, and says where it ended as read back (no kernel unbinds in a fixture, so the
     // driver link still names amdgpu). 07:00.1 is left alone: a write to it would wait on
     // the same device lock.
-    let mut tree = card_on_amdgpu();
-    tree.add(
-        Function::new("0000:07:00.1", 0x1002, 0xab28, CLASS_AUDIO)
-            .group(5)
-            .driver("snd_hda_intel"),
-    )
-    .unwrap();
-    make_fifo(&tree.root().join("bus/pci/drivers/snd_hda_intel/unbind"));
+    let tree = card_whose_audio_unbind_hangs();
     let run = run_bounded(&apply_arguments(&tree, "2"), Duration::from_secs(2));
     assert_eq!(run.status, Some(1), "{}", run.stderr);
     assert_eq!(
@@ -691,20 +684,29 @@ fn boot_display_and_nic() -> SysfsTree {
     tree
 }
 
-fn arguments_with_iomem<'a>(tree: &'a SysfsTree, iomem: &'a str, rules: &'a str) -> Vec<&'a str> {
-    vec![
-        "apply",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-        "--iomem",
-        iomem,
-        "--cmdline-dir",
-        "/nonexistent",
-        "--cmdline",
-        rules,
-        "--timeout",
-        "2",
-    ]
+/// `apply` of `rules` on [`boot_display_and_nic`] with its iomem and a 2 s timeout, while a
+/// write to `hanging` (a path in the fixture) never finishes.
+fn apply_with_iomem_hanging_at(hanging: &str, rules: &str) -> (SysfsTree, Run) {
+    let tree = boot_display_and_nic();
+    make_fifo(&tree.root().join(hanging));
+    let iomem = tree.iomem_path();
+    let run = run_bounded(
+        &[
+            "apply",
+            "--sysfs",
+            tree.root().to_str().unwrap(),
+            "--iomem",
+            iomem.to_str().unwrap(),
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            rules,
+            "--timeout",
+            "2",
+        ],
+        Duration::from_secs(2),
+    );
+    (tree, run)
 }
 
 #[test]
@@ -712,16 +714,9 @@ fn after_a_give_up_the_framebuffer_let_go_is_taken_back() {
     // efifb is let go from the boot display, then the NIC's unbind hangs. Once the display
     // is given back, its console must be too. Was: efifb left unbound, the console dark,
     // and the line silent about it.
-    let tree = boot_display_and_nic();
-    make_fifo(&tree.root().join("bus/pci/drivers/e1000e/unbind"));
-    let iomem = tree.iomem_path();
-    let run = run_bounded(
-        &arguments_with_iomem(
-            &tree,
-            iomem.to_str().unwrap(),
-            "vfio.bind=1234:1111@00:02,8086:10d3@00:04",
-        ),
-        Duration::from_secs(2),
+    let (tree, run) = apply_with_iomem_hanging_at(
+        "bus/pci/drivers/e1000e/unbind",
+        "vfio.bind=1234:1111@00:02,8086:10d3@00:04",
     );
     assert_eq!(run.status, Some(1), "{}", run.stderr);
     assert!(
@@ -749,13 +744,8 @@ fn after_a_give_up_the_framebuffer_let_go_is_taken_back() {
 fn after_a_give_up_on_the_display_itself_the_framebuffer_let_go_is_named() {
     // The probe of the boot display itself hangs: its BAR is in flux, so efifb is not put
     // back into it, and the line says the console is still let go.
-    let tree = boot_display_and_nic();
-    make_fifo(&tree.root().join("bus/pci/drivers_probe"));
-    let iomem = tree.iomem_path();
-    let run = run_bounded(
-        &arguments_with_iomem(&tree, iomem.to_str().unwrap(), "vfio.bind=1234:1111@00:02"),
-        Duration::from_secs(2),
-    );
+    let (tree, run) =
+        apply_with_iomem_hanging_at("bus/pci/drivers_probe", "vfio.bind=1234:1111@00:02");
     assert_eq!(run.status, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.ends_with(

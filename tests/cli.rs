@@ -6,12 +6,9 @@ use std::process::{Command, Output};
 
 use sysfs_fixture::*;
 
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+
+use common::{output_unless_hung, text, vfio_bind};
 
 /// One log line without the run's timing at its end (` in 123 us`).
 fn without_timing(line: &str) -> String {
@@ -19,10 +16,6 @@ fn without_timing(line: &str) -> String {
         (Some(index), Some(_)) => format!("{}\n", &line[..index]),
         _ => line.to_string(),
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `apply`/`list`/`check` arguments that keep the host's /proc/cmdline and /etc out.
@@ -515,21 +508,13 @@ fn fragment_dir(tree: &SysfsTree) -> std::path::PathBuf {
 /// a time limit: the binder must never wait on a fragment.
 fn run_bounded(command: &[&str], tree: &SysfsTree, fragments: &Path) -> Output {
     let arguments = command_on_fixture(command, tree, fragments.to_str().unwrap(), "quiet");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(&arguments)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("{command:?} blocked on a fragment");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    output_unless_hung(child, &format!("{command:?} blocked on a fragment"))
 }
 
 #[test]

@@ -1,40 +1,18 @@
 //! `vfio-bind check` as a passthrough doctor, through the binary, on a fixture sysfs and a
 //! fixture host root (/proc, /lib/modules, /boot, /etc, the ESP and EFI variables).
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use sysfs_fixture::images::{newc, pe};
+use sysfs_fixture::images::{compressed_by, efi_variable, newc, pe};
 use sysfs_fixture::*;
+
+mod common;
+
+use common::{vfio_bind_on_fixture, write};
 
 const RELEASE: &str = "6.1.0-57-amd64";
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-
-fn write(path: &Path, contents: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, contents).unwrap();
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    child.wait_with_output().unwrap().stdout
-}
-
-/// An EFI variable: 4 bytes of attributes, then UTF-16LE text and a NUL.
-fn efi_variable(text: &str) -> Vec<u8> {
-    let mut bytes = vec![6, 0, 0, 0];
-    for unit in text.encode_utf16().chain([0]) {
-        bytes.extend_from_slice(&unit.to_le_bytes());
-    }
-    bytes
-}
 
 /// The guest card on vfio-pci, with no reset method, behind a VT-d unit without interrupt
 /// remapping.
@@ -70,15 +48,18 @@ fn stale_host(host: &Path) {
         b"kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/vfio.ko\nkernel/drivers/vfio/vfio_iommu_type1.ko: kernel/drivers/vfio/vfio.ko\n",
     );
     let mut image = newc(&[("kernel/x86/microcode/AuthenticAMD.bin", 0o100644, b"u")]);
-    image.extend(gzip(&newc(&[
-        ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
-        ("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }"),
-        (
-            "etc/cmdline.d/vfio-bind.conf",
-            0o100644,
-            b"vfio.bind=1002:73ff@07:00\n",
-        ),
-    ])));
+    image.extend(compressed_by(
+        "gzip",
+        &newc(&[
+            ("usr/bin/vfio-bind", 0o100755, b"\x7fELF"),
+            ("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }"),
+            (
+                "etc/cmdline.d/vfio-bind.conf",
+                0o100644,
+                b"vfio.bind=1002:73ff@07:00\n",
+            ),
+        ]),
+    ));
     // Arch's names: the image is found from GRUB's BOOT_IMAGE, not from the release.
     write(&host.join("boot/initramfs-linux.img"), &image);
     write(
@@ -89,6 +70,14 @@ fn stale_host(host: &Path) {
         &host.join("etc/cmdline.d/vfio-bind.conf"),
         b"vfio.bind=1002:73ff@07:00,1002:ab28@07:00.1\n",
     );
+}
+
+/// [`bound_card`] with [`stale_host`] as its host root (`host` in the fixture).
+fn bound_card_on_a_stale_host() -> (SysfsTree, PathBuf) {
+    let tree = bound_card();
+    let host = tree.root().join("host");
+    stale_host(&host);
+    (tree, host)
 }
 
 fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
@@ -104,11 +93,23 @@ fn check(tree: &SysfsTree, host: &Path, cmdline: &str) -> Output {
         .unwrap()
 }
 
+/// The EFI variables of a boot by systemd-boot and systemd-stub 256: StubInfo, and
+/// LoaderEntrySelected naming `entry`.
+fn booted_by_systemd_stub(tree: &SysfsTree, entry: &str) {
+    let efivars = tree.root().join("firmware/efi/efivars");
+    write(
+        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
+        &efi_variable("systemd-stub 256"),
+    );
+    write(
+        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
+        &efi_variable(entry),
+    );
+}
+
 #[test]
 fn the_doctor_names_reset_interrupt_remapping_modules_and_a_stale_image() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -129,9 +130,7 @@ fn the_doctor_names_reset_interrupt_remapping_modules_and_a_stale_image() {
 
 #[test]
 fn the_doctor_finds_an_image_without_the_hook_and_vfio_missing() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     write(
         &host.join("lib/modules").join(RELEASE).join("modules.dep"),
         b"kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko:\n",
@@ -154,18 +153,8 @@ fn the_doctor_finds_an_image_without_the_hook_and_vfio_missing() {
 
 #[test]
 fn the_doctor_reads_a_booted_unified_kernel_image() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
-    let efivars = tree.root().join("firmware/efi/efivars");
-    write(
-        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
-        &efi_variable("systemd-stub 256"),
-    );
-    write(
-        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
-        &efi_variable("arch-linux.efi"),
-    );
+    let (tree, host) = bound_card_on_a_stale_host();
+    booted_by_systemd_stub(&tree, "arch-linux.efi");
     let embedded = "root=/dev/nvme0n1p2 rw vfio.bind=1002:73ff@07:00";
     write(
         &host.join("efi/EFI/Linux/arch-linux.efi"),
@@ -189,17 +178,7 @@ fn the_doctor_reads_a_booted_unified_kernel_image() {
 #[test]
 fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
     let tree = bound_card();
-    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args([
-            "--cmdline",
-            "vfio.bind=1002:73ff@07:00",
-            "--cmdline-dir",
-            "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=1002:73ff@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert_eq!(
@@ -212,9 +191,7 @@ fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
 
 #[test]
 fn an_image_that_cannot_be_found_or_read_is_said_not_guessed() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     // Garbage where the image should be.
     write(&host.join("boot/initramfs-linux.img"), b"not an initramfs");
     let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
@@ -257,17 +234,7 @@ fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause(
         )
         .unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args([
-            "--cmdline",
-            "vfio.bind=@07:00",
-            "--cmdline-dir",
-            "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=@07:00");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert_eq!(
@@ -282,18 +249,8 @@ fn a_card_whose_functions_are_all_off_vfio_pci_gets_one_line_per_rule_and_cause(
 /// the JSON output escapes them: an ESC in them must not drive the terminal.
 #[test]
 fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
-    let efivars = tree.root().join("firmware/efi/efivars");
-    write(
-        &efivars.join(format!("StubInfo-{SYSTEMD_GUID}")),
-        &efi_variable("systemd-stub 256"),
-    );
-    write(
-        &efivars.join(format!("LoaderEntrySelected-{SYSTEMD_GUID}")),
-        &efi_variable("evil\u{1b}]0;owned\u{7}.efi"),
-    );
+    let (tree, host) = bound_card_on_a_stale_host();
+    booted_by_systemd_stub(&tree, "evil\u{1b}]0;owned\u{7}.efi");
     write(&host.join("boot/\u{1b}[2Jinitrd.img"), b"not an image");
     let cmdline = "initrd=\\\u{1b}[2Jinitrd.img vfio.bind=1002:73ff@07:00";
     write(&host.join("proc/cmdline"), cmdline.as_bytes());
@@ -317,9 +274,7 @@ fn control_characters_in_names_from_the_host_are_escaped_in_text_output() {
 /// 256 MiB of address space (prlimit), so that a run that unpacks a bomb into memory fails
 /// instead of taking the machine's.
 fn check_image_bounded(image: &[u8]) -> (Option<i32>, String) {
-    let tree = bound_card();
-    let host = tree.root().join("host");
-    stale_host(&host);
+    let (tree, host) = bound_card_on_a_stale_host();
     write(&host.join("boot/initramfs-linux.img"), image);
     let output = Command::new("prlimit")
         .arg(format!("--as={}", 256 << 20))
@@ -363,7 +318,7 @@ fn what_the_kernel_unpacks_after_a_compressed_segment_or_past_16_archives_is_rea
     let (early, main) = early_and_main();
     let hook = newc(&[("hooks/vfio-bind", 0o100644, b"run_earlyhook() { :; }")]);
     let mut after_gzip = early.clone();
-    after_gzip.extend(gzip(&main));
+    after_gzip.extend(compressed_by("gzip", &main));
     after_gzip.extend(&hook);
     let mut many = early;
     for index in 0..20 {

@@ -3,9 +3,13 @@
 //! one line naming the override, and touch nothing of that rule (a rule applies whole or
 //! not at all). Through the binary, on fixture trees.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sysfs_fixture::*;
+
+mod common;
+
+use common::{text, vfio_bind, vfio_bind_on_fixture};
 
 const PARKED: &str = "0000:0b:00.0";
 const TWIN: &str = "0000:0a:00.0";
@@ -14,35 +18,20 @@ const TWIN: &str = "0000:0a:00.0";
 /// (`driver_override=pci-stub`, bound to pci-stub), its audio function on snd_hda_intel.
 /// vfio-pci is registered.
 fn card_parked_on_pci_stub() -> SysfsTree {
-    let mut tree = SysfsTree::new().unwrap();
+    let mut tree = twin_cards_at_0a_and_0b(["nouveau", "pci-stub"]).unwrap();
     tree.add_driver("vfio-pci").unwrap();
-    for (bus, group, driver) in [("0a", 20, "nouveau"), ("0b", 21, "pci-stub")] {
-        tree.add(
-            Function::new(&format!("0000:{bus}:00.0"), 0x10de, 0x2204, CLASS_VGA)
-                .group(group)
-                .driver(driver),
-        )
-        .unwrap()
-        .add(
-            Function::new(&format!("0000:{bus}:00.1"), 0x10de, 0x1aef, CLASS_AUDIO)
-                .group(group)
-                .driver("snd_hda_intel"),
-        )
-        .unwrap();
-    }
     std::fs::write(tree.attribute(PARKED, "driver_override"), "pci-stub\n").unwrap();
     tree
 }
 
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `bind 10de:2204@0b:00` on the fixture: the parked card's rule.
+fn bind_the_parked_card(tree: &SysfsTree) -> Output {
+    vfio_bind(&[
+        "bind",
+        "10de:2204@0b:00",
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+    ])
 }
 
 const REFUSAL: &str = "vfio-bind: 10de:2204@0000:0b:00 not applied: 0000:0b:00.0 has driver_override=pci-stub, which vfio-bind did not set; nothing it selects was touched (to hand it over, clear it first: echo > /sys/bus/pci/devices/0000:0b:00.0/driver_override)";
@@ -64,12 +53,7 @@ fn assert_parked_card_untouched(tree: &SysfsTree) {
 #[test]
 fn bind_refuses_a_card_parked_on_pci_stub_in_one_line_and_touches_nothing() {
     let tree = card_parked_on_pci_stub();
-    let output = vfio_bind(&[
-        "bind",
-        "10de:2204@0b:00",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-    ]);
+    let output = bind_the_parked_card(&tree);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -85,15 +69,11 @@ fn bind_refuses_a_card_parked_on_pci_stub_in_one_line_and_touches_nothing() {
 #[test]
 fn apply_refuses_the_parked_cards_rule_and_still_applies_the_others() {
     let tree = card_parked_on_pci_stub();
-    let output = vfio_bind(&[
-        "apply",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-        "--cmdline-dir",
-        "/nonexistent",
-        "--cmdline",
+    let output = vfio_bind_on_fixture(
+        &["apply"],
+        &tree,
         "vfio.bind=10de:2204@0b:00,10de:2204@0a:00",
-    ]);
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert_eq!(stderr.lines().next(), Some(REFUSAL), "{stderr}");
@@ -110,16 +90,7 @@ fn apply_refuses_the_parked_cards_rule_and_still_applies_the_others() {
 #[test]
 fn apply_dry_run_says_the_parked_card_would_not_be_taken() {
     let tree = card_parked_on_pci_stub();
-    let output = vfio_bind(&[
-        "apply",
-        "--dry-run",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-        "--cmdline-dir",
-        "/nonexistent",
-        "--cmdline",
-        "vfio.bind=10de:2204@0b:00",
-    ]);
+    let output = vfio_bind_on_fixture(&["apply", "--dry-run"], &tree, "vfio.bind=10de:2204@0b:00");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(text(&output.stderr).lines().next(), Some(REFUSAL));
     assert_eq!(
@@ -133,12 +104,7 @@ fn an_override_to_vfio_pci_is_no_foreign_one() {
     // Set by vfio-bind at boot, or by driverctl to the same end: the card is handed over.
     let tree = card_parked_on_pci_stub();
     std::fs::write(tree.attribute(PARKED, "driver_override"), "vfio-pci\n").unwrap();
-    let output = vfio_bind(&[
-        "bind",
-        "10de:2204@0b:00",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-    ]);
+    let output = bind_the_parked_card(&tree);
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("did not set"), "{stderr}");
     assert!(
@@ -151,15 +117,7 @@ fn an_override_to_vfio_pci_is_no_foreign_one() {
 #[test]
 fn check_says_why_a_rule_on_a_parked_card_is_not_applied() {
     let tree = card_parked_on_pci_stub();
-    let output = vfio_bind(&[
-        "check",
-        "--sysfs",
-        tree.root().to_str().unwrap(),
-        "--cmdline-dir",
-        "/nonexistent",
-        "--cmdline",
-        "vfio.bind=10de:2204@0b:00",
-    ]);
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=10de:2204@0b:00");
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     let about_the_rule: Vec<&str> = stdout

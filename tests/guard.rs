@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 
 use sysfs_fixture::*;
 
+mod common;
+
+use common::{output_unless_hung, text, vfio_bind};
+
 /// Mass storage, non-volatile memory (NVMe).
 const CLASS_NVME: u32 = 0x010802;
 /// Mass storage, SATA (AHCI).
@@ -124,17 +128,6 @@ impl HostRoot {
 
 const PROC_MOUNTS: &str = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
 
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn path(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -158,6 +151,18 @@ fn warnings(stdout: &str) -> Vec<&str> {
         .lines()
         .filter(|line| line.starts_with("warning:"))
         .collect()
+}
+
+/// `rule ADDRESS` warns in exactly one line, `expected`.
+fn assert_rule_warns(tree: &SysfsTree, host: &HostRoot, address: &str, expected: String) {
+    let (_, stdout) = rule(tree, host, address);
+    assert_eq!(warnings(&stdout), [expected]);
+}
+
+/// `rule ADDRESS` warns of nothing.
+fn assert_rule_does_not_warn(tree: &SysfsTree, host: &HostRoot, address: &str) {
+    let (_, stdout) = rule(tree, host, address);
+    assert!(warnings(&stdout).is_empty(), "{stdout}");
 }
 
 /// The sentence after a held function's `holds ...` in `rule`'s warning.
@@ -203,8 +208,7 @@ fn rule_names_what_the_nvme_behind_root_on_luks_holds_and_the_way_out_at_boot() 
         )
     );
     // A card the host does not use: no warning.
-    let (_, stdout) = rule(&tree, &host, "01:00");
-    assert!(warnings(&stdout).is_empty(), "{stdout}");
+    assert_rule_does_not_warn(&tree, &host, "01:00");
 }
 
 #[test]
@@ -241,10 +245,11 @@ fn root_on_lvm_on_luks_is_followed_down_to_the_nvme_function() {
     let host = HostRoot::new(&tree).mounts(&format!(
         "{PROC_MOUNTS}27 1 254:1 / / rw - ext4 /dev/mapper/vg0-root rw\n"
     ));
-    let (_, stdout) = rule(&tree, &host, NVME);
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {NVME} holds / (ext4 on /dev/nvme0n1p2 via LVM on LUKS): with this rule the host loses / at the next boot. {ESCAPE}")],
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (ext4 on /dev/nvme0n1p2 via LVM on LUKS): with this rule the host loses / at the next boot. {ESCAPE}"),
     );
 }
 
@@ -265,10 +270,11 @@ fn root_on_md_raid_is_held_by_both_members_controllers() {
         .unwrap();
     let host = HostRoot::new(&tree).mounts("27 1 9:127 / / rw - xfs /dev/md127 rw\n");
     for (function, member) in [(SATA, "sda1"), (NVME, "nvme0n1p2")] {
-        let (_, stdout) = rule(&tree, &host, function);
-        assert_eq!(
-            warnings(&stdout),
-            [format!("warning: {function} holds / (xfs on /dev/{member} via md raid1): with this rule the host loses / at the next boot. {ESCAPE}")],
+        assert_rule_warns(
+            &tree,
+            &host,
+            function,
+            format!("warning: {function} holds / (xfs on /dev/{member} via md raid1): with this rule the host loses / at the next boot. {ESCAPE}"),
         );
     }
 }
@@ -289,10 +295,11 @@ fn a_filesystem_in_a_loop_file_is_held_by_the_disk_the_file_is_on() {
         "27 1 8:0 / / rw - ext4 /dev/sda rw\n\
          40 27 7:0 / /mnt/data rw - ext4 /dev/loop0 rw\n",
     );
-    let (_, stdout) = rule(&tree, &host, SATA);
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {SATA} holds / (ext4 on /dev/sda), /mnt/data (ext4 on /dev/sda via loop file /srv/vm disks/data.img): with this rule the host loses / and /mnt/data at the next boot. {ESCAPE}")],
+    assert_rule_warns(
+        &tree,
+        &host,
+        SATA,
+        format!("warning: {SATA} holds / (ext4 on /dev/sda), /mnt/data (ext4 on /dev/sda via loop file /srv/vm disks/data.img): with this rule the host loses / and /mnt/data at the next boot. {ESCAPE}"),
     );
 }
 
@@ -307,10 +314,11 @@ fn active_swap_on_a_partition_holds_its_drive() {
          /dev/nvme0n1p3                          partition\t8388604\t\t0\t\t-2\n\
          /dev/zram0                              partition\t4194300\t\t0\t\t100\n",
     );
-    let (_, stdout) = rule(&tree, &host, NVME);
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {NVME} holds swap (/dev/nvme0n1p3): with this rule the host loses swap at the next boot. {ESCAPE}")],
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds swap (/dev/nvme0n1p3): with this rule the host loses swap at the next boot. {ESCAPE}"),
     );
 }
 
@@ -342,30 +350,37 @@ fn default_routes_are_followed_through_a_bridge_a_bond_and_a_vlan_to_the_nic() {
             "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000002 00000000 00000003   eno1.7\n\
              00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n",
         );
-    let (_, stdout) = rule(&tree, &host, ETHERNET);
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {ETHERNET} holds the IPv4 default route (br0 via bond0 on eno1), the IPv6 default route (eno1.7 via eno1): with this rule the host loses its IPv4 default route and its IPv6 default route at the next boot. {ESCAPE}")],
+    assert_rule_warns(
+        &tree,
+        &host,
+        ETHERNET,
+        format!("warning: {ETHERNET} holds the IPv4 default route (br0 via bond0 on eno1), the IPv6 default route (eno1.7 via eno1): with this rule the host loses its IPv4 default route and its IPv6 default route at the next boot. {ESCAPE}"),
     );
+}
+
+/// The integrated GPU shows the console (fb0, from efi-framebuffer.0) and is the only DRM
+/// card on its driver; the host mounts nothing but /proc.
+fn igpu_the_only_display(tree: &mut SysfsTree) -> HostRoot {
+    tree.add_platform_graphics(0, "efi-framebuffer.0")
+        .unwrap()
+        .add_drm_card(0, IGPU)
+        .unwrap();
+    HostRoot::new(tree).mounts(PROC_MOUNTS)
 }
 
 #[test]
 fn the_console_card_is_held_when_it_is_the_only_display_and_free_when_another_remains() {
     let mut tree = workstation();
-    tree.add_platform_graphics(0, "efi-framebuffer.0")
-        .unwrap()
-        .add_drm_card(0, IGPU)
-        .unwrap();
-    let host = HostRoot::new(&tree).mounts(PROC_MOUNTS);
-    let (_, stdout) = rule(&tree, &host, "00:02");
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {IGPU} holds the console (fb0), the host's only display: with this rule the host loses its only display at the next boot. {ESCAPE}")],
+    let host = igpu_the_only_display(&mut tree);
+    assert_rule_warns(
+        &tree,
+        &host,
+        "00:02",
+        format!("warning: {IGPU} holds the console (fb0), the host's only display: with this rule the host loses its only display at the next boot. {ESCAPE}"),
     );
     // With the guest GPU on its driver too, the host keeps a display.
     tree.add_drm_card(1, GUEST_GPU).unwrap();
-    let (_, stdout) = rule(&tree, &host, "00:02");
-    assert!(warnings(&stdout).is_empty(), "{stdout}");
+    assert_rule_does_not_warn(&tree, &host, "00:02");
 }
 
 /// `bind` of the NVMe drive that holds `/`, with the extra arguments.
@@ -477,21 +492,13 @@ fn a_fifo_in_the_host_root_is_never_opened() {
         nix::sys::stat::Mode::S_IRWXU,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(["rule", "3d:00", "--sysfs", path(tree.root()), "--host-root"])
         .arg(&host.root)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("rule blocked on a FIFO in the host root");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = output_unless_hung(child, "rule blocked on a FIFO in the host root");
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     // The mounts are still read: the FIFO only hides the routes.
@@ -526,22 +533,18 @@ fn bind_by_path_of_a_function_the_host_does_not_use_says_where_the_path_led_once
 #[test]
 fn the_only_display_is_held_only_while_the_kernel_console_is_on_a_virtual_terminal() {
     let mut tree = workstation();
-    tree.add_platform_graphics(0, "efi-framebuffer.0")
-        .unwrap()
-        .add_drm_card(0, IGPU)
-        .unwrap();
-    let host = HostRoot::new(&tree).mounts(PROC_MOUNTS);
+    let host = igpu_the_only_display(&mut tree);
     let active = tree.root().join("class/tty/console/active");
     std::fs::create_dir_all(active.parent().unwrap()).unwrap();
 
     std::fs::write(&active, "ttyS0\n").unwrap();
-    let (_, stdout) = rule(&tree, &host, "00:02");
-    assert!(warnings(&stdout).is_empty(), "{stdout}");
+    assert_rule_does_not_warn(&tree, &host, "00:02");
 
     std::fs::write(&active, "ttyS0 tty0\n").unwrap();
-    let (_, stdout) = rule(&tree, &host, "00:02");
-    assert_eq!(
-        warnings(&stdout),
-        [format!("warning: {IGPU} holds the console (fb0), the host's only display: with this rule the host loses its only display at the next boot. {ESCAPE}")],
+    assert_rule_warns(
+        &tree,
+        &host,
+        "00:02",
+        format!("warning: {IGPU} holds the console (fb0), the host's only display: with this rule the host loses its only display at the next boot. {ESCAPE}"),
     );
 }

@@ -104,13 +104,20 @@ const MKINITCPIO_UNIT: [&str; 2] = [
     "add_symlink /etc/systemd/system/sysinit.target.wants/vfio-bind.service /usr/lib/systemd/system/vfio-bind.service",
 ];
 
+/// The calls of a build that finds the binary on the host: the modules, the binary, then
+/// `between` (the runscript, v41's warning), then the unit.
+fn modules_binary_and_unit_with(between: &[&str]) -> Vec<String> {
+    let mut calls = lines(&MKINITCPIO_MODULES);
+    calls.push(MKINITCPIO_BINARY.into());
+    calls.extend(lines(between));
+    calls.extend(lines(&MKINITCPIO_UNIT));
+    calls
+}
+
 #[test]
 fn mkinitcpio_install_adds_binary_modules_runscript_and_unit_in_every_flavour() {
     let scratch = Scratch::new("mkinitcpio-flavours");
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.push(MKINITCPIO_RUNSCRIPT.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let expected = modules_binary_and_unit_with(&[MKINITCPIO_RUNSCRIPT]);
 
     // busybox init, systemd before and after the hook, and under nullglob (which would eat
     // an unquoted 'vfio?').
@@ -154,18 +161,12 @@ fn mkinitcpio_install_adds_the_runscript_only_where_the_image_has_a_busybox_init
         "systemd vfio-bind autodetect kms",
         false,
     );
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let expected = modules_binary_and_unit_with(&[]);
     assert_eq!(log, expected);
     // `base` after the hook still makes a busybox image: the runscript is added. v41 warns
     // then, as base has not put ash into the image yet; the image is right all the same.
     let log = mkinitcpio_build(&scratch, &FULL_HOST, "vfio-bind base udev", false);
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.push(MKINITCPIO_RUNSCRIPT.into());
-    expected.push(MKINITCPIO_ASH_NOT_YET.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let expected = modules_binary_and_unit_with(&[MKINITCPIO_RUNSCRIPT, MKINITCPIO_ASH_NOT_YET]);
     assert_eq!(log, expected);
 }
 
@@ -179,12 +180,7 @@ const MKINITCPIO_ASH_NOT_YET: &str =
 #[test]
 fn mkinitcpio_install_follows_the_hooks_that_run_with_skip_and_add() {
     let scratch = Scratch::new("mkinitcpio-skip-add");
-    let unit_only = {
-        let mut expected = lines(&MKINITCPIO_MODULES);
-        expected.push(MKINITCPIO_BINARY.into());
-        expected.extend(lines(&MKINITCPIO_UNIT));
-        expected
-    };
+    let unit_only = modules_binary_and_unit_with(&[]);
     // `base` in HOOKS but skipped: no busybox init, no ash, no runscript (real v41 printed
     // "Possibly missing '/usr/bin/ash' for script: .../hooks/vfio-bind" when the hook read
     // HOOKS).
@@ -200,11 +196,7 @@ fn mkinitcpio_install_follows_the_hooks_that_run_with_skip_and_add() {
     // runscript must be there (with the warning v41 prints while ash is not there yet).
     let log =
         mkinitcpio_build_with_options(&scratch, &FULL_HOST, "systemd vfio-bind", "-A base", false);
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.push(MKINITCPIO_RUNSCRIPT.into());
-    expected.push(MKINITCPIO_ASH_NOT_YET.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let expected = modules_binary_and_unit_with(&[MKINITCPIO_RUNSCRIPT, MKINITCPIO_ASH_NOT_YET]);
     assert_eq!(
         log, expected,
         "HOOKS=(systemd vfio-bind) mkinitcpio -A base"
@@ -212,10 +204,7 @@ fn mkinitcpio_install_follows_the_hooks_that_run_with_skip_and_add() {
     // Added with `-A` to a busybox image: as if it were in HOOKS.
     let log =
         mkinitcpio_build_with_options(&scratch, &FULL_HOST, "base udev", "-A vfio-bind", false);
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.push(MKINITCPIO_RUNSCRIPT.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let expected = modules_binary_and_unit_with(&[MKINITCPIO_RUNSCRIPT]);
     assert_eq!(log, expected, "HOOKS=(base udev) mkinitcpio -A vfio-bind");
     // Skipped itself: mkinitcpio does not run it.
     let log = mkinitcpio_build_with_options(
@@ -236,10 +225,7 @@ fn mkinitcpio_install_copies_host_rules_when_there_are_some() {
         ..FULL_HOST
     };
     let log = mkinitcpio_build(&scratch, &host, "base systemd vfio-bind", false);
-    let mut expected = lines(&MKINITCPIO_MODULES);
-    expected.push(MKINITCPIO_BINARY.into());
-    expected.push(MKINITCPIO_RUNSCRIPT.into());
-    expected.extend(lines(&MKINITCPIO_UNIT));
+    let mut expected = modules_binary_and_unit_with(&[MKINITCPIO_RUNSCRIPT]);
     expected.push(
         "add_file ROOT/host/etc/cmdline.d/vfio-bind.conf /etc/cmdline.d/vfio-bind.conf 644".into(),
     );

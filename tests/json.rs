@@ -6,6 +6,10 @@ use std::process::Command;
 use serde_json::Value;
 use sysfs_fixture::*;
 
+mod common;
+
+use common::vfio_bind_on_fixture;
+
 fn run(arguments: &[&str], tree: &SysfsTree, cmdline: &str) -> (Option<i32>, Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
         .args(arguments)
@@ -101,17 +105,7 @@ fn check_json_has_one_object_per_finding_with_its_fix_and_the_same_exit_status()
     assert!(findings[0]["fix"].is_null());
 
     // The text output says the same findings, one line each.
-    let text = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(["check", "--sysfs"])
-        .arg(tree.root())
-        .args([
-            "--cmdline",
-            "vfio.bind=1002:73ff@07:00.0",
-            "--cmdline-dir",
-            "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+    let text = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=1002:73ff@07:00.0");
     assert_eq!(text.status.code(), Some(1));
     let lines = String::from_utf8(text.stdout).unwrap();
     assert_eq!(lines.lines().count(), findings.len(), "{lines}");

@@ -16,6 +16,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+mod import_graph;
+
+use import_graph::{group_names, ident, read, without_comments};
+
 /// The folders of `src/`, from the top layer down.
 const LAYERS: [&str; 4] = ["doctor", "boot", "machine", "rules"];
 
@@ -44,10 +48,6 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
@@ -55,42 +55,6 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
         .collect();
     entries.sort();
     entries
-}
-
-fn ident(text: &str) -> &str {
-    let end = text
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(text.len());
-    &text[..end]
-}
-
-/// The names at the top level of a `{...}` group that starts `text`.
-fn group_names(text: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut depth = 0;
-    let mut item_start = true;
-    for (at, c) in text.char_indices() {
-        match c {
-            '{' => {
-                depth += 1;
-                item_start = depth == 1;
-            }
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            ',' if depth == 1 => item_start = true,
-            c if c.is_whitespace() => {}
-            _ if item_start && depth == 1 => {
-                names.push(ident(&text[at..]));
-                item_start = false;
-            }
-            _ => {}
-        }
-    }
-    names
 }
 
 /// The modules a module's code names, as `FOLDER::NAME`.
@@ -118,13 +82,6 @@ fn imports_of(folder: &str, code: &str, siblings: &BTreeSet<String>) -> BTreeSet
         }
     }
     found
-}
-
-fn without_comments(text: &str) -> String {
-    text.lines()
-        .filter(|line| !line.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every module under the layer folders, read from the sources.
@@ -228,32 +185,12 @@ fn pure_modules_import_no_io_module() {
 
 #[test]
 fn no_modules_import_each_other_in_a_circle() {
-    let modules = modules();
-    // Depth-first, with the path walked so far: reaching a module on it closes a circle.
-    fn walk(
-        name: &str,
-        modules: &BTreeMap<Name, Module>,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) {
-        if let Some(at) = path.iter().position(|on| on == name) {
-            panic!("a circle: {} -> {name}", path[at..].join(" -> "));
-        }
-        if done.contains(name) {
-            return;
-        }
-        path.push(name.to_string());
-        for imported in modules.get(name).map(|m| &m.imports).into_iter().flatten() {
-            if imported != name {
-                walk(imported, modules, path, done);
-            }
-        }
-        path.pop();
-        done.insert(name.to_string());
-    }
-    let mut done = BTreeSet::new();
-    for name in modules.keys() {
-        walk(name, &modules, &mut Vec::new(), &mut done);
+    let graph: import_graph::Graph = modules()
+        .into_iter()
+        .map(|(name, module)| (name, module.imports))
+        .collect();
+    if let Some(circle) = import_graph::circle(&graph) {
+        panic!("a circle: {}", circle.join(" -> "));
     }
 }
 

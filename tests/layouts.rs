@@ -4,42 +4,20 @@
 //! then a compressed main archive). Each layout is checked healthy (no PROBLEM, exit 0), and
 //! a broken twin of it gets the PROBLEM that names what is wrong. Through the binary.
 
-use std::io::Write as _;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use sysfs_fixture::images::{newc, pe};
+use sysfs_fixture::images::{compressed_by, efi_variable, newc, pe};
 use sysfs_fixture::*;
+
+mod common;
+
+use common::write;
 
 const SYSTEMD_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// The guest card's rule, as `vfio-bind rule 07:00` prints it.
 const RULE: &str = "vfio.bind=1002:73ff@07:00";
-
-fn write(path: &Path, contents: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, contents).unwrap();
-}
-
-/// Compresses with the system's tool, as the generators do (`zstd -q -19`, `gzip -9`).
-fn compress(program: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install {program})"));
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    child.wait_with_output().unwrap().stdout
-}
-
-/// An EFI variable: 4 bytes of attributes, then UTF-16LE text and a NUL.
-fn efi_variable(text: &str) -> Vec<u8> {
-    let mut bytes = vec![6, 0, 0, 0];
-    for unit in text.encode_utf16().chain([0]) {
-        bytes.extend_from_slice(&unit.to_le_bytes());
-    }
-    bytes
-}
 
 /// A file of an image: (name, mode, contents).
 type Entry = (&'static str, u32, &'static [u8]);
@@ -86,7 +64,7 @@ fn main_archive(program: &str, entries: &[Entry]) -> Vec<u8> {
         ("usr/lib/modules", 0o040755, b""),
     ];
     files.extend_from_slice(entries);
-    compress(program, &newc(&files))
+    compressed_by(program, &newc(&files))
 }
 
 /// A machine after boot: the guest card on vfio-pci, resettable, behind an IOMMU with
@@ -158,15 +136,26 @@ impl Machine {
         self
     }
 
-    /// `vfio-bind check` as on that machine: its command line, its /etc/cmdline.d.
+    /// The arguments of `vfio-bind check` as on that machine: its command line, its
+    /// /etc/cmdline.d.
+    fn check_arguments(&self) -> [OsString; 9] {
+        [
+            "check".into(),
+            "--sysfs".into(),
+            self.tree.root().into(),
+            "--host-root".into(),
+            self.host.clone().into(),
+            "--cmdline".into(),
+            self.cmdline.clone().into(),
+            "--cmdline-dir".into(),
+            self.host.join("etc/cmdline.d").into(),
+        ]
+    }
+
+    /// `vfio-bind check` as on that machine.
     fn check(&self) -> (Option<i32>, String) {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(self.tree.root())
-            .arg("--host-root")
-            .arg(&self.host)
-            .args(["--cmdline", &self.cmdline, "--cmdline-dir"])
-            .arg(self.host.join("etc/cmdline.d"))
+            .args(self.check_arguments())
             .output()
             .unwrap();
         (
@@ -464,12 +453,12 @@ fn debian_like(release: &str, vendor: &str, fragment_name: &str, image: &[Entry]
     machine
 }
 
-#[test]
-fn debian_with_grub_and_initramfs_tools() {
-    let release = "6.1.0-57-amd64";
+/// [`debian_like`] with the binary, the hook and the rule's fragment in its image and the
+/// fragment in /etc/cmdline.d/vfio-bind.conf is healthy.
+fn assert_debian_like_healthy(release: &str, vendor: &str) {
     let healthy = debian_like(
         release,
-        "AuthenticAMD",
+        vendor,
         "vfio-bind.conf",
         &[BINARY, INITRAMFS_TOOLS_HOOK, RULE_FRAGMENT],
     );
@@ -479,6 +468,12 @@ fn debian_with_grub_and_initramfs_tools() {
             "ok      the booted image /boot/initrd.img-{release} carries vfio-bind and its hook"
         ),
     );
+}
+
+#[test]
+fn debian_with_grub_and_initramfs_tools() {
+    let release = "6.1.0-57-amd64";
+    assert_debian_like_healthy(release, "AuthenticAMD");
     // The package was installed after the image was built, and no rebuild followed.
     let before = debian_like(release, "AuthenticAMD", "vfio-bind.conf", &[]);
     assert_problem(&before, &format!("the booted image /boot/initrd.img-{release} has no /usr/bin/vfio-bind, so nothing binds at boot"));
@@ -487,18 +482,7 @@ fn debian_with_grub_and_initramfs_tools() {
 #[test]
 fn ubuntu_with_grub_and_initramfs_tools() {
     let release = "6.8.0-49-generic";
-    let healthy = debian_like(
-        release,
-        "GenuineIntel",
-        "vfio-bind.conf",
-        &[BINARY, INITRAMFS_TOOLS_HOOK, RULE_FRAGMENT],
-    );
-    assert_healthy(
-        &healthy,
-        &format!(
-            "ok      the booted image /boot/initrd.img-{release} carries vfio-bind and its hook"
-        ),
-    );
+    assert_debian_like_healthy(release, "GenuineIntel");
     let elsewhere = debian_like(
         release,
         "GenuineIntel",
@@ -589,22 +573,12 @@ fn with_an_image_it_cannot_read_the_doctor_warns_and_finds_no_problem() {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(machine.tree.root())
-            .arg("--host-root")
-            .arg(&machine.host)
-            .args(["--cmdline", &machine.cmdline, "--cmdline-dir"])
-            .arg(machine.host.join("etc/cmdline.d"))
+            .args(machine.check_arguments())
             .output()
             .expect("setpriv (util-linux)")
     } else {
         Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-            .args(["check", "--sysfs"])
-            .arg(machine.tree.root())
-            .arg("--host-root")
-            .arg(&machine.host)
-            .args(["--cmdline", &machine.cmdline, "--cmdline-dir"])
-            .arg(machine.host.join("etc/cmdline.d"))
+            .args(machine.check_arguments())
             .output()
             .unwrap()
     };

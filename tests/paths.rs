@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-use common::{run_apply, run_release, without_timing, SimulatedKernel};
+use common::{run_apply, run_release, vfio_bind, without_timing, SimulatedKernel};
 use sysfs_fixture::*;
 
 /// The left twin (behind root port 00:1c.0) and the right one (behind 00:1d.0), at the bus
@@ -239,13 +237,6 @@ fn release_takes_a_path_rule_too() {
     );
     assert_eq!(tree.override_of(right), "");
     assert_eq!(tree.driver_of(left), None);
-}
-
-fn vfio_bind(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs")
 }
 
 #[test]

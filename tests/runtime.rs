@@ -7,22 +7,7 @@ use sysfs_fixture::*;
 
 /// Two identical cards, both on their native drivers, as on a running desktop.
 fn twins_on_native_drivers() -> SysfsTree {
-    let mut tree = SysfsTree::new().unwrap();
-    for (bus, group) in [("0a", 20), ("0b", 21)] {
-        tree.add(
-            Function::new(&format!("0000:{bus}:00.0"), 0x10de, 0x2204, CLASS_VGA)
-                .group(group)
-                .driver("nouveau"),
-        )
-        .unwrap()
-        .add(
-            Function::new(&format!("0000:{bus}:00.1"), 0x10de, 0x1aef, CLASS_AUDIO)
-                .group(group)
-                .driver("snd_hda_intel"),
-        )
-        .unwrap();
-    }
-    tree
+    twin_cards_at_0a_and_0b(["nouveau", "nouveau"]).unwrap()
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! earlier slot, and its ID guard cannot notice. `check` and `apply --dry-run` warn and give
 //! the path form, as `rule` does. Through the binary, on fixture trees.
 
-use std::process::{Command, Output};
-
 use sysfs_fixture::*;
+
+mod common;
+
+use common::{text, vfio_bind_on_fixture};
 
 /// Two cards of one model and one board maker (same IDs, same subsystem IDs), each with
 /// its HDMI audio function: at 06:00 behind root port 00:1c.0, at 0a:00 behind 00:1d.0.
@@ -35,19 +37,6 @@ fn identical_twins(second_subsystem: u16) -> SysfsTree {
     tree
 }
 
-fn vfio_bind(command: &[&str], tree: &SysfsTree, cmdline: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
-        .args(command)
-        .args(["--sysfs", tree.root().to_str().unwrap()])
-        .args(["--cmdline-dir", "/nonexistent", "--cmdline", cmdline])
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 const TWIN: &str = "0000:0a:00.0 has a twin at 0000:06:00.0 (10de:1e89:1462:3750): bus numbers move when a card is added in an earlier slot, and this rule would then take the other one";
 
 /// The lines of `text` that speak of a twin.
@@ -58,7 +47,7 @@ fn twin_lines(text: &str) -> Vec<&str> {
 #[test]
 fn check_warns_about_a_bus_number_rule_for_one_of_twins_and_gives_its_path() {
     let tree = identical_twins(0x3750);
-    let output = vfio_bind(&["check"], &tree, "vfio.bind=10de:1e89@0a:00");
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=10de:1e89@0a:00");
     let stdout = text(&output.stdout);
     assert_eq!(
         twin_lines(&stdout),
@@ -70,7 +59,7 @@ fn check_warns_about_a_bus_number_rule_for_one_of_twins_and_gives_its_path() {
 #[test]
 fn apply_dry_run_warns_about_it_too() {
     let tree = identical_twins(0x3750);
-    let output = vfio_bind(
+    let output = vfio_bind_on_fixture(
         &["apply", "--dry-run"],
         &tree,
         "vfio.bind=10de:1e89@0a:00.0",
@@ -93,15 +82,15 @@ fn no_warning_for_a_path_rule_or_a_rule_whose_subsystem_ids_tell_the_twins_apart
         // Other subsystem IDs at 06:00: the guard would notice a move.
         "vfio.bind=10de:1e89:1462:3751@0a:00",
     ] {
-        let output = vfio_bind(&["check"], &tree, rule);
+        let output = vfio_bind_on_fixture(&["check"], &tree, rule);
         let stdout = text(&output.stdout);
         assert!(twin_lines(&stdout).is_empty(), "{rule}: {stdout}");
-        let output = vfio_bind(&["apply", "--dry-run"], &tree, rule);
+        let output = vfio_bind_on_fixture(&["apply", "--dry-run"], &tree, rule);
         let stderr = text(&output.stderr);
         assert!(twin_lines(&stderr).is_empty(), "{rule}: {stderr}");
     }
     // A card with no twin: nothing to say.
     let tree = host_and_guest_share_audio_ids().unwrap();
-    let output = vfio_bind(&["check"], &tree, "vfio.bind=1002:73ff@07:00");
+    let output = vfio_bind_on_fixture(&["check"], &tree, "vfio.bind=1002:73ff@07:00");
     assert!(twin_lines(&text(&output.stdout)).is_empty());
 }

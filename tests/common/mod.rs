@@ -1,10 +1,12 @@
-//! Test support: a simulated kernel over a fixture tree, and a logger that captures lines.
+//! Test support: a simulated kernel over a fixture tree, a logger that captures lines, and
+//! the binary run as a user runs it.
 
 #![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::errno::Errno;
@@ -248,4 +250,52 @@ pub fn without_timing(lines: &[String]) -> Vec<String> {
             _ => line.clone(),
         })
         .collect()
+}
+
+/// The `vfio-bind` binary run with `arguments`, to its end.
+pub fn vfio_bind(arguments: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(arguments)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The binary with `command` on the fixture `tree`, with `cmdline` as the kernel command
+/// line and no fragment directory.
+pub fn vfio_bind_on_fixture(command: &[&str], tree: &SysfsTree, cmdline: &str) -> Output {
+    let mut arguments = command.to_vec();
+    arguments.extend([
+        "--sysfs",
+        tree.root().to_str().unwrap(),
+        "--cmdline-dir",
+        "/nonexistent",
+        "--cmdline",
+        cmdline,
+    ]);
+    vfio_bind(&arguments)
+}
+
+/// Writes `contents` to `path`, creating the folders on the way.
+pub fn write(path: &std::path::Path, contents: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+/// A run's stdout or stderr as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The output of `child` (spawned with piped output) once it ends; if it still runs after
+/// ten seconds, it is killed and the test fails with `hung` (what the child blocked on).
+pub fn output_unless_hung(mut child: Child, hung: &str) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{hung}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }

@@ -9,47 +9,16 @@
 //! folder's module, and its `super::super::NAME` is the import. A `super::NAME` that is no
 //! module names an item of the runner. Comments do not count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+#[path = "../../tests/import_graph/mod.rs"]
+mod import_graph;
+
+use import_graph::{group_names, ident, read, without_comments, Graph};
 
 fn vm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/vm")
-}
-
-fn ident(text: &str) -> &str {
-    let end = text
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(text.len());
-    &text[..end]
-}
-
-/// The first names of the items of a `{...}` group that starts `text`.
-fn group_names(text: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut depth = 0;
-    let mut item_start = true;
-    for (at, c) in text.char_indices() {
-        match c {
-            '{' => {
-                depth += 1;
-                item_start = depth == 1;
-            }
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            ',' if depth == 1 => item_start = true,
-            c if c.is_whitespace() => {}
-            _ if item_start && depth == 1 => {
-                names.push(ident(&text[at..]));
-                item_start = false;
-            }
-            _ => {}
-        }
-    }
-    names
 }
 
 /// The names a path prefix (`super::`, `crate::vm::`) reaches in `code`.
@@ -75,17 +44,17 @@ const RUNNER: &str = "mod";
 
 /// A file's code before its unit tests, without comments.
 fn code_of(path: &Path) -> String {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    text.lines()
+    let text = read(path);
+    let before_unit_tests = text
+        .lines()
         .take_while(|line| !line.starts_with("#[cfg(test)]"))
-        .filter(|line| !line.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    without_comments(&before_unit_tests)
 }
 
 /// Each module of `vm` and the other modules of `vm` it imports.
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
+fn graph() -> Graph {
     let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
     for entry in std::fs::read_dir(vm_dir()).expect("xtask/src/vm") {
         let path = entry.expect("an entry").path();
@@ -101,7 +70,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     let modules: BTreeSet<String> = files.iter().map(|(name, _, _)| name.clone()).collect();
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut graph = Graph::new();
     for (name, path, top) in &files {
         let code = code_of(path);
         let up = if *top { "super::" } else { "super::super::" };
@@ -125,7 +94,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Every module `name` reaches through its imports.
-fn reached_from(name: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+fn reached_from(name: &str, graph: &Graph) -> BTreeSet<String> {
     let mut reached = BTreeSet::new();
     let mut next = vec![name.to_string()];
     while let Some(module) = next.pop() {
@@ -142,10 +111,10 @@ fn reached_from(name: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> BTree
 fn no_two_vm_modules_import_each_other_in_a_circle() {
     let graph = graph();
     assert!(graph.len() >= 8, "modules found: {graph:?}");
-    for name in graph.keys() {
-        assert!(
-            !reached_from(name, &graph).contains(name),
-            "{name} reaches itself through its imports: {graph:?}"
+    if let Some(circle) = import_graph::circle(&graph) {
+        panic!(
+            "{} reaches itself through its imports: {graph:?}",
+            circle.join(" -> ")
         );
     }
 }

@@ -1,5 +1,9 @@
 //! Boot images for the doctor's tests: newc cpio archives and minimal PE files (unified
-//! kernel images), built as the tools that make real ones lay them out.
+//! kernel images), built as the tools that make real ones lay them out; compressed as the
+//! generators compress them; and the EFI variables a boot loader leaves.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 fn align4(offset: usize) -> usize {
     offset.div_ceil(4) * 4
@@ -61,6 +65,27 @@ pub fn pe(sections: &[(&[u8; 8], &[u8])]) -> Vec<u8> {
     }
     file.extend(data);
     file
+}
+
+/// `bytes` compressed by the system's `program` (`zstd`, `gzip`), as the generators do.
+pub fn compressed_by(program: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(program)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install {program})"));
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+/// An EFI variable's file in efivarfs: 4 bytes of attributes, then UTF-16LE text and a NUL.
+pub fn efi_variable(text: &str) -> Vec<u8> {
+    let mut bytes = vec![6, 0, 0, 0];
+    for unit in text.encode_utf16().chain([0]) {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    bytes
 }
 
 /// The CRC-32 of gzip (and of zlib, PNG, the xz check): reflected, polynomial 0xedb88320.

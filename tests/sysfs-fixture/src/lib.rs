@@ -687,6 +687,26 @@ pub fn host_and_guest_share_audio_ids() -> io::Result<SysfsTree> {
     Ok(tree)
 }
 
+/// Two identical cards on the root bus, 10de:2204 with its audio function 10de:1aef, at
+/// 0a:00 (IOMMU group 20) and 0b:00 (group 21): their display functions on `gpu_drivers`
+/// (0a's, then 0b's), their audio functions on snd_hda_intel.
+pub fn twin_cards_at_0a_and_0b(gpu_drivers: [&str; 2]) -> io::Result<SysfsTree> {
+    let mut tree = SysfsTree::new()?;
+    for ((bus, group), driver) in [("0a", 20), ("0b", 21)].into_iter().zip(gpu_drivers) {
+        tree.add(
+            Function::new(&format!("0000:{bus}:00.0"), 0x10de, 0x2204, CLASS_VGA)
+                .group(group)
+                .driver(driver),
+        )?
+        .add(
+            Function::new(&format!("0000:{bus}:00.1"), 0x10de, 0x1aef, CLASS_AUDIO)
+                .group(group)
+                .driver("snd_hda_intel"),
+        )?;
+    }
+    Ok(tree)
+}
+
 /// The twins' vendor and device: identical cards, as two of one GPU model are.
 pub const TWIN_IDS: (u16, u16) = (0x1234, 0x1111);
 

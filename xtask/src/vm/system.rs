@@ -616,15 +616,9 @@ fn state_table(name: &str, state: &GuestState) -> String {
 /// `vfio-bind check --json`: no PROBLEM, and the booted image was found, read, and carries
 /// the binder and its hook.
 fn judge_check(sections: &[Section], release: &str) -> Vec<String> {
-    let section = match step(sections, "check") {
-        Ok(section) => section,
+    let json = match json_of_step(sections, "check") {
+        Ok(json) => json,
         Err(problem) => return vec![problem],
-    };
-    let Some(json) = json_line(section.body) else {
-        return vec![format!(
-            "check --json: expected one JSON document; it printed:\n{}",
-            indent(section.body)
-        )];
     };
     let mut problems = Vec::new();
     if json["schema"] != "vfio-bind.check/1" || json["ok"] != true {
@@ -660,15 +654,9 @@ fn judge_check(sections: &[Section], release: &str) -> Vec<String> {
 /// `vfio-bind list --json`: it parses, and the functions on vfio-pci are the second twin's,
 /// selected by the rule.
 fn judge_list(sections: &[Section]) -> Vec<String> {
-    let section = match step(sections, "list") {
-        Ok(section) => section,
+    let json = match json_of_step(sections, "list") {
+        Ok(json) => json,
         Err(problem) => return vec![problem],
-    };
-    let Some(json) = json_line(section.body) else {
-        return vec![format!(
-            "list --json: expected one JSON document; it printed:\n{}",
-            indent(section.body)
-        )];
     };
     let functions = json["functions"].as_array().cloned().unwrap_or_default();
     let on_vfio: Vec<(String, bool)> = functions
@@ -693,6 +681,18 @@ fn judge_list(sections: &[Section]) -> Vec<String> {
     } else {
         Vec::new()
     }
+}
+
+/// The JSON document that step `name` (`vfio-bind NAME --json`) printed, or the problem:
+/// the step did not run or failed ([`step`]), or printed no JSON object.
+fn json_of_step(sections: &[Section], name: &str) -> Result<Value, String> {
+    let section = step(sections, name)?;
+    json_line(section.body).ok_or_else(|| {
+        format!(
+            "{name} --json: expected one JSON document; it printed:\n{}",
+            indent(section.body)
+        )
+    })
 }
 
 /// The first line of `body` that is a JSON object.
