@@ -3,9 +3,9 @@
 //!
 //! With a nightly toolchain that has `rust-src` and the musl target, std is rebuilt with the
 //! `immediate-abort` panic strategy (`-Z build-std`), which drops std's panic message and
-//! backtrace machinery: about 454 KiB instead of 829 KiB (docs/performance.md measures each
-//! option). A panic then aborts without a message; the binder has no panicking path on its
-//! input. Otherwise the stable toolchain builds it: the musl target gives a fully static
+//! backtrace machinery, and without unwind tables, which nothing then reads: about 382 KiB
+//! instead of 829 KiB (docs/performance.md measures each option). A panic then aborts without
+//! a message; the binder has no panicking path on its input. Otherwise the stable toolchain builds it: the musl target gives a fully static
 //! binary. rust-toolchain.toml lists the target, but rustup adds a toolchain file's targets
 //! only when it installs the toolchain, not to a stable one already there, so the build adds
 //! it itself with `rustup target add` when it is missing, and says so. Without rustup (or
@@ -25,7 +25,12 @@ const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Position-dependent code: no relocations to apply at start-up and about 16 KiB less; ASLR
 /// matters little for a process that lives a millisecond in the initramfs.
 const STATIC_RELOCATION: &str = "-C relocation-model=static";
-const SMALL_STD_FLAGS: &str = "-Z unstable-options -C panic=immediate-abort";
+/// `immediate-abort` leaves nothing that unwinds or prints a backtrace, so the unwind tables
+/// (`.eh_frame`, 63 KiB of the binary when std is rebuilt with them) would go unread. With a
+/// std built without them (`build-std`), `force-unwind-tables=no` drops them all; on stable
+/// the prebuilt std and its backtrace printer keep theirs, so this flag is for nightly only.
+const SMALL_STD_FLAGS: &str =
+    "-Z unstable-options -C panic=immediate-abort -C force-unwind-tables=no";
 
 /// build the static release binary and print its path and size
 #[derive(FromArgs)]
@@ -209,7 +214,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
         } else {
             eprintln!(
                 "xtask: no nightly toolchain with rust-src and the {MUSL_TARGET} target, so the binary keeps std's \
-                 panic machinery (about 829 KiB instead of 454 KiB); to get the small one: rustup toolchain install \
+                 panic machinery (about 829 KiB instead of 382 KiB); to get the small one: rustup toolchain install \
                  nightly --component rust-src --target {MUSL_TARGET}"
             );
         }
