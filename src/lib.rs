@@ -20,6 +20,7 @@
 //!   - `iomem` (pure): the `/proc/iomem` tree, parsed: who claims a card's memory.
 //!   - `guard` (pure): which functions the host itself needs (its mounts, swap, default
 //!     routes, only console), judged from what `host_usage` read.
+//!   - `order` (pure): sorting in few bytes of binary, for the lists every layer sorts.
 //!   - `sysfs` (I/O): reading and writing attributes under a sysfs root, heap-free.
 //!   - `host_usage` (I/O): reading what the host is using (mounts, swaps, routes, displays)
 //!     for `guard`.

@@ -177,6 +177,33 @@ fn a_command_line_beyond_the_kernels_maximum_is_read_up_to_it_and_fails() {
 }
 
 #[test]
+fn list_shows_groups_in_number_order_and_functions_without_a_group_last() {
+    let mut tree = SysfsTree::new().unwrap();
+    tree.add(Function::new("0000:00:1f.0", 0x8086, 0x7a84, 0x060100))
+        .unwrap()
+        .add(Function::new("0000:01:00.0", 0x1002, 0x73ff, 0x030000).group(10))
+        .unwrap()
+        .add(Function::new("0000:02:00.0", 0x10de, 0x2204, 0x030000).group(2))
+        .unwrap();
+    let output = vfio_bind(&command_on_fixture(&["list"], &tree, "/nonexistent", ""));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    let sections: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("IOMMU group"))
+        .collect();
+    assert_eq!(
+        sections,
+        ["IOMMU group 2", "IOMMU group 10", "no IOMMU group"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("no IOMMU group\n  0000:00:1f.0  8086:7a84  [0601]  driver=none\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn list_groups_functions_and_marks_the_selected_ones() {
     let tree = host_and_guest_share_audio_ids().unwrap();
     let arguments = command_on_fixture(

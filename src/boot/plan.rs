@@ -12,6 +12,7 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::machine::function::{DriverName, Function, VFIO_PCI};
+use crate::machine::order;
 use crate::rules::address::{Address, Location, PciAddress, PciIds, FUNCTIONS_PER_SLOT};
 use crate::rules::rule::Rule;
 use crate::rules::ruleset::MAX_RULES;
@@ -212,7 +213,7 @@ impl<'r> Planner<'r> {
                 Verdict::NothingThere
             } else if !scan.guard_met {
                 let mut found = scan.found.clone();
-                found.sort_unstable();
+                order::sort(&mut found);
                 Verdict::GuardMismatch { found }
             } else if scan.crowded || !self.keeping[index] {
                 Verdict::NoRoom
@@ -258,8 +259,9 @@ impl<'r> Planner<'r> {
             let _ = verdicts.push(verdict);
             let _ = matched.push(scan.functions_seen);
         }
-        targets.sort_unstable_by_key(|target| target.function.address);
-        bridges.sort_unstable_by_key(|target| target.function.address);
+        let by_address = |a: &Target, b: &Target| a.function.address < b.function.address;
+        order::sort_by(&mut targets, by_address);
+        order::sort_by(&mut bridges, by_address);
         Plan {
             targets,
             bridges,

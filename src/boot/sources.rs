@@ -22,6 +22,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, stat, FileStat, Mode, SFlag};
 
+use crate::machine::order;
 use crate::machine::sysfs::for_each_entry;
 use crate::rules::cmdline::{
     binder_disabled, is_kernel_space, requests_noiommu, Escaped, DISABLE_PARAMETER,
@@ -298,7 +299,7 @@ fn fragment_names(
     if overflowed {
         report(SourceProblem::TooManyFragments);
     }
-    names.sort_unstable();
+    order::sort(&mut names);
     names
 }
 

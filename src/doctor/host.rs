@@ -15,6 +15,7 @@ use crate::doctor::checks::{
 };
 use crate::doctor::image::{self, Compression, Stopped, Unread};
 use crate::machine::function::Function;
+use crate::machine::order;
 use crate::machine::sysfs::{for_each_entry, read_attribute, Sysfs};
 use crate::rules::address::PciAddress;
 
@@ -338,7 +339,7 @@ impl Host {
                     .collect()
             })
             .unwrap_or_default();
-        paths.sort();
+        order::sort(&mut paths);
         paths
             .iter()
             .filter_map(|path| {

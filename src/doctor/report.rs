@@ -16,6 +16,7 @@ use crate::doctor::json;
 use crate::doctor::pciids::PciNames;
 use crate::machine::function::{base_and_subclass, Function, VFIO_PCI};
 use crate::machine::guard::{HeldList, Holdings, LostList};
+use crate::machine::order;
 use crate::machine::sysfs::Sysfs;
 use crate::rules::address::{Location, PciIds, PciPath};
 use crate::rules::rule::Rule;
@@ -24,7 +25,7 @@ use crate::rules::rule::Rule;
 fn all_functions(sysfs: &Sysfs) -> Vec<Function> {
     let mut functions = Vec::new();
     let _ = sysfs.for_each_function(|function| functions.push(function.clone()));
-    functions.sort_by_key(|function| function.address);
+    order::sort_by(&mut functions, |a, b| a.address < b.address);
     functions
 }
 
@@ -103,10 +104,12 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, format: Format, out: &mut dyn Wr
         "* = selected by the current vfio.bind rules ({} rules)",
         gathered.rules.rules().len()
     );
-    // IOMMU groups in numeric order, functions without a group last.
-    let mut ordered: Vec<_> = groups.into_iter().collect();
-    ordered.sort_by_key(|(group, _)| (group.is_none(), *group));
-    for (group, members) in ordered {
+    // IOMMU groups in numeric order (the map's), functions without a group last.
+    let ungrouped = groups.remove(&None);
+    for (group, members) in groups
+        .into_iter()
+        .chain(ungrouped.map(|members| (None, members)))
+    {
         let _ = match group {
             Some(group) => writeln!(out, "\nIOMMU group {group}"),
             None => writeln!(out, "\nno IOMMU group"),
@@ -547,7 +550,7 @@ fn examine(
                 examined.push(function);
             }
         }
-        examined.sort_by_key(|function| function.address);
+        order::sort_by(&mut examined, |a, b| a.address < b.address);
         checklist.findings.extend(host.findings(sysfs, &examined));
     }
     EXIT_OK

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::machine::guard::{
     self, BlockDevice, Display, Facts, Holdings, Interface, IpFamily, Layer,
 };
+use crate::machine::order;
 use crate::machine::sysfs::Sysfs;
 
 /// The most entries read from one sysfs class directory (a host has dozens).
@@ -89,7 +90,7 @@ impl Reader {
                     .collect()
             })
             .unwrap_or_default();
-        names.sort();
+        order::sort(&mut names);
         names
     }
 
@@ -182,7 +183,7 @@ impl Reader {
                 Some((number, name))
             })
             .collect();
-        numbered.sort();
+        order::sort(&mut numbered);
         numbered
             .into_iter()
             .map(|(_, name)| Display {

@@ -6,4 +6,5 @@ pub mod function;
 pub mod guard;
 pub mod host_usage;
 pub mod iomem;
+pub mod order;
 pub mod sysfs;
