@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::machine::function::base_and_subclass;
+use crate::machine::order;
 use crate::rules::address::PciIds;
 
 /// Where distributions install pci.ids.
@@ -31,7 +32,7 @@ impl PciNames {
     }
 
     pub fn parse(text: &str, wanted: &BTreeSet<PciIds>) -> PciNames {
-        let wanted_vendors: BTreeSet<u16> = wanted.iter().map(|ids| ids.vendor()).collect();
+        let wanted_vendors: BTreeSet<u16> = order::set_of(wanted.iter().map(|ids| ids.vendor()));
         let mut names = PciNames::default();
         let mut vendor: Option<u16> = None;
         let mut class: Option<u8> = None;

@@ -68,10 +68,8 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, format: Format, out: &mut dyn Wr
         );
         return EXIT_FAILED;
     }
-    let wanted: BTreeSet<PciIds> = functions
-        .iter()
-        .filter_map(|function| function.ids)
-        .collect();
+    let wanted: BTreeSet<PciIds> =
+        order::set_of(functions.iter().filter_map(|function| function.ids));
     let names = PciNames::load_installed(&wanted);
     let plan = scan(sysfs, gathered.rules.rules()).ok();
     let selected = |function: &Function| {
@@ -230,10 +228,8 @@ pub fn rule(
     // Below a bridge, the same card by its path: what tells identical cards apart for good.
     let path_rule = path_form(sysfs, &rule, location, first.address);
     let mut rules = vec![rule];
-    let groups: BTreeSet<u32> = present
-        .iter()
-        .filter_map(|function| function.iommu_group)
-        .collect();
+    let groups: BTreeSet<u32> =
+        order::set_of(present.iter().filter_map(|function| function.iommu_group));
     let companions: Vec<Function> = all_functions(sysfs)
         .into_iter()
         .filter(|function| {
@@ -656,11 +652,8 @@ pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> b
 
 /// A group is viable when every endpoint in it is on vfio-pci or on no driver.
 fn check_groups(sysfs: &Sysfs, plan: &Plan, checklist: &mut Checklist) {
-    let groups: BTreeSet<u32> = plan
-        .targets
-        .iter()
-        .filter_map(|t| t.function.iommu_group)
-        .collect();
+    let groups: BTreeSet<u32> =
+        order::set_of(plan.targets.iter().filter_map(|t| t.function.iommu_group));
     let functions = all_functions(sysfs);
     for group in groups {
         let blockers: Vec<&Function> = functions
