@@ -103,10 +103,11 @@ pub fn list(sysfs: &Sysfs, gathered: &Gathered, format: Format, out: &mut dyn Wr
         gathered.rules.rules().len()
     );
     // IOMMU groups in numeric order (the map's), functions without a group last.
-    let ungrouped = groups.remove(&None);
+    let ungrouped = groups.get_key_value(&None);
     for (group, members) in groups
-        .into_iter()
-        .chain(ungrouped.map(|members| (None, members)))
+        .iter()
+        .filter(|(group, _)| group.is_some())
+        .chain(ungrouped)
     {
         let _ = match group {
             Some(group) => writeln!(out, "\nIOMMU group {group}"),
