@@ -4,11 +4,13 @@
 
 use std::cell::Cell;
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::doctor::checks::{
     self, Finding, HostFragment, InterruptRemapping, ResetMethod, Severity, UnifiedImage,
@@ -307,7 +309,7 @@ impl Host {
         let budget = Budget {
             deadline: Instant::now() + UNPACK_TIME_LIMIT,
             left: Rc::new(Cell::new(UNPACKED_LIMIT)),
-            image: Arc::new(bytes),
+            image: Rc::new(bytes),
         };
         let read = image::read(
             &budget.image,
@@ -402,16 +404,18 @@ impl Host {
 struct Budget {
     deadline: Instant,
     left: Rc<Cell<u64>>,
-    /// The image the segments are parts of, shared with the threads that feed them to
-    /// the decompressors (a segment from elsewhere is copied).
-    image: Arc<Vec<u8>>,
+    /// The image the segments are parts of, shared with the streams that feed them to the
+    /// decompressors (a segment from elsewhere is copied).
+    image: Rc<Vec<u8>>,
 }
 
 impl Budget {
     /// Starts the system's decompressor (`zstd -dcq`, `xz -dc`, ...) on `segment`, found in
-    /// [`TOOL_DIRECTORIES`], run with an empty environment. A thread feeds it the segment
-    /// from the image held once (no copy); its output is read as a stream, bounded by the
-    /// budget. The feeder ends when the segment is written or the decompressor is gone.
+    /// [`TOOL_DIRECTORIES`], run with an empty environment. Its output is read as a stream,
+    /// bounded by the budget; while reading, the stream feeds it the segment from the image
+    /// held once (no copy), as far as its input pipe takes it without blocking, until the
+    /// segment is written or the decompressor is gone. No thread: a feeder thread would put
+    /// std's thread spawning, and musl's printf behind its naming, into the binary (20 KiB).
     fn decompress(
         &self,
         compression: Compression,
@@ -429,8 +433,8 @@ impl Budget {
         // Where the segment is in the image, by address: it is a slice of it.
         let start = (segment.as_ptr() as usize).wrapping_sub(self.image.as_ptr() as usize);
         let (image, range) = match start.checked_add(segment.len()) {
-            Some(end) if end <= self.image.len() => (Arc::clone(&self.image), start..end),
-            _ => (Arc::new(segment.to_vec()), 0..segment.len()),
+            Some(end) if end <= self.image.len() => (Rc::clone(&self.image), start..end),
+            _ => (Rc::new(segment.to_vec()), 0..segment.len()),
         };
         let mut child = Command::new(program)
             .args(arguments)
@@ -440,12 +444,14 @@ impl Budget {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let mut input = child.stdin.take()?;
+        let input = child.stdin.take()?;
         let output = child.stdout.take()?;
-        // A write to a decompressor that was killed fails (EPIPE; SIGPIPE is ignored).
-        std::thread::spawn(move || input.write_all(&image[range]));
+        fcntl(&input, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
         Some(Box::new(ToolOutput {
             child,
+            input: Some(input),
+            image,
+            unfed: range,
             output,
             deadline: self.deadline,
             left: Rc::clone(&self.left),
@@ -465,9 +471,15 @@ impl std::io::Read for FailingRead {
     }
 }
 
-/// A decompressor's output, read within the budget. Dropping it kills the decompressor.
+/// A decompressor's output, read within the budget, and its input, fed while it is read.
+/// Dropping it kills the decompressor.
 struct ToolOutput {
     child: Child,
+    /// Its stdin (non-blocking) until the segment is written or a write fails; then closed.
+    input: Option<ChildStdin>,
+    image: Rc<Vec<u8>>,
+    /// What of `image` is still to be written to `input`.
+    unfed: Range<usize>,
     output: ChildStdout,
     deadline: Instant,
     left: Rc<Cell<u64>>,
@@ -485,11 +497,27 @@ impl std::io::Read for ToolOutput {
                 return Err(too_slow());
             }
             let milliseconds = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(self.output.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(milliseconds)) {
+            // The second entry is watched only while there is input to feed.
+            let output = || PollFd::new(self.output.as_fd(), PollFlags::POLLIN);
+            let (mut fds, watched) = match &self.input {
+                Some(input) => (
+                    [output(), PollFd::new(input.as_fd(), PollFlags::POLLOUT)],
+                    2,
+                ),
+                None => ([output(), output()], 1),
+            };
+            match poll(&mut fds[..watched], PollTimeout::from(milliseconds)) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => break,
+                Ok(_) => {}
                 Err(errno) => return Err(errno.into()),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|events| !events.is_empty());
+            let (readable, writable) = (ready(&fds[0]), watched == 2 && ready(&fds[1]));
+            if writable {
+                self.feed();
+            }
+            if readable {
+                break;
             }
         }
         // One byte past the budget is enough to know it was passed.
@@ -512,6 +540,23 @@ impl std::io::Read for ToolOutput {
             return Err(too_slow());
         }
         Ok(count)
+    }
+}
+
+impl ToolOutput {
+    /// Writes what the input pipe takes of the segment without blocking. The input is closed
+    /// once all is written (the decompressor's end of input), or when a write fails: a
+    /// decompressor that was killed or stopped reading (EPIPE; SIGPIPE is ignored).
+    fn feed(&mut self) {
+        let Some(input) = &mut self.input else {
+            return;
+        };
+        let unfed = self.image.get(self.unfed.clone()).unwrap_or_default();
+        match input.write(unfed) {
+            Ok(written) if written < unfed.len() => self.unfed.start += written,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(_) | Err(_) => self.input = None,
+        }
     }
 }
 
@@ -600,7 +645,7 @@ mod tests {
         let budget = Budget {
             deadline: Instant::now() + UNPACK_TIME_LIMIT,
             left: Rc::new(Cell::new(UNPACKED_LIMIT)),
-            image: Arc::new(Vec::new()),
+            image: Rc::new(Vec::new()),
         };
         let read = crate::doctor::image::read(
             &compressed,
@@ -688,6 +733,32 @@ mod tests {
         }
     }
 
+    /// A segment many times a pipe's size, with an output larger still, goes through the
+    /// decompressor whole: its input is fed while its output is read, neither waiting on the
+    /// other.
+    #[test]
+    fn a_segment_larger_than_a_pipe_is_fed_while_its_output_is_read() {
+        let text = varied_text();
+        for command in ["gzip -1 -c", "zstd -q -1 -c", "xz -0 -c"] {
+            let segment = compressed(command, &text);
+            assert!(
+                segment.len() > 4 << 16,
+                "{command}: {} bytes",
+                segment.len()
+            );
+            let budget = Budget {
+                deadline: Instant::now() + UNPACK_TIME_LIMIT,
+                left: Rc::new(Cell::new(UNPACKED_LIMIT)),
+                image: Rc::new(segment),
+            };
+            let compression = Compression::detect(&budget.image).unwrap();
+            let mut stream = budget.decompress(compression, &budget.image).unwrap();
+            let mut unpacked = Vec::new();
+            std::io::Read::read_to_end(&mut stream, &mut unpacked).unwrap();
+            assert!(unpacked == text, "{command}: {} bytes out", unpacked.len());
+        }
+    }
+
     /// Past the time limit, a decompressor's output stops with "too slow to read", and a
     /// segment after the deadline starts no decompressor at all.
     #[test]
@@ -695,7 +766,7 @@ mod tests {
         let budget = Budget {
             deadline: Instant::now() + Duration::from_millis(50),
             left: Rc::new(Cell::new(u64::MAX)),
-            image: Arc::new(Vec::new()),
+            image: Rc::new(Vec::new()),
         };
         let bomb = sysfs_fixture::images::zstd_rle(0, 64 << 30);
         let mut stream = budget.decompress(Compression::Zstd, &bomb).unwrap();
