@@ -3,8 +3,8 @@
 //!
 //! With a nightly toolchain that has `rust-src` and the musl target, std is rebuilt with the
 //! `immediate-abort` panic strategy (`-Z build-std`), which drops std's panic message and
-//! backtrace machinery, and without unwind tables, which nothing then reads: about 382 KiB
-//! instead of 829 KiB (docs/performance.md measures each option). A panic then aborts without
+//! backtrace machinery, and without unwind tables, which nothing then reads: about 322 KiB
+//! instead of 728 KiB (docs/performance.md measures each option). A panic then aborts without
 //! a message; the binder has no panicking path on its input. Otherwise the stable toolchain builds it: the musl target gives a fully static
 //! binary. rust-toolchain.toml lists the target, but rustup adds a toolchain file's targets
 //! only when it installs the toolchain, not to a stable one already there, so the build adds
@@ -214,7 +214,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
         } else {
             eprintln!(
                 "xtask: no nightly toolchain with rust-src and the {MUSL_TARGET} target, so the binary keeps std's \
-                 panic machinery (about 829 KiB instead of 382 KiB); to get the small one: rustup toolchain install \
+                 panic machinery (about 728 KiB instead of 322 KiB); to get the small one: rustup toolchain install \
                  nightly --component rust-src --target {MUSL_TARGET}"
             );
         }
@@ -230,7 +230,7 @@ fn build(small_if_possible: bool) -> TaskResult<PathBuf> {
     if musl {
         cargo_build(None, MUSL_TARGET, STATIC_RELOCATION, &[])
     } else {
-        eprintln!("xtask: the {MUSL_TARGET} target is not installed and could not be added (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.5 MiB instead of 829 KiB)");
+        eprintln!("xtask: the {MUSL_TARGET} target is not installed and could not be added (rustup target add {MUSL_TARGET}); linking glibc statically (about 1.5 MiB instead of 728 KiB)");
         cargo_build(
             None,
             GNU_TARGET,
