@@ -304,6 +304,103 @@ fn a_filesystem_in_a_loop_file_is_held_by_the_disk_the_file_is_on() {
 }
 
 #[test]
+fn root_on_a_partition_of_intel_rst_raid_is_held_by_both_member_drives() {
+    // Intel RST (IMSM) RAID1 through mdadm: md126 over two whole disks, `/` on its second
+    // partition, which lies below md126 and has no `slaves/` of its own.
+    let mut tree = workstation();
+    tree.add_disk("nvme0n1", (259, 0), NVME, "nvme/nvme0")
+        .unwrap()
+        .add_disk("sda", (8, 0), SATA, "ata1/host0/target0:0:0/0:0:0:0")
+        .unwrap()
+        .add_virtual_block(
+            "md126",
+            (9, 126),
+            &["nvme0n1", "sda"],
+            &[("md/level", "raid1")],
+        )
+        .unwrap()
+        .add_partition("md126", "md126p1", (259, 4))
+        .unwrap()
+        .add_partition("md126", "md126p2", (259, 5))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 259:5 / / rw - ext4 /dev/md126p2 rw\n"
+    ));
+    for (function, member) in [(NVME, "nvme0n1"), (SATA, "sda")] {
+        assert_rule_warns(
+            &tree,
+            &host,
+            function,
+            format!("warning: {function} holds / (ext4 on /dev/{member} via md raid1): with this rule the host loses / at the next boot. {ESCAPE}"),
+        );
+    }
+}
+
+#[test]
+fn root_on_a_partition_of_a_multipath_nvme_disk_is_held_by_the_function_of_its_path() {
+    // Native NVMe multipath: the head disk lies below the subsystem, not the PCI function;
+    // the kernel lists its paths (nvme0c0n1, a hidden disk on the controller) in
+    // `multipath/`.
+    let mut tree = workstation();
+    tree.add_disk("nvme0c0n1", (259, 8), NVME, "nvme/nvme0")
+        .unwrap();
+    let head = tree
+        .root()
+        .join("devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1");
+    std::fs::create_dir_all(head.join("multipath")).unwrap();
+    std::fs::write(head.join("dev"), "259:0\n").unwrap();
+    std::os::unix::fs::symlink(
+        "../../devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+        tree.root().join("class/block/nvme0n1"),
+    )
+    .unwrap();
+    let path_disk = std::fs::read_link(tree.root().join("class/block/nvme0c0n1")).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new("../../../../..").join(path_disk),
+        head.join("multipath/nvme0c0n1"),
+    )
+    .unwrap();
+    tree.add_partition("nvme0n1", "nvme0n1p2", (259, 2))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 259:2 / / rw - xfs /dev/nvme0n1p2 rw\n"
+    ));
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (xfs on /dev/nvme0c0n1): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
+fn a_filesystem_on_a_partition_of_a_loop_device_is_held_by_the_disk_the_file_is_on() {
+    // `losetup -P`: loop0p1 lies below loop0, which has the backing file.
+    let mut tree = workstation();
+    tree.add_disk("sda", (8, 0), SATA, "ata1/host0/target0:0:0/0:0:0:0")
+        .unwrap()
+        .add_virtual_block(
+            "loop0",
+            (7, 0),
+            &[],
+            &[("loop/backing_file", "/srv/disk.img")],
+        )
+        .unwrap()
+        .add_partition("loop0", "loop0p1", (259, 9))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(
+        "27 1 8:0 / / rw - ext4 /dev/sda rw\n\
+         40 27 259:9 / /mnt/data rw - ext4 /dev/loop0p1 rw\n",
+    );
+    assert_rule_warns(
+        &tree,
+        &host,
+        SATA,
+        format!("warning: {SATA} holds / (ext4 on /dev/sda), /mnt/data (ext4 on /dev/sda via loop file /srv/disk.img): with this rule the host loses / and /mnt/data at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
 fn active_swap_on_a_partition_holds_its_drive() {
     let mut tree = workstation();
     nvme_partitions(&mut tree);

@@ -65,7 +65,8 @@ pub struct BlockDevice {
     pub number: Option<(u32, u32)>,
     /// The PCI function its device directory lies below (the deepest one on its path).
     pub function: Option<PciAddress>,
-    /// The block devices it is built on (its `slaves/` directory).
+    /// The block devices it is built on: its `slaves/` directory, an NVMe multipath head
+    /// disk's paths, a partition's disk.
     pub slaves: Vec<String>,
     /// For a device-mapper device, its `dm/name` (what `/dev/mapper/` calls it).
     pub mapper_name: Option<String>,

@@ -136,13 +136,30 @@ impl Reader {
                         .text(&format!("{dir}/dev"))
                         .and_then(|text| guard::parse_device_number(&text)),
                     function: self.function_of(&dir),
-                    slaves: self.entries(&format!("{dir}/slaves")),
+                    slaves: self.below(&dir),
                     mapper_name: self.text(&format!("{dir}/dm/name")),
                     layer,
                     name,
                 }
             })
             .collect()
+    }
+
+    /// The block devices a class/block entry is built on: its `slaves/` (dm, md), the paths
+    /// of an NVMe multipath head disk (`multipath/`, Linux 6.15 on), and for a partition the
+    /// disk it lies in (the parent directory of its real path: `md126` for
+    /// `devices/virtual/block/md126/md126p2`), which has no `slaves/` link to it.
+    fn below(&self, dir: &str) -> Vec<String> {
+        let mut below = self.entries(&format!("{dir}/slaves"));
+        below.extend(self.entries(&format!("{dir}/multipath")));
+        if self.root.join(dir).join("partition").is_file() {
+            let disk = self.resolve(dir).and_then(|path| {
+                let (parent, _) = path.rsplit_once('/')?;
+                Some(parent.rsplit('/').next()?.to_string())
+            });
+            below.extend(disk);
+        }
+        below
     }
 
     fn btrfs_members(&self) -> Vec<Vec<String>> {
