@@ -401,6 +401,38 @@ fn a_filesystem_on_a_partition_of_a_loop_device_is_held_by_the_disk_the_file_is_
 }
 
 #[test]
+fn a_loop_file_on_the_filesystem_it_is_part_of_is_a_dead_end_not_a_loop() {
+    // The root volume group extended with a loop file kept on the root itself: the file
+    // leads back to `/`, which is built on the loop. That way round holds nothing more; the
+    // NVMe partition beside it is named once.
+    let mut tree = workstation();
+    nvme_partitions(&mut tree);
+    tree.add_virtual_block(
+        "loop0",
+        (7, 0),
+        &[],
+        &[("loop/backing_file", "/var/lib/extra-pv.img")],
+    )
+    .unwrap()
+    .add_virtual_block(
+        "dm-0",
+        (254, 0),
+        &["loop0", "nvme0n1p2"],
+        &[("dm/uuid", "LVM-Wm2b7YtPq0aJcK9e"), ("dm/name", "vg0-root")],
+    )
+    .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 254:0 / / rw - ext4 /dev/mapper/vg0-root rw\n"
+    ));
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (ext4 on /dev/nvme0n1p2 via LVM): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
 fn active_swap_on_a_partition_holds_its_drive() {
     let mut tree = workstation();
     nvme_partitions(&mut tree);

@@ -302,7 +302,7 @@ impl fmt::Display for LostList<'_> {
 pub fn judge(facts: &Facts) -> Holdings {
     let mut holdings = Holdings::default();
     for mount in &facts.mounts {
-        for (function, device, layers) in mount_functions(facts, mount, 0) {
+        for (function, device, layers) in mount_functions(facts, mount, &[]) {
             holdings.add(
                 function,
                 Held::Mount {
@@ -316,9 +316,9 @@ pub fn judge(facts: &Facts) -> Holdings {
     }
     for swap in &facts.swaps {
         let found = match block_named(facts, swap) {
-            Some(device) => block_functions(facts, device, Vec::new(), 0),
+            Some(device) => block_functions(facts, device, Vec::new(), &[]),
             // A swap file: what holds the filesystem it is on.
-            None => file_functions(facts, swap, Vec::new(), 0),
+            None => file_functions(facts, swap, Vec::new(), &[]),
         };
         for (function, device, layers) in found {
             holdings.add(
@@ -351,7 +351,9 @@ pub fn judge(facts: &Facts) -> Holdings {
 /// (function, the block device on it, the layers above that device)
 type Found = (PciAddress, String, Vec<String>);
 
-fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
+/// The functions a mount is on. `through` is, here and below, the block devices already
+/// followed down to it (a loop device's file leads back up to a mount).
+fn mount_functions<'f>(facts: &'f Facts, mount: &Mount, through: &[&'f str]) -> Vec<Found> {
     let by_number = facts
         .block_devices
         .iter()
@@ -359,7 +361,7 @@ fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
     let Some(device) = by_number.or_else(|| block_named(facts, &mount.source)) else {
         return Vec::new();
     };
-    let mut found = block_functions(facts, device, Vec::new(), depth);
+    let mut found = block_functions(facts, device, Vec::new(), through);
     if mount.fstype == "btrfs" {
         // A btrfs filesystem may span several devices; mountinfo names one of them.
         for members in &facts.btrfs_members {
@@ -368,7 +370,7 @@ fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
             }
             for member in members.iter().filter(|member| **member != device.name) {
                 if let Some(member) = facts.block_devices.iter().find(|d| d.name == *member) {
-                    found.extend(block_functions(facts, member, Vec::new(), depth));
+                    found.extend(block_functions(facts, member, Vec::new(), through));
                 }
             }
         }
@@ -391,15 +393,20 @@ fn block_named<'f>(facts: &'f Facts, path: &str) -> Option<&'f BlockDevice> {
         .find(|device| device.name == name)
 }
 
-fn block_functions(
-    facts: &Facts,
-    device: &BlockDevice,
+fn block_functions<'f>(
+    facts: &'f Facts,
+    device: &'f BlockDevice,
     mut layers: Vec<String>,
-    depth: usize,
+    through: &[&'f str],
 ) -> Vec<Found> {
-    if depth > MAX_DEPTH {
+    // A device already on the way down is a cycle: a loop file kept on a filesystem the
+    // loop is part of (or, the same to the guard, a file whose mount is not visible at
+    // its path now, so that its path falls to `/`). That way leads nowhere new.
+    if through.len() > MAX_DEPTH || through.contains(&device.name.as_str()) {
         return Vec::new();
     }
+    let mut through = through.to_vec();
+    through.push(&device.name);
     if let Some(function) = device.function {
         return vec![(function, device.name.clone(), layers)];
     }
@@ -407,12 +414,12 @@ fn block_functions(
         layers.push(layer.to_string());
     }
     if let Some(Layer::Loop { backing_file }) = &device.layer {
-        return file_functions(facts, backing_file, layers, depth + 1);
+        return file_functions(facts, backing_file, layers, &through);
     }
     let mut found = Vec::new();
     for slave in &device.slaves {
         if let Some(slave) = facts.block_devices.iter().find(|d| d.name == *slave) {
-            found.extend(block_functions(facts, slave, layers.clone(), depth + 1));
+            found.extend(block_functions(facts, slave, layers.clone(), &through));
         }
     }
     found
@@ -420,10 +427,16 @@ fn block_functions(
 
 /// What holds the filesystem a file is on: the mount with the longest mount point that
 /// contains it.
-fn file_functions(facts: &Facts, file: &str, layers: Vec<String>, depth: usize) -> Vec<Found> {
-    if depth > MAX_DEPTH {
-        return Vec::new();
-    }
+///
+/// A loop device's file is known by its path alone (`loop/backing_file`; sysfs gives no
+/// device number for it): a file whose mount is not visible at that path now is looked for
+/// on the mount that holds the path now, which is already held for itself.
+fn file_functions<'f>(
+    facts: &'f Facts,
+    file: &str,
+    layers: Vec<String>,
+    through: &[&'f str],
+) -> Vec<Found> {
     let contains = |mount: &&Mount| {
         let point = mount.mount_point.trim_end_matches('/');
         file.strip_prefix(point)
@@ -439,7 +452,7 @@ fn file_functions(facts: &Facts, file: &str, layers: Vec<String>, depth: usize) 
     else {
         return Vec::new();
     };
-    mount_functions(facts, mount, depth + 1)
+    mount_functions(facts, mount, through)
         .into_iter()
         .map(|(function, device, mut below)| {
             let mut all = layers.clone();
