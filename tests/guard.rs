@@ -336,35 +336,59 @@ fn root_on_a_partition_of_intel_rst_raid_is_held_by_both_member_drives() {
     }
 }
 
-#[test]
-fn root_on_a_partition_of_a_multipath_nvme_disk_is_held_by_the_function_of_its_path() {
-    // Native NVMe multipath: the head disk lies below the subsystem, not the PCI function;
-    // the kernel lists its paths (nvme0c0n1, a hidden disk on the controller) in
-    // `multipath/`.
+/// Native NVMe multipath: the head disk `nvme0n1` lies below the subsystem, not the PCI
+/// function, with `/` on its partition; its path `nvme0c0n1` is a hidden disk on the
+/// controller, which Linux 6.15 and later also list in the head's `multipath/`.
+fn root_on_a_multipath_nvme_head(multipath_links: bool) -> (SysfsTree, HostRoot) {
     let mut tree = workstation();
     tree.add_disk("nvme0c0n1", (259, 8), NVME, "nvme/nvme0")
         .unwrap();
-    let head = tree
-        .root()
-        .join("devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1");
-    std::fs::create_dir_all(head.join("multipath")).unwrap();
-    std::fs::write(head.join("dev"), "259:0\n").unwrap();
+    let head = "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+    std::fs::create_dir_all(tree.root().join(head)).unwrap();
+    std::fs::write(tree.root().join(head).join("dev"), "259:0\n").unwrap();
     std::os::unix::fs::symlink(
-        "../../devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+        Path::new("../..").join(head),
         tree.root().join("class/block/nvme0n1"),
     )
     .unwrap();
-    let path_disk = std::fs::read_link(tree.root().join("class/block/nvme0c0n1")).unwrap();
-    std::os::unix::fs::symlink(
-        Path::new("../../../../..").join(path_disk),
-        head.join("multipath/nvme0c0n1"),
-    )
-    .unwrap();
+    if multipath_links {
+        let multipath = tree.root().join(head).join("multipath");
+        std::fs::create_dir_all(&multipath).unwrap();
+        let path_disk = std::fs::read_link(tree.root().join("class/block/nvme0c0n1")).unwrap();
+        // Four `..` and the class link's two (`../../devices/...`) lead up from
+        // `multipath/` to the root.
+        let link = Path::new("../../../..").join(path_disk);
+        std::os::unix::fs::symlink(&link, multipath.join("nvme0c0n1")).unwrap();
+        assert!(
+            std::fs::canonicalize(multipath.join("nvme0c0n1"))
+                .unwrap()
+                .starts_with(std::fs::canonicalize(tree.root()).unwrap()),
+            "{link:?}"
+        );
+    }
     tree.add_partition("nvme0n1", "nvme0n1p2", (259, 2))
         .unwrap();
     let host = HostRoot::new(&tree).mounts(&format!(
         "{PROC_MOUNTS}27 1 259:2 / / rw - xfs /dev/nvme0n1p2 rw\n"
     ));
+    (tree, host)
+}
+
+#[test]
+fn root_on_a_partition_of_a_multipath_nvme_disk_is_held_by_the_function_of_its_path() {
+    let (tree, host) = root_on_a_multipath_nvme_head(true);
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (xfs on /dev/nvme0c0n1): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
+fn before_linux_6_15_a_multipath_nvme_head_is_followed_to_its_paths_by_their_names() {
+    // No `multipath/` links: the paths of head nvme{S}n{N} are the disks nvme{S}c{C}n{N}.
+    let (tree, host) = root_on_a_multipath_nvme_head(false);
     assert_rule_warns(
         &tree,
         &host,

@@ -627,6 +627,29 @@ pub fn ipv6_default_routes(text: &str) -> Vec<String> {
     interfaces
 }
 
+/// Whether `path` (`nvme0c1n2`) is a path of the NVMe multipath head disk `head`
+/// (`nvme0n2`): the same subsystem and namespace numbers, any controller.
+pub fn is_nvme_path_of(path: &str, head: &str) -> bool {
+    let numbers = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let (Some(path), Some(head)) = (path.strip_prefix("nvme"), head.strip_prefix("nvme")) else {
+        return false;
+    };
+    let Some((subsystem, namespace)) = head.split_once('n') else {
+        return false;
+    };
+    let Some((path_subsystem, rest)) = path.split_once('c') else {
+        return false;
+    };
+    let Some((controller, path_namespace)) = rest.split_once('n') else {
+        return false;
+    };
+    numbers(subsystem)
+        && numbers(namespace)
+        && numbers(controller)
+        && subsystem == path_subsystem
+        && namespace == path_namespace
+}
+
 /// The deepest PCI function on a device's sysfs path (`devices/pci0000:00/0000:00:1d.0/
 /// 0000:3d:00.0/nvme/nvme0/nvme0n1` lies below `0000:3d:00.0`): the one a rule would take.
 pub fn function_on_path(path: &str) -> Option<PciAddress> {
@@ -906,6 +929,24 @@ mod tests {
         );
         assert_eq!(LostList(&refs).to_string(), "/m0, /m1, /m2 and 2 more");
         assert_eq!(LostList(&refs[..2]).to_string(), "/m0 and /m1");
+    }
+
+    #[test]
+    fn nvme_multipath_paths_are_known_by_their_head_s_numbers() {
+        assert!(is_nvme_path_of("nvme0c0n1", "nvme0n1"));
+        assert!(is_nvme_path_of("nvme0c12n1", "nvme0n1"));
+        assert!(is_nvme_path_of("nvme10c3n21", "nvme10n21"));
+        for (path, head) in [
+            ("nvme0c0n1", "nvme0n2"),
+            ("nvme1c0n1", "nvme0n1"),
+            ("nvme0c0n1p1", "nvme0n1"),
+            ("nvme0n1", "nvme0n1"),
+            ("nvme0c0n1", "nvme0n1p1"),
+            ("nvme0cn1", "nvme0n1"),
+            ("sda", "nvme0n1"),
+        ] {
+            assert!(!is_nvme_path_of(path, head), "{path} {head}");
+        }
     }
 
     #[test]
