@@ -190,6 +190,25 @@ fn without_a_host_root_a_fixture_check_reads_nothing_of_the_host() {
 }
 
 #[test]
+fn a_booted_unified_kernel_image_over_the_image_limit_is_too_large_to_read() {
+    let (tree, host) = bound_card_on_a_stale_host();
+    booted_by_systemd_stub(&tree, "huge.efi");
+    // Sparse: 512 MiB and one byte, none of it written.
+    let uki = host.join("efi/EFI/Linux/huge.efi");
+    write(&uki, b"MZ");
+    std::fs::File::options()
+        .write(true)
+        .open(&uki)
+        .unwrap()
+        .set_len((512 << 20) + 1)
+        .unwrap();
+    let output = check(&tree, &host, "vfio.bind=1002:73ff@07:00");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("warning booted the unified kernel image /efi/EFI/Linux/huge.efi, too large to read (over 512 MiB), so its embedded command line was not compared"), "{stdout}");
+    assert!(!stdout.contains("no embedded command line"), "{stdout}");
+}
+
+#[test]
 fn an_image_that_cannot_be_found_or_read_is_said_not_guessed() {
     let (tree, host) = bound_card_on_a_stale_host();
     // Garbage where the image should be.

@@ -304,6 +304,159 @@ fn a_filesystem_in_a_loop_file_is_held_by_the_disk_the_file_is_on() {
 }
 
 #[test]
+fn root_on_a_partition_of_intel_rst_raid_is_held_by_both_member_drives() {
+    // Intel RST (IMSM) RAID1 through mdadm: md126 over two whole disks, `/` on its second
+    // partition, which lies below md126 and has no `slaves/` of its own.
+    let mut tree = workstation();
+    tree.add_disk("nvme0n1", (259, 0), NVME, "nvme/nvme0")
+        .unwrap()
+        .add_disk("sda", (8, 0), SATA, "ata1/host0/target0:0:0/0:0:0:0")
+        .unwrap()
+        .add_virtual_block(
+            "md126",
+            (9, 126),
+            &["nvme0n1", "sda"],
+            &[("md/level", "raid1")],
+        )
+        .unwrap()
+        .add_partition("md126", "md126p1", (259, 4))
+        .unwrap()
+        .add_partition("md126", "md126p2", (259, 5))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 259:5 / / rw - ext4 /dev/md126p2 rw\n"
+    ));
+    for (function, member) in [(NVME, "nvme0n1"), (SATA, "sda")] {
+        assert_rule_warns(
+            &tree,
+            &host,
+            function,
+            format!("warning: {function} holds / (ext4 on /dev/{member} via md raid1): with this rule the host loses / at the next boot. {ESCAPE}"),
+        );
+    }
+}
+
+/// Native NVMe multipath: the head disk `nvme0n1` lies below the subsystem, not the PCI
+/// function, with `/` on its partition; its path `nvme0c0n1` is a hidden disk on the
+/// controller, which Linux 6.15 and later also list in the head's `multipath/`.
+fn root_on_a_multipath_nvme_head(multipath_links: bool) -> (SysfsTree, HostRoot) {
+    let mut tree = workstation();
+    tree.add_disk("nvme0c0n1", (259, 8), NVME, "nvme/nvme0")
+        .unwrap();
+    let head = "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1";
+    std::fs::create_dir_all(tree.root().join(head)).unwrap();
+    std::fs::write(tree.root().join(head).join("dev"), "259:0\n").unwrap();
+    std::os::unix::fs::symlink(
+        Path::new("../..").join(head),
+        tree.root().join("class/block/nvme0n1"),
+    )
+    .unwrap();
+    if multipath_links {
+        let multipath = tree.root().join(head).join("multipath");
+        std::fs::create_dir_all(&multipath).unwrap();
+        let path_disk = std::fs::read_link(tree.root().join("class/block/nvme0c0n1")).unwrap();
+        // Four `..` and the class link's two (`../../devices/...`) lead up from
+        // `multipath/` to the root.
+        let link = Path::new("../../../..").join(path_disk);
+        std::os::unix::fs::symlink(&link, multipath.join("nvme0c0n1")).unwrap();
+        assert!(
+            std::fs::canonicalize(multipath.join("nvme0c0n1"))
+                .unwrap()
+                .starts_with(std::fs::canonicalize(tree.root()).unwrap()),
+            "{link:?}"
+        );
+    }
+    tree.add_partition("nvme0n1", "nvme0n1p2", (259, 2))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 259:2 / / rw - xfs /dev/nvme0n1p2 rw\n"
+    ));
+    (tree, host)
+}
+
+#[test]
+fn root_on_a_partition_of_a_multipath_nvme_disk_is_held_by_the_function_of_its_path() {
+    let (tree, host) = root_on_a_multipath_nvme_head(true);
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (xfs on /dev/nvme0c0n1): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
+fn before_linux_6_15_a_multipath_nvme_head_is_followed_to_its_paths_by_their_names() {
+    // No `multipath/` links: the paths of head nvme{S}n{N} are the disks nvme{S}c{C}n{N}.
+    let (tree, host) = root_on_a_multipath_nvme_head(false);
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (xfs on /dev/nvme0c0n1): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
+fn a_filesystem_on_a_partition_of_a_loop_device_is_held_by_the_disk_the_file_is_on() {
+    // `losetup -P`: loop0p1 lies below loop0, which has the backing file.
+    let mut tree = workstation();
+    tree.add_disk("sda", (8, 0), SATA, "ata1/host0/target0:0:0/0:0:0:0")
+        .unwrap()
+        .add_virtual_block(
+            "loop0",
+            (7, 0),
+            &[],
+            &[("loop/backing_file", "/srv/disk.img")],
+        )
+        .unwrap()
+        .add_partition("loop0", "loop0p1", (259, 9))
+        .unwrap();
+    let host = HostRoot::new(&tree).mounts(
+        "27 1 8:0 / / rw - ext4 /dev/sda rw\n\
+         40 27 259:9 / /mnt/data rw - ext4 /dev/loop0p1 rw\n",
+    );
+    assert_rule_warns(
+        &tree,
+        &host,
+        SATA,
+        format!("warning: {SATA} holds / (ext4 on /dev/sda), /mnt/data (ext4 on /dev/sda via loop file /srv/disk.img): with this rule the host loses / and /mnt/data at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
+fn a_loop_file_on_the_filesystem_it_is_part_of_is_a_dead_end_not_a_loop() {
+    // The root volume group extended with a loop file kept on the root itself: the file
+    // leads back to `/`, which is built on the loop. That way round holds nothing more; the
+    // NVMe partition beside it is named once.
+    let mut tree = workstation();
+    nvme_partitions(&mut tree);
+    tree.add_virtual_block(
+        "loop0",
+        (7, 0),
+        &[],
+        &[("loop/backing_file", "/var/lib/extra-pv.img")],
+    )
+    .unwrap()
+    .add_virtual_block(
+        "dm-0",
+        (254, 0),
+        &["loop0", "nvme0n1p2"],
+        &[("dm/uuid", "LVM-Wm2b7YtPq0aJcK9e"), ("dm/name", "vg0-root")],
+    )
+    .unwrap();
+    let host = HostRoot::new(&tree).mounts(&format!(
+        "{PROC_MOUNTS}27 1 254:0 / / rw - ext4 /dev/mapper/vg0-root rw\n"
+    ));
+    assert_rule_warns(
+        &tree,
+        &host,
+        NVME,
+        format!("warning: {NVME} holds / (ext4 on /dev/nvme0n1p2 via LVM): with this rule the host loses / at the next boot. {ESCAPE}"),
+    );
+}
+
+#[test]
 fn active_swap_on_a_partition_holds_its_drive() {
     let mut tree = workstation();
     nvme_partitions(&mut tree);

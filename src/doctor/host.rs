@@ -114,8 +114,22 @@ impl Host {
         }
         let cmdline = self.read_text("proc/cmdline").unwrap_or_default();
         let uki = self.unified_image_path(sysfs);
-        findings.extend(self.booted_image(&cmdline, release.as_deref(), &uki));
-        findings.extend(self.unified_image(&uki, &cmdline));
+        // The UKI is read once, bounded as an image is: its command line is taken out, then
+        // its bytes hold the booted initramfs when it has a .initrd section.
+        let uki_bytes = match &uki {
+            Some(Ok(path)) => Some(read_bounded(path)),
+            _ => None,
+        };
+        let embedded = match &uki_bytes {
+            Some(Ok(bytes)) => image::pe_cmdline(bytes),
+            _ => None,
+        };
+        let unified = self.unified_image(&uki, &uki_bytes, embedded, &cmdline);
+        let uki_image = uki_bytes
+            .and_then(Result::ok)
+            .filter(|bytes| image::pe_section(bytes, b".initrd\0").is_some());
+        findings.extend(self.booted_image(&cmdline, release.as_deref(), &uki, uki_image));
+        findings.extend(unified);
         findings
     }
 
@@ -229,20 +243,17 @@ impl Host {
         cmdline: &str,
         release: Option<&str>,
         uki: &Option<Result<PathBuf, String>>,
+        uki_image: Option<Vec<u8>>,
     ) -> Vec<Finding> {
         let subject = "initramfs";
         let mut findings = Vec::new();
         // A unified kernel image carries its initramfs in its .initrd section (one without
-        // gets its image from the loader, as a kernel does).
-        let uki_image = uki
+        // gets its image from the loader, as a kernel does); `uki_image` is its bytes, read.
+        let uki_path = uki
             .as_ref()
             .and_then(|uki| uki.as_ref().ok())
-            .filter(|path| {
-                std::fs::metadata(path).is_ok_and(|metadata| metadata.len() <= IMAGE_LIMIT)
-                    && std::fs::read(path)
-                        .is_ok_and(|bytes| image::pe_section(&bytes, b".initrd\0").is_some())
-            });
-        let booted = match uki_image {
+            .filter(|_| uki_image.is_some());
+        let booted = match uki_path {
             Some(path) => BootedImage {
                 shown: format!("{} (its .initrd)", self.shown(path)),
                 parts: vec![path.clone()],
@@ -275,21 +286,27 @@ impl Host {
             .collect();
         let total = sizes.map(|sizes| sizes.iter().map(|size| size + 3).sum::<u64>());
         let mut bytes = Vec::new();
-        let read_all = total
-            .filter(|&total| total <= IMAGE_LIMIT)
-            .is_some_and(|total| {
-                bytes.reserve_exact(total as usize);
-                booted.parts.iter().all(|part| {
-                    use std::io::Read as _;
-                    let read = std::fs::File::open(part).and_then(|file| {
-                        file.take(IMAGE_LIMIT - bytes.len() as u64)
-                            .read_to_end(&mut bytes)
-                    });
-                    // Boot loaders put each file at a 4-byte boundary; zeros fill the gap.
-                    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
-                    read.is_ok()
+        let from_uki = uki_image.is_some();
+        let read_all = if let Some(uki_bytes) = uki_image {
+            bytes = uki_bytes;
+            true
+        } else {
+            total
+                .filter(|&total| total <= IMAGE_LIMIT)
+                .is_some_and(|total| {
+                    bytes.reserve_exact(total as usize);
+                    booted.parts.iter().all(|part| {
+                        use std::io::Read as _;
+                        let read = std::fs::File::open(part).and_then(|file| {
+                            file.take(IMAGE_LIMIT - bytes.len() as u64)
+                                .read_to_end(&mut bytes)
+                        });
+                        // Boot loaders put each file at a 4-byte boundary; zeros fill the gap.
+                        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+                        read.is_ok()
+                    })
                 })
-            });
+        };
         if !read_all {
             findings.push(Finding::new(
                 Severity::Warning,
@@ -301,7 +318,7 @@ impl Host {
             ));
             return findings;
         }
-        if uki_image.is_some() {
+        if from_uki {
             let section = image::pe_section_range(&bytes, b".initrd\0").unwrap_or_default();
             bytes.truncate(section.end);
             bytes.drain(..section.start);
@@ -374,7 +391,13 @@ impl Host {
     }
 
     /// Compares a booted unified kernel image's embedded command line.
-    fn unified_image(&self, uki: &Option<Result<PathBuf, String>>, cmdline: &str) -> Vec<Finding> {
+    fn unified_image(
+        &self,
+        uki: &Option<Result<PathBuf, String>>,
+        bytes: &Option<Result<Vec<u8>, NotRead>>,
+        embedded: Option<String>,
+        cmdline: &str,
+    ) -> Vec<Finding> {
         let path = match uki {
             None => return Vec::new(),
             Some(Ok(path)) => path,
@@ -386,11 +409,25 @@ impl Host {
                 )];
             }
         };
+        let shown = self.shown(path);
+        let unread = match bytes {
+            Some(Err(NotRead::Over)) => Some(format!(
+                "too large to read (over {} MiB)",
+                IMAGE_LIMIT >> 20
+            )),
+            Some(Err(NotRead::Unreadable)) => Some("unreadable (run check as root)".to_string()),
+            _ => None,
+        };
+        if let Some(unread) = unread {
+            return vec![Finding::new(
+                Severity::Warning,
+                "boot",
+                format!("booted the unified kernel image {shown}, {unread}, so its embedded command line was not compared"),
+            )];
+        }
         let uki = UnifiedImage {
-            path: self.shown(path),
-            embedded: std::fs::read(path)
-                .ok()
-                .and_then(|bytes| image::pe_cmdline(&bytes)),
+            path: shown,
+            embedded,
         };
         checks::unified_image(
             &uki,
@@ -398,6 +435,36 @@ impl Host {
             self.read_text("etc/kernel/cmdline").as_deref(),
         )
     }
+}
+
+/// Why a file was not read whole.
+#[derive(Debug)]
+enum NotRead {
+    /// It is over [`IMAGE_LIMIT`].
+    Over,
+    /// It cannot be opened or read.
+    Unreadable,
+}
+
+/// A boot file's bytes, at most [`IMAGE_LIMIT`] of them: a larger file is not read.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, NotRead> {
+    use std::io::Read as _;
+    let metadata = std::fs::metadata(path).map_err(|_| NotRead::Unreadable)?;
+    if !metadata.is_file() {
+        return Err(NotRead::Unreadable);
+    }
+    if metadata.len() > IMAGE_LIMIT {
+        return Err(NotRead::Over);
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(IMAGE_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(|_| NotRead::Unreadable)?;
+    if bytes.len() as u64 > IMAGE_LIMIT {
+        // It grew since it was measured.
+        return Err(NotRead::Over);
+    }
+    Ok(bytes)
 }
 
 /// What is left for unpacking one image: time and bytes, shared by its compressed parts.

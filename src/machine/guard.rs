@@ -65,7 +65,8 @@ pub struct BlockDevice {
     pub number: Option<(u32, u32)>,
     /// The PCI function its device directory lies below (the deepest one on its path).
     pub function: Option<PciAddress>,
-    /// The block devices it is built on (its `slaves/` directory).
+    /// The block devices it is built on: its `slaves/` directory, an NVMe multipath head
+    /// disk's paths, a partition's disk.
     pub slaves: Vec<String>,
     /// For a device-mapper device, its `dm/name` (what `/dev/mapper/` calls it).
     pub mapper_name: Option<String>,
@@ -301,7 +302,7 @@ impl fmt::Display for LostList<'_> {
 pub fn judge(facts: &Facts) -> Holdings {
     let mut holdings = Holdings::default();
     for mount in &facts.mounts {
-        for (function, device, layers) in mount_functions(facts, mount, 0) {
+        for (function, device, layers) in mount_functions(facts, mount, &[]) {
             holdings.add(
                 function,
                 Held::Mount {
@@ -315,9 +316,9 @@ pub fn judge(facts: &Facts) -> Holdings {
     }
     for swap in &facts.swaps {
         let found = match block_named(facts, swap) {
-            Some(device) => block_functions(facts, device, Vec::new(), 0),
+            Some(device) => block_functions(facts, device, Vec::new(), &[]),
             // A swap file: what holds the filesystem it is on.
-            None => file_functions(facts, swap, Vec::new(), 0),
+            None => file_functions(facts, swap, Vec::new(), &[]),
         };
         for (function, device, layers) in found {
             holdings.add(
@@ -350,7 +351,9 @@ pub fn judge(facts: &Facts) -> Holdings {
 /// (function, the block device on it, the layers above that device)
 type Found = (PciAddress, String, Vec<String>);
 
-fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
+/// The functions a mount is on. `through` is, here and below, the block devices already
+/// followed down to it (a loop device's file leads back up to a mount).
+fn mount_functions<'f>(facts: &'f Facts, mount: &Mount, through: &[&'f str]) -> Vec<Found> {
     let by_number = facts
         .block_devices
         .iter()
@@ -358,7 +361,7 @@ fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
     let Some(device) = by_number.or_else(|| block_named(facts, &mount.source)) else {
         return Vec::new();
     };
-    let mut found = block_functions(facts, device, Vec::new(), depth);
+    let mut found = block_functions(facts, device, Vec::new(), through);
     if mount.fstype == "btrfs" {
         // A btrfs filesystem may span several devices; mountinfo names one of them.
         for members in &facts.btrfs_members {
@@ -367,7 +370,7 @@ fn mount_functions(facts: &Facts, mount: &Mount, depth: usize) -> Vec<Found> {
             }
             for member in members.iter().filter(|member| **member != device.name) {
                 if let Some(member) = facts.block_devices.iter().find(|d| d.name == *member) {
-                    found.extend(block_functions(facts, member, Vec::new(), depth));
+                    found.extend(block_functions(facts, member, Vec::new(), through));
                 }
             }
         }
@@ -390,15 +393,20 @@ fn block_named<'f>(facts: &'f Facts, path: &str) -> Option<&'f BlockDevice> {
         .find(|device| device.name == name)
 }
 
-fn block_functions(
-    facts: &Facts,
-    device: &BlockDevice,
+fn block_functions<'f>(
+    facts: &'f Facts,
+    device: &'f BlockDevice,
     mut layers: Vec<String>,
-    depth: usize,
+    through: &[&'f str],
 ) -> Vec<Found> {
-    if depth > MAX_DEPTH {
+    // A device already on the way down is a cycle: a loop file kept on a filesystem the
+    // loop is part of (or, the same to the guard, a file whose mount is not visible at
+    // its path now, so that its path falls to `/`). That way leads nowhere new.
+    if through.len() > MAX_DEPTH || through.contains(&device.name.as_str()) {
         return Vec::new();
     }
+    let mut through = through.to_vec();
+    through.push(&device.name);
     if let Some(function) = device.function {
         return vec![(function, device.name.clone(), layers)];
     }
@@ -406,12 +414,12 @@ fn block_functions(
         layers.push(layer.to_string());
     }
     if let Some(Layer::Loop { backing_file }) = &device.layer {
-        return file_functions(facts, backing_file, layers, depth + 1);
+        return file_functions(facts, backing_file, layers, &through);
     }
     let mut found = Vec::new();
     for slave in &device.slaves {
         if let Some(slave) = facts.block_devices.iter().find(|d| d.name == *slave) {
-            found.extend(block_functions(facts, slave, layers.clone(), depth + 1));
+            found.extend(block_functions(facts, slave, layers.clone(), &through));
         }
     }
     found
@@ -419,10 +427,16 @@ fn block_functions(
 
 /// What holds the filesystem a file is on: the mount with the longest mount point that
 /// contains it.
-fn file_functions(facts: &Facts, file: &str, layers: Vec<String>, depth: usize) -> Vec<Found> {
-    if depth > MAX_DEPTH {
-        return Vec::new();
-    }
+///
+/// A loop device's file is known by its path alone (`loop/backing_file`; sysfs gives no
+/// device number for it): a file whose mount is not visible at that path now is looked for
+/// on the mount that holds the path now, which is already held for itself.
+fn file_functions<'f>(
+    facts: &'f Facts,
+    file: &str,
+    layers: Vec<String>,
+    through: &[&'f str],
+) -> Vec<Found> {
     let contains = |mount: &&Mount| {
         let point = mount.mount_point.trim_end_matches('/');
         file.strip_prefix(point)
@@ -438,7 +452,7 @@ fn file_functions(facts: &Facts, file: &str, layers: Vec<String>, depth: usize) 
     else {
         return Vec::new();
     };
-    mount_functions(facts, mount, depth + 1)
+    mount_functions(facts, mount, through)
         .into_iter()
         .map(|(function, device, mut below)| {
             let mut all = layers.clone();
@@ -611,6 +625,29 @@ pub fn ipv6_default_routes(text: &str) -> Vec<String> {
         }
     }
     interfaces
+}
+
+/// Whether `path` (`nvme0c1n2`) is a path of the NVMe multipath head disk `head`
+/// (`nvme0n2`): the same subsystem and namespace numbers, any controller.
+pub fn is_nvme_path_of(path: &str, head: &str) -> bool {
+    let numbers = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let (Some(path), Some(head)) = (path.strip_prefix("nvme"), head.strip_prefix("nvme")) else {
+        return false;
+    };
+    let Some((subsystem, namespace)) = head.split_once('n') else {
+        return false;
+    };
+    let Some((path_subsystem, rest)) = path.split_once('c') else {
+        return false;
+    };
+    let Some((controller, path_namespace)) = rest.split_once('n') else {
+        return false;
+    };
+    numbers(subsystem)
+        && numbers(namespace)
+        && numbers(controller)
+        && subsystem == path_subsystem
+        && namespace == path_namespace
 }
 
 /// The deepest PCI function on a device's sysfs path (`devices/pci0000:00/0000:00:1d.0/
@@ -892,6 +929,24 @@ mod tests {
         );
         assert_eq!(LostList(&refs).to_string(), "/m0, /m1, /m2 and 2 more");
         assert_eq!(LostList(&refs[..2]).to_string(), "/m0 and /m1");
+    }
+
+    #[test]
+    fn nvme_multipath_paths_are_known_by_their_head_s_numbers() {
+        assert!(is_nvme_path_of("nvme0c0n1", "nvme0n1"));
+        assert!(is_nvme_path_of("nvme0c12n1", "nvme0n1"));
+        assert!(is_nvme_path_of("nvme10c3n21", "nvme10n21"));
+        for (path, head) in [
+            ("nvme0c0n1", "nvme0n2"),
+            ("nvme1c0n1", "nvme0n1"),
+            ("nvme0c0n1p1", "nvme0n1"),
+            ("nvme0n1", "nvme0n1"),
+            ("nvme0c0n1", "nvme0n1p1"),
+            ("nvme0cn1", "nvme0n1"),
+            ("sda", "nvme0n1"),
+        ] {
+            assert!(!is_nvme_path_of(path, head), "{path} {head}");
+        }
     }
 
     #[test]

@@ -118,8 +118,9 @@ impl Reader {
     }
 
     fn block_devices(&self) -> Vec<BlockDevice> {
-        self.entries("class/block")
-            .into_iter()
+        let names = self.entries("class/block");
+        names
+            .iter()
             .map(|name| {
                 let dir = format!("class/block/{name}");
                 let layer = if let Some(uuid) = self.text(&format!("{dir}/dm/uuid")) {
@@ -137,13 +138,41 @@ impl Reader {
                         .text(&format!("{dir}/dev"))
                         .and_then(|text| guard::parse_device_number(&text)),
                     function: self.function_of(&dir),
-                    slaves: self.entries(&format!("{dir}/slaves")),
+                    slaves: self.below(&dir, name, &names),
                     mapper_name: self.text(&format!("{dir}/dm/name")),
                     layer,
-                    name,
+                    name: name.clone(),
                 }
             })
             .collect()
+    }
+
+    /// The block devices the class/block entry `name` is built on: its `slaves/` (dm, md),
+    /// the paths of an NVMe multipath head disk, and for a partition the disk it lies in
+    /// (the parent directory of its real path: `md126` for
+    /// `devices/virtual/block/md126/md126p2`), which has no `slaves/` link to it.
+    fn below(&self, dir: &str, name: &str, names: &[String]) -> Vec<String> {
+        let mut below = self.entries(&format!("{dir}/slaves"));
+        let multipath = self.entries(&format!("{dir}/multipath"));
+        if multipath.is_empty() {
+            // Before Linux 6.15 there are no `multipath/` links: the paths of head disk
+            // nvme{S}n{N} are the hidden disks nvme{S}c{C}n{N}, by the driver's naming.
+            below.extend(
+                names
+                    .iter()
+                    .filter(|path| guard::is_nvme_path_of(path, name))
+                    .cloned(),
+            );
+        }
+        below.extend(multipath);
+        if self.root.join(dir).join("partition").is_file() {
+            let disk = self.resolve(dir).and_then(|path| {
+                let (parent, _) = path.rsplit_once('/')?;
+                Some(parent.rsplit('/').next()?.to_string())
+            });
+            below.extend(disk);
+        }
+        below
     }
 
     fn btrfs_members(&self) -> Vec<Vec<String>> {
