@@ -505,17 +505,20 @@ fn exited(worker: Pid) -> Option<WaitStatus> {
     }
 }
 
-/// After a SIGKILL: waits a moment for the worker to be gone, so that its log is final. A
+/// After a SIGKILL: waits a moment for the worker to be gone, so that its log is final, and
+/// returns how it ended if it is (it may have exited on its own just before the kill). A
 /// worker stuck in the kernel runs no more of its own code anyway.
-fn let_die(worker: Pid) {
+fn let_die(worker: Pid) -> Option<WaitStatus> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(20) {
         match waitpid(worker, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-            _ => return,
+            Ok(status) => return Some(status),
+            Err(_) => return None,
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,16 +563,22 @@ pub fn bounded(
     let lock_fd = held.as_ref().map(|held| held.as_raw_fd());
     let deadline = started + timeout - give_back_share(timeout);
     let mut give_back = |left: &Leftover| give_back_after_kill(sysfs, left);
+    let mut kernel = Reporting(RunningKernel {
+        modules_allowed,
+        deadline: Some(deadline),
+    });
     match fork_supervised(started, timeout, lock_fd, &mut give_back) {
         Side::Worker => {
             if let Some(held) = held {
                 held.leave_to_supervisor();
             }
-            let mut kernel = Reporting(RunningKernel {
-                modules_allowed,
-                deadline: Some(deadline),
-            });
             work(&mut kernel)
+        }
+        // The one process: it keeps the lock while it works, as no supervisor holds it.
+        Side::Unsupervised => {
+            let status = work(&mut kernel);
+            drop(held);
+            status
         }
         // The lock is let go only now, when the worker is over or given up on.
         Side::Ended(status) => {
@@ -582,10 +591,12 @@ pub fn bounded(
 /// Which side of the fork [`fork_supervised`] returned on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Side {
-    /// This is the worker (or, when no log, pipe or fork could be had, the one process,
-    /// working unsupervised: the binder does not refuse to work for want of a supervisor).
-    /// Do the work and exit with its status.
+    /// This is the worker: do the work and exit with its status.
     Worker,
+    /// No log, pipe or fork could be had: this is the one process, working unsupervised
+    /// (the binder does not refuse to work for want of a supervisor). Do the work, holding
+    /// what the supervisor would have held (the lock), and exit with its status.
+    Unsupervised,
     /// This is the supervisor, and the worker is over: exit with this status.
     Ended(u8),
 }
@@ -621,13 +632,13 @@ pub fn fork_supervised(
     let end = started + timeout;
     let deadline = end - give_back_share(timeout);
     if !map_log() {
-        return Side::Worker;
+        return Side::Unsupervised;
     }
     let Ok(outputs) = Outputs::new() else {
-        return Side::Worker;
+        return Side::Unsupervised;
     };
     let Some(signals) = Signals::block() else {
-        return Side::Worker;
+        return Side::Unsupervised;
     };
     let supervisor = nix::unistd::getpid();
     // SAFETY: the process is single-threaded here (the binder starts no thread), so the
@@ -635,7 +646,7 @@ pub fn fork_supervised(
     match unsafe { fork() } {
         Err(_) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.before), None);
-            Side::Worker
+            Side::Unsupervised
         }
         Ok(ForkResult::Child) => {
             signals.in_worker();
@@ -643,8 +654,13 @@ pub fn fork_supervised(
             Side::Worker
         }
         Ok(ForkResult::Parent { child }) => {
-            let stopped = match outputs.supervise(child, deadline, &signals) {
-                Ok(status) => return Side::Ended(status),
+            let (output, ended) = outputs.supervise(child, deadline, &signals);
+            let stopped = match ended {
+                Ok(status) => {
+                    // A modprobe it started may still hold the output pipes: not waited for.
+                    output.drain();
+                    return Side::Ended(status);
+                }
                 Err(stopped) => stopped,
             };
             // When it was stopped, not when the give-back that follows is over.
@@ -654,11 +670,15 @@ pub fn fork_supervised(
             let left = watch.leftover();
             let give_back_end = match stopped {
                 Stopped::Deadline => end,
-                Stopped::Signal(_) => end.min(Instant::now() + give_back_share(timeout)),
+                Stopped::Signal(_) | Stopped::Died(_) => {
+                    end.min(Instant::now() + give_back_share(timeout))
+                }
             };
             give_back_after_kill_bounded(&left, give_back_end, &signals, lock_fd, give_back);
             watch.after_give_back(&left);
             for_each_record(read, &mut |record| watch.take(record));
+            // Only now, when what it left is given back: copying its output may block.
+            output.drain();
             match stopped {
                 Stopped::Deadline => kmsg::log_summary(
                     Level::Error,
@@ -678,17 +698,43 @@ pub fn fork_supervised(
                         LeftState(&watch)
                     ),
                 ),
+                Stopped::Died(signal) => kmsg::log_summary(
+                    Level::Error,
+                    format_args!(
+                        "the worker died of {} while {}; {}",
+                        signal.as_str(),
+                        watch.stuck,
+                        LeftState(&watch)
+                    ),
+                ),
             }
             Side::Ended(EXIT_GAVE_UP)
         }
     }
 }
 
-/// Why the supervisor stopped the worker.
-#[derive(Clone, Copy, Debug)]
+/// Why the worker did not end with a status of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stopped {
+    /// Its part of the timeout passed: it was killed.
     Deadline,
+    /// The supervisor was asked to stop: it was killed.
     Signal(Signal),
+    /// It died of this signal itself (a panic's abort, a crash, the OOM killer).
+    Died(Signal),
+}
+
+/// The read ends of the worker's output pipes, in the supervisor.
+struct WorkerOutput {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl WorkerOutput {
+    /// Copies what is left in the pipes to the supervisor's own stdout and stderr.
+    fn drain(&self) {
+        drain(&self.stdout, &self.stderr);
+    }
 }
 
 /// The worker's stdout and stderr: pipes the supervisor copies to its own.
@@ -743,8 +789,14 @@ impl Outputs {
         let _ = nix::unistd::dup2_stderr(&stderr_writer);
     }
 
-    /// The worker's status, or why it was stopped (then it was killed).
-    fn supervise(self, worker: Pid, deadline: Instant, signals: &Signals) -> Result<u8, Stopped> {
+    /// The worker's status, or why it did not give one (then it is dead). What it wrote
+    /// and the supervisor has not copied yet is left in the returned pipes.
+    fn supervise(
+        self,
+        worker: Pid,
+        deadline: Instant,
+        signals: &Signals,
+    ) -> (WorkerOutput, Result<u8, Stopped>) {
         let Outputs {
             stdout: (stdout, stdout_writer),
             stderr: (stderr, stderr_writer),
@@ -757,17 +809,15 @@ impl Outputs {
         let mask = signals.sleeping_mask(true);
         // With roomy pipes the output is copied once, at the end: no wake-up per line.
         let mut output_open = [!roomy, !roomy];
-        let stopped = loop {
+        let ended = loop {
             if let Some(status) = exited(worker) {
-                // A modprobe it started may still hold the output pipes: not waited for.
-                drain(&stdout, &stderr);
-                return Ok(outcome(status));
+                break ended_with(status);
             }
             if let Some(signal) = stop_signal() {
-                break Stopped::Signal(signal);
+                break kill_and_reap(worker, Stopped::Signal(signal));
             }
             if Instant::now() >= deadline {
-                break Stopped::Deadline;
+                break kill_and_reap(worker, Stopped::Deadline);
             }
             // An output pipe at end of file is left out: poll would report it hung up at
             // once, every time.
@@ -778,17 +828,24 @@ impl Outputs {
                 }
             }
             if sleep_until(&mut fds, deadline, &mask).is_err() {
-                break Stopped::Deadline;
+                break kill_and_reap(worker, Stopped::Deadline);
             }
             drop(fds);
             output_open[0] = output_open[0] && relay_stdout(&stdout);
             output_open[1] =
                 output_open[1] && relay(&stderr, &mut std::io::stderr().lock(), &mut None);
         };
-        let _ = kill(worker, Signal::SIGKILL);
-        let_die(worker);
-        drain(&stdout, &stderr);
-        Err(stopped)
+        (WorkerOutput { stdout, stderr }, ended)
+    }
+}
+
+/// Kills the worker for `stopped`; but if it had exited on its own by then (its SIGCHLD
+/// not yet seen), its own status stands: what it did is done, nothing is to be given back.
+fn kill_and_reap(worker: Pid, stopped: Stopped) -> Result<u8, Stopped> {
+    let _ = kill(worker, Signal::SIGKILL);
+    match let_die(worker) {
+        Some(status @ WaitStatus::Exited(..)) => ended_with(status),
+        _ => Err(stopped),
     }
 }
 
@@ -799,25 +856,13 @@ fn stop_signal() -> Option<Signal> {
     }
 }
 
-/// The worker's exit status, with one line if it died of a signal.
-fn outcome(status: WaitStatus) -> u8 {
+/// How a reaped worker ended: its own exit status, or the signal it died of (what it left
+/// is then given back as after a kill).
+fn ended_with(status: WaitStatus) -> Result<u8, Stopped> {
     match status {
-        WaitStatus::Exited(_, code) => u8::try_from(code).unwrap_or(EXIT_GAVE_UP),
-        WaitStatus::Signaled(_, signal, _) => {
-            let mut watch = Watch::default();
-            for_each_record(0, &mut |record| watch.take(record));
-            kmsg::log_summary(
-                Level::Error,
-                format_args!(
-                    "the worker died of {} while {}; {}",
-                    signal.as_str(),
-                    watch.stuck,
-                    LeftState(&watch)
-                ),
-            );
-            EXIT_GAVE_UP
-        }
-        _ => EXIT_GAVE_UP,
+        WaitStatus::Exited(_, code) => Ok(u8::try_from(code).unwrap_or(EXIT_GAVE_UP)),
+        WaitStatus::Signaled(_, signal, _) => Err(Stopped::Died(signal)),
+        _ => Ok(EXIT_GAVE_UP),
     }
 }
 
@@ -1503,5 +1548,41 @@ mod tests {
         let left = watch.leftover();
         assert_eq!(left.functions.as_slice(), &[address(0)]);
         assert_eq!(left.stuck_on, Some(address(1)));
+    }
+
+    /// A child that has exited with `code` and is not reaped yet, as a worker that ended
+    /// just as a stop signal came, its SIGCHLD not seen yet.
+    fn exited_child(code: i32) -> Pid {
+        // SAFETY: the child only calls _exit, which is async-signal-safe.
+        let child = match unsafe { fork() }.unwrap() {
+            // SAFETY: ends the child at once.
+            ForkResult::Child => unsafe { nix::libc::_exit(code) },
+            ForkResult::Parent { child } => child,
+        };
+        let stat = format!("/proc/{child}/stat");
+        let started = Instant::now();
+        while !std::fs::read_to_string(&stat)
+            .unwrap()
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child
+    }
+
+    #[test]
+    fn a_worker_that_exited_before_its_kill_keeps_its_own_status() {
+        // Was: the status reaped after the kill thrown away, and what the worker did
+        // given back though it had ended in success.
+        for (code, stopped) in [
+            (0, Stopped::Signal(Signal::SIGTERM)),
+            (0, Stopped::Deadline),
+            (3, Stopped::Signal(Signal::SIGINT)),
+        ] {
+            assert_eq!(kill_and_reap(exited_child(code), stopped), Ok(code as u8));
+        }
     }
 }
