@@ -4,7 +4,7 @@
 //! kill deadline, so a binder that does hang fails the test instead of hanging the suite.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -865,6 +865,54 @@ fn a_worker_that_dies_of_a_signal_has_what_it_left_given_back() {
     }
 }
 
+/// A pipe already full, whose reader reads nothing (until the test lets it).
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let flags = |flags| nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+    flags(nix::fcntl::OFlag::O_NONBLOCK);
+    while nix::unistd::write(&writer, &[b'.'; 4096]).is_ok() {}
+    flags(nix::fcntl::OFlag::empty());
+    (reader, writer)
+}
+
+#[test]
+fn output_nobody_reads_is_dropped_at_the_timeout_and_said_so() {
+    // The plan goes to a stdout nobody reads (a hook's caller that waits for the exit
+    // first, a terminal under Ctrl-S). The binder must still end by its timeout, and say
+    // the output was not written. Was: the supervisor blocked copying it, for ever.
+    let tree = card_on_amdgpu();
+    let (_reader, writer) = full_pipe();
+    let mut arguments = apply_arguments(&tree, "1");
+    arguments.push("--dry-run");
+    let log = tempfile_path("stderr");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(&arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(1) + SLACK {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still ran {:?} after its 1 s timeout", SLACK);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("vfio-bind: cannot write the output: "),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_caller_that_reads_no_output_does_not_hold_up_the_give_back() {
     // The binder's stderr is a pipe nobody reads (a stalled journald stream, a terminal
@@ -874,18 +922,7 @@ fn a_caller_that_reads_no_output_does_not_hold_up_the_give_back() {
     use std::io::Read;
     let tree = boot_display_and_nic();
     make_fifo(&tree.root().join("bus/pci/drivers/e1000e/unbind"));
-    let (reader, writer) = nix::unistd::pipe().unwrap();
-    nix::fcntl::fcntl(
-        &writer,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    while nix::unistd::write(&writer, &[b'.'; 4096]).is_ok() {}
-    nix::fcntl::fcntl(
-        &writer,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-    )
-    .unwrap();
+    let (reader, writer) = full_pipe();
     let iomem = tree.iomem_path();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))

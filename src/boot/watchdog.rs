@@ -35,7 +35,7 @@
 
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use log::Level;
@@ -658,7 +658,7 @@ pub fn fork_supervised(
             let stopped = match ended {
                 Ok(status) => {
                     // A modprobe it started may still hold the output pipes: not waited for.
-                    output.drain();
+                    output.drain(end);
                     return Side::Ended(status);
                 }
                 Err(stopped) => stopped,
@@ -678,7 +678,7 @@ pub fn fork_supervised(
             watch.after_give_back(&left);
             for_each_record(read, &mut |record| watch.take(record));
             // Only now, when what it left is given back: copying its output may block.
-            output.drain();
+            output.drain(end);
             match stopped {
                 Stopped::Deadline => kmsg::log_summary(
                     Level::Error,
@@ -731,9 +731,11 @@ struct WorkerOutput {
 }
 
 impl WorkerOutput {
-    /// Copies what is left in the pipes to the supervisor's own stdout and stderr.
-    fn drain(&self) {
-        drain(&self.stdout, &self.stderr);
+    /// Copies what is left in the pipes to the supervisor's own stdout and stderr, as far
+    /// as they take it by `until`; the rest is dropped.
+    fn drain(&self, until: Instant) {
+        relay_stdout(&self.stdout, until);
+        relay_stderr(&self.stderr, until);
     }
 }
 
@@ -831,9 +833,9 @@ impl Outputs {
                 break kill_and_reap(worker, Stopped::Deadline);
             }
             drop(fds);
-            output_open[0] = output_open[0] && relay_stdout(&stdout);
-            output_open[1] =
-                output_open[1] && relay(&stderr, &mut std::io::stderr().lock(), &mut None);
+            // Bounded by the deadline: a caller that reads nothing cannot hold off the kill.
+            output_open[0] = output_open[0] && relay_stdout(&stdout, deadline);
+            output_open[1] = output_open[1] && relay_stderr(&stderr, deadline);
         };
         (WorkerOutput { stdout, stderr }, ended)
     }
@@ -1015,29 +1017,38 @@ pub fn relayed_output_error() -> Option<std::io::Error> {
     }
 }
 
-/// Copies what the worker wrote on its stdout pipe to ours, keeping the first error.
-fn relay_stdout(from: &OwnedFd) -> bool {
-    let mut out = std::io::stdout().lock();
+/// Copies what the worker wrote on its stdout pipe to ours by `until`, keeping the first
+/// error (ETIMEDOUT: the caller did not read it in time, and the rest was dropped).
+fn relay_stdout(from: &OwnedFd, until: Instant) -> bool {
     let mut failed = None;
-    let open = relay(from, &mut out, &mut failed);
-    let flushed = std::io::Write::flush(&mut out);
-    if let Some(code) = failed.or_else(|| flushed.err().and_then(|e| e.raw_os_error())) {
-        let _ =
-            RELAYED_OUTPUT_ERROR.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    let open = relay(from, std::io::stdout().as_fd(), until, &mut failed);
+    if let Some(errno) = failed {
+        let _ = RELAYED_OUTPUT_ERROR.compare_exchange(
+            0,
+            errno as i32,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
     open
 }
 
-/// Copies what the worker wrote on one of its output pipes to ours. `false` at end of file.
-/// The first write error's errno goes to `failed`.
-fn relay(from: &OwnedFd, to: &mut dyn std::io::Write, failed: &mut Option<i32>) -> bool {
+/// Copies what the worker wrote on its stderr pipe to ours by `until`.
+fn relay_stderr(from: &OwnedFd, until: Instant) -> bool {
+    relay(from, std::io::stderr().as_fd(), until, &mut None)
+}
+
+/// Copies what the worker wrote on one of its output pipes to `to`, as far as `to` takes
+/// it by `until`. `false` at end of file. After the first write error (its errno goes to
+/// `failed`), what is read is dropped: the worker must not wait on a full pipe.
+fn relay(from: &OwnedFd, to: BorrowedFd<'_>, until: Instant, failed: &mut Option<Errno>) -> bool {
     let mut buffer = [0u8; 4096];
     loop {
         match nix::unistd::read(from, &mut buffer) {
             Ok(0) => return false,
             Ok(length) => {
-                if let Err(error) = to.write_all(&buffer[..length]) {
-                    failed.get_or_insert(error.raw_os_error().unwrap_or(Errno::EIO as i32));
+                if failed.is_none() {
+                    *failed = write_by(to, &buffer[..length], until).err();
                 }
             }
             Err(Errno::EINTR) => {}
@@ -1046,9 +1057,36 @@ fn relay(from: &OwnedFd, to: &mut dyn std::io::Write, failed: &mut Option<i32>) 
     }
 }
 
-fn drain(stdout: &OwnedFd, stderr: &OwnedFd) {
-    relay_stdout(stdout);
-    relay(stderr, &mut std::io::stderr().lock(), &mut None);
+/// The most written at once once poll reports room: a pipe (a page), a terminal or a
+/// socket that reports room takes this much without blocking.
+const RELAY_CHUNK: usize = 512;
+
+/// Writes `bytes` to `to` by `until`, without blocking past it: it waits for room with
+/// poll and writes a chunk at a time (the caller's open file is shared with others: it is
+/// not made non-blocking). ETIMEDOUT when `until` came first.
+fn write_by(to: BorrowedFd<'_>, mut bytes: &[u8], until: Instant) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        let mut fds = [PollFd::new(to, PollFlags::POLLOUT)];
+        let left = TimeSpec::from_duration(until.saturating_duration_since(Instant::now()));
+        match ppoll(&mut fds, Some(left), None) {
+            Ok(0) => return Err(Errno::ETIMEDOUT),
+            // Room, or an error or hang-up, which the write reports.
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno),
+        }
+        let chunk = &bytes[..bytes.len().min(RELAY_CHUNK)];
+        match nix::unistd::write(to, chunk) {
+            Ok(written) => bytes = &bytes[written..],
+            // A caller's non-blocking output without room yet: poll again, until `until`.
+            Err(Errno::EINTR | Errno::EAGAIN) => {
+                if Instant::now() >= until {
+                    return Err(Errno::ETIMEDOUT);
+                }
+            }
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
