@@ -4,7 +4,7 @@
 //! kill deadline, so a binder that does hang fails the test instead of hanging the suite.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -806,4 +806,168 @@ fn after_a_give_up_at_runtime_the_framebuffer_console_let_go_is_taken_back() {
     // The worker wrote 0 there, the give-back 1 (no kernel rebinds in a fixture).
     assert!(tree.vtconsole_bound(1));
     assert_eq!(tree.override_of("0000:00:02.0"), "");
+}
+
+/// The worker (the supervisor's child) of a started run.
+fn worker_of(supervisor: u32) -> nix::unistd::Pid {
+    let waiting = Instant::now();
+    loop {
+        let child = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .find_map(|entry| {
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // pid (comm) state ppid ...
+                let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+                let parent: u32 = fields.nth(1)?.parse().ok()?;
+                (parent == supervisor).then(|| entry.file_name().to_str()?.parse().ok())?
+            });
+        if let Some(pid) = child {
+            return nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(5), "no worker");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_worker_that_dies_of_a_signal_has_what_it_left_given_back() {
+    // A panic (panic=abort: SIGABRT), a crash or the OOM killer ends the worker between
+    // "override written" and "probed". The supervisor gives back what it left, as after
+    // its own kill. Was: one line, and both functions left overridden with no driver.
+    // SIGKILL as from the OOM killer; SIGUSR1 ends it as an abort would, without a core
+    // dump (std handles SIGSEGV itself, and SIGABRT would leave a core file where allowed).
+    for signal in [
+        nix::sys::signal::Signal::SIGKILL,
+        nix::sys::signal::Signal::SIGUSR1,
+    ] {
+        let tree = card_whose_audio_unbind_hangs();
+        let started = start(&apply_arguments(&tree, "10"), false);
+        wait_for_override(&tree, "0000:07:00.1", "vfio-pci");
+        std::thread::sleep(Duration::from_millis(100));
+        nix::sys::signal::kill(worker_of(started.child.id()), signal).unwrap();
+        let run = finish(started, Duration::from_secs(5));
+        assert_eq!(run.status, Some(1), "{signal}: {}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "vfio-bind: the worker died of {} while writing 0000:07:00.1 to \
+                 bus/pci/devices/0000:07:00.1/driver/unbind; gave back 0000:07:00.0 (on amdgpu); \
+                 driver_override may still be set on 0000:07:00.1 \
+                 (run vfio-bind check; vfio-bind release gives them back)\n",
+                signal.as_str()
+            )
+        );
+        assert_eq!(tree.override_of("0000:07:00.0"), "", "{signal}");
+        assert_eq!(tree.read("bus/pci/drivers_probe"), "0000:07:00.0");
+        assert!(run.took < Duration::from_secs(3), "took {:?}", run.took);
+        assert!(all_gone_with(tree.root().to_str().unwrap()));
+    }
+}
+
+/// A pipe already full, whose reader reads nothing (until the test lets it).
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let flags = |flags| nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+    flags(nix::fcntl::OFlag::O_NONBLOCK);
+    while nix::unistd::write(&writer, &[b'.'; 4096]).is_ok() {}
+    flags(nix::fcntl::OFlag::empty());
+    (reader, writer)
+}
+
+#[test]
+fn output_nobody_reads_is_dropped_at_the_timeout_and_said_so() {
+    // The plan goes to a stdout nobody reads (a hook's caller that waits for the exit
+    // first, a terminal under Ctrl-S). The binder must still end by its timeout, and say
+    // the output was not written. Was: the supervisor blocked copying it, for ever.
+    let tree = card_on_amdgpu();
+    let (_reader, writer) = full_pipe();
+    let mut arguments = apply_arguments(&tree, "1");
+    arguments.push("--dry-run");
+    let log = tempfile_path("stderr");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args(&arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(1) + SLACK {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still ran {:?} after its 1 s timeout", SLACK);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("vfio-bind: cannot write the output: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_caller_that_reads_no_output_does_not_hold_up_the_give_back() {
+    // The binder's stderr is a pipe nobody reads (a stalled journald stream, a terminal
+    // under Ctrl-S), already full. The worker wrote a line, then the NIC's unbind hangs.
+    // The display must be given back by the timeout, whether or not the output can be
+    // copied. Was: the supervisor blocked copying the worker's line, before the give-back.
+    use std::io::Read;
+    let tree = boot_display_and_nic();
+    make_fifo(&tree.root().join("bus/pci/drivers/e1000e/unbind"));
+    let (reader, writer) = full_pipe();
+    let iomem = tree.iomem_path();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .args([
+            "apply",
+            "--sysfs",
+            tree.root().to_str().unwrap(),
+            "--iomem",
+            iomem.to_str().unwrap(),
+            "--cmdline-dir",
+            "/nonexistent",
+            "--cmdline",
+            "vfio.bind=1234:1111@00:02,8086:10d3@00:04",
+            "--timeout",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(writer))
+        .spawn()
+        .unwrap();
+    let given_back = loop {
+        if tree.override_of("0000:00:02.0").is_empty() {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(2) + SLACK {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Now read the output, so that the binder can end either way.
+    let mut output = Vec::new();
+    let mut reader = File::from(reader);
+    let _ = reader.read_to_end(&mut output);
+    let status = child.wait().unwrap();
+    let output = String::from_utf8_lossy(&output);
+    assert!(
+        given_back,
+        "not given back by the timeout: {}",
+        output.trim_start_matches('.')
+    );
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.ends_with("the console was given back (efi-framebuffer.0)\n"),
+        "{output}"
+    );
+    assert!(all_gone_with(tree.root().to_str().unwrap()));
 }

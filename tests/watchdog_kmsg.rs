@@ -27,6 +27,7 @@ fn supervise(timeout: Duration, work: impl FnOnce() -> i32) -> u8 {
             unsafe { nix::libc::_exit(status) }
         }
         Side::Ended(status) => status,
+        Side::Unsupervised => panic!("no supervisor could be set up"),
     }
 }
 

@@ -35,7 +35,7 @@
 
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{fence, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use log::Level;
@@ -505,17 +505,20 @@ fn exited(worker: Pid) -> Option<WaitStatus> {
     }
 }
 
-/// After a SIGKILL: waits a moment for the worker to be gone, so that its log is final. A
+/// After a SIGKILL: waits a moment for the worker to be gone, so that its log is final, and
+/// returns how it ended if it is (it may have exited on its own just before the kill). A
 /// worker stuck in the kernel runs no more of its own code anyway.
-fn let_die(worker: Pid) {
+fn let_die(worker: Pid) -> Option<WaitStatus> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(20) {
         match waitpid(worker, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-            _ => return,
+            Ok(status) => return Some(status),
+            Err(_) => return None,
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,16 +563,22 @@ pub fn bounded(
     let lock_fd = held.as_ref().map(|held| held.as_raw_fd());
     let deadline = started + timeout - give_back_share(timeout);
     let mut give_back = |left: &Leftover| give_back_after_kill(sysfs, left);
+    let mut kernel = Reporting(RunningKernel {
+        modules_allowed,
+        deadline: Some(deadline),
+    });
     match fork_supervised(started, timeout, lock_fd, &mut give_back) {
         Side::Worker => {
             if let Some(held) = held {
                 held.leave_to_supervisor();
             }
-            let mut kernel = Reporting(RunningKernel {
-                modules_allowed,
-                deadline: Some(deadline),
-            });
             work(&mut kernel)
+        }
+        // The one process: it keeps the lock while it works, as no supervisor holds it.
+        Side::Unsupervised => {
+            let status = work(&mut kernel);
+            drop(held);
+            status
         }
         // The lock is let go only now, when the worker is over or given up on.
         Side::Ended(status) => {
@@ -582,10 +591,12 @@ pub fn bounded(
 /// Which side of the fork [`fork_supervised`] returned on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Side {
-    /// This is the worker (or, when no log, pipe or fork could be had, the one process,
-    /// working unsupervised: the binder does not refuse to work for want of a supervisor).
-    /// Do the work and exit with its status.
+    /// This is the worker: do the work and exit with its status.
     Worker,
+    /// No log, pipe or fork could be had: this is the one process, working unsupervised
+    /// (the binder does not refuse to work for want of a supervisor). Do the work, holding
+    /// what the supervisor would have held (the lock), and exit with its status.
+    Unsupervised,
     /// This is the supervisor, and the worker is over: exit with this status.
     Ended(u8),
 }
@@ -621,13 +632,13 @@ pub fn fork_supervised(
     let end = started + timeout;
     let deadline = end - give_back_share(timeout);
     if !map_log() {
-        return Side::Worker;
+        return Side::Unsupervised;
     }
     let Ok(outputs) = Outputs::new() else {
-        return Side::Worker;
+        return Side::Unsupervised;
     };
     let Some(signals) = Signals::block() else {
-        return Side::Worker;
+        return Side::Unsupervised;
     };
     let supervisor = nix::unistd::getpid();
     // SAFETY: the process is single-threaded here (the binder starts no thread), so the
@@ -635,7 +646,7 @@ pub fn fork_supervised(
     match unsafe { fork() } {
         Err(_) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.before), None);
-            Side::Worker
+            Side::Unsupervised
         }
         Ok(ForkResult::Child) => {
             signals.in_worker();
@@ -643,8 +654,13 @@ pub fn fork_supervised(
             Side::Worker
         }
         Ok(ForkResult::Parent { child }) => {
-            let stopped = match outputs.supervise(child, deadline, &signals) {
-                Ok(status) => return Side::Ended(status),
+            let (output, ended) = outputs.supervise(child, deadline, &signals);
+            let stopped = match ended {
+                Ok(status) => {
+                    // A modprobe it started may still hold the output pipes: not waited for.
+                    output.drain(end);
+                    return Side::Ended(status);
+                }
                 Err(stopped) => stopped,
             };
             // When it was stopped, not when the give-back that follows is over.
@@ -654,11 +670,15 @@ pub fn fork_supervised(
             let left = watch.leftover();
             let give_back_end = match stopped {
                 Stopped::Deadline => end,
-                Stopped::Signal(_) => end.min(Instant::now() + give_back_share(timeout)),
+                Stopped::Signal(_) | Stopped::Died(_) => {
+                    end.min(Instant::now() + give_back_share(timeout))
+                }
             };
             give_back_after_kill_bounded(&left, give_back_end, &signals, lock_fd, give_back);
             watch.after_give_back(&left);
             for_each_record(read, &mut |record| watch.take(record));
+            // Only now, when what it left is given back: copying its output may block.
+            output.drain(end);
             match stopped {
                 Stopped::Deadline => kmsg::log_summary(
                     Level::Error,
@@ -678,17 +698,45 @@ pub fn fork_supervised(
                         LeftState(&watch)
                     ),
                 ),
+                Stopped::Died(signal) => kmsg::log_summary(
+                    Level::Error,
+                    format_args!(
+                        "the worker died of {} while {}; {}",
+                        signal.as_str(),
+                        watch.stuck,
+                        LeftState(&watch)
+                    ),
+                ),
             }
             Side::Ended(EXIT_GAVE_UP)
         }
     }
 }
 
-/// Why the supervisor stopped the worker.
-#[derive(Clone, Copy, Debug)]
+/// Why the worker did not end with a status of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stopped {
+    /// Its part of the timeout passed: it was killed.
     Deadline,
+    /// The supervisor was asked to stop: it was killed.
     Signal(Signal),
+    /// It died of this signal itself (a panic's abort, a crash, the OOM killer).
+    Died(Signal),
+}
+
+/// The read ends of the worker's output pipes, in the supervisor.
+struct WorkerOutput {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl WorkerOutput {
+    /// Copies what is left in the pipes to the supervisor's own stdout and stderr, as far
+    /// as they take it by `until`; the rest is dropped.
+    fn drain(&self, until: Instant) {
+        relay_stdout(&self.stdout, until);
+        relay_stderr(&self.stderr, until);
+    }
 }
 
 /// The worker's stdout and stderr: pipes the supervisor copies to its own.
@@ -743,8 +791,14 @@ impl Outputs {
         let _ = nix::unistd::dup2_stderr(&stderr_writer);
     }
 
-    /// The worker's status, or why it was stopped (then it was killed).
-    fn supervise(self, worker: Pid, deadline: Instant, signals: &Signals) -> Result<u8, Stopped> {
+    /// The worker's status, or why it did not give one (then it is dead). What it wrote
+    /// and the supervisor has not copied yet is left in the returned pipes.
+    fn supervise(
+        self,
+        worker: Pid,
+        deadline: Instant,
+        signals: &Signals,
+    ) -> (WorkerOutput, Result<u8, Stopped>) {
         let Outputs {
             stdout: (stdout, stdout_writer),
             stderr: (stderr, stderr_writer),
@@ -757,17 +811,15 @@ impl Outputs {
         let mask = signals.sleeping_mask(true);
         // With roomy pipes the output is copied once, at the end: no wake-up per line.
         let mut output_open = [!roomy, !roomy];
-        let stopped = loop {
+        let ended = loop {
             if let Some(status) = exited(worker) {
-                // A modprobe it started may still hold the output pipes: not waited for.
-                drain(&stdout, &stderr);
-                return Ok(outcome(status));
+                break ended_with(status);
             }
             if let Some(signal) = stop_signal() {
-                break Stopped::Signal(signal);
+                break kill_and_reap(worker, Stopped::Signal(signal));
             }
             if Instant::now() >= deadline {
-                break Stopped::Deadline;
+                break kill_and_reap(worker, Stopped::Deadline);
             }
             // An output pipe at end of file is left out: poll would report it hung up at
             // once, every time.
@@ -778,17 +830,24 @@ impl Outputs {
                 }
             }
             if sleep_until(&mut fds, deadline, &mask).is_err() {
-                break Stopped::Deadline;
+                break kill_and_reap(worker, Stopped::Deadline);
             }
             drop(fds);
-            output_open[0] = output_open[0] && relay_stdout(&stdout);
-            output_open[1] =
-                output_open[1] && relay(&stderr, &mut std::io::stderr().lock(), &mut None);
+            // Bounded by the deadline: a caller that reads nothing cannot hold off the kill.
+            output_open[0] = output_open[0] && relay_stdout(&stdout, deadline);
+            output_open[1] = output_open[1] && relay_stderr(&stderr, deadline);
         };
-        let _ = kill(worker, Signal::SIGKILL);
-        let_die(worker);
-        drain(&stdout, &stderr);
-        Err(stopped)
+        (WorkerOutput { stdout, stderr }, ended)
+    }
+}
+
+/// Kills the worker for `stopped`; but if it had exited on its own by then (its SIGCHLD
+/// not yet seen), its own status stands: what it did is done, nothing is to be given back.
+fn kill_and_reap(worker: Pid, stopped: Stopped) -> Result<u8, Stopped> {
+    let _ = kill(worker, Signal::SIGKILL);
+    match let_die(worker) {
+        Some(status @ WaitStatus::Exited(..)) => ended_with(status),
+        _ => Err(stopped),
     }
 }
 
@@ -799,25 +858,13 @@ fn stop_signal() -> Option<Signal> {
     }
 }
 
-/// The worker's exit status, with one line if it died of a signal.
-fn outcome(status: WaitStatus) -> u8 {
+/// How a reaped worker ended: its own exit status, or the signal it died of (what it left
+/// is then given back as after a kill).
+fn ended_with(status: WaitStatus) -> Result<u8, Stopped> {
     match status {
-        WaitStatus::Exited(_, code) => u8::try_from(code).unwrap_or(EXIT_GAVE_UP),
-        WaitStatus::Signaled(_, signal, _) => {
-            let mut watch = Watch::default();
-            for_each_record(0, &mut |record| watch.take(record));
-            kmsg::log_summary(
-                Level::Error,
-                format_args!(
-                    "the worker died of {} while {}; {}",
-                    signal.as_str(),
-                    watch.stuck,
-                    LeftState(&watch)
-                ),
-            );
-            EXIT_GAVE_UP
-        }
-        _ => EXIT_GAVE_UP,
+        WaitStatus::Exited(_, code) => Ok(u8::try_from(code).unwrap_or(EXIT_GAVE_UP)),
+        WaitStatus::Signaled(_, signal, _) => Err(Stopped::Died(signal)),
+        _ => Ok(EXIT_GAVE_UP),
     }
 }
 
@@ -970,29 +1017,38 @@ pub fn relayed_output_error() -> Option<std::io::Error> {
     }
 }
 
-/// Copies what the worker wrote on its stdout pipe to ours, keeping the first error.
-fn relay_stdout(from: &OwnedFd) -> bool {
-    let mut out = std::io::stdout().lock();
+/// Copies what the worker wrote on its stdout pipe to ours by `until`, keeping the first
+/// error (ETIMEDOUT: the caller did not read it in time, and the rest was dropped).
+fn relay_stdout(from: &OwnedFd, until: Instant) -> bool {
     let mut failed = None;
-    let open = relay(from, &mut out, &mut failed);
-    let flushed = std::io::Write::flush(&mut out);
-    if let Some(code) = failed.or_else(|| flushed.err().and_then(|e| e.raw_os_error())) {
-        let _ =
-            RELAYED_OUTPUT_ERROR.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    let open = relay(from, std::io::stdout().as_fd(), until, &mut failed);
+    if let Some(errno) = failed {
+        let _ = RELAYED_OUTPUT_ERROR.compare_exchange(
+            0,
+            errno as i32,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
     open
 }
 
-/// Copies what the worker wrote on one of its output pipes to ours. `false` at end of file.
-/// The first write error's errno goes to `failed`.
-fn relay(from: &OwnedFd, to: &mut dyn std::io::Write, failed: &mut Option<i32>) -> bool {
+/// Copies what the worker wrote on its stderr pipe to ours by `until`.
+fn relay_stderr(from: &OwnedFd, until: Instant) -> bool {
+    relay(from, std::io::stderr().as_fd(), until, &mut None)
+}
+
+/// Copies what the worker wrote on one of its output pipes to `to`, as far as `to` takes
+/// it by `until`. `false` at end of file. After the first write error (its errno goes to
+/// `failed`), what is read is dropped: the worker must not wait on a full pipe.
+fn relay(from: &OwnedFd, to: BorrowedFd<'_>, until: Instant, failed: &mut Option<Errno>) -> bool {
     let mut buffer = [0u8; 4096];
     loop {
         match nix::unistd::read(from, &mut buffer) {
             Ok(0) => return false,
             Ok(length) => {
-                if let Err(error) = to.write_all(&buffer[..length]) {
-                    failed.get_or_insert(error.raw_os_error().unwrap_or(Errno::EIO as i32));
+                if failed.is_none() {
+                    *failed = write_by(to, &buffer[..length], until).err();
                 }
             }
             Err(Errno::EINTR) => {}
@@ -1001,9 +1057,36 @@ fn relay(from: &OwnedFd, to: &mut dyn std::io::Write, failed: &mut Option<i32>) 
     }
 }
 
-fn drain(stdout: &OwnedFd, stderr: &OwnedFd) {
-    relay_stdout(stdout);
-    relay(stderr, &mut std::io::stderr().lock(), &mut None);
+/// The most written at once once poll reports room: a pipe (a page), a terminal or a
+/// socket that reports room takes this much without blocking.
+const RELAY_CHUNK: usize = 512;
+
+/// Writes `bytes` to `to` by `until`, without blocking past it: it waits for room with
+/// poll and writes a chunk at a time (the caller's open file is shared with others: it is
+/// not made non-blocking). ETIMEDOUT when `until` came first.
+fn write_by(to: BorrowedFd<'_>, mut bytes: &[u8], until: Instant) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        let mut fds = [PollFd::new(to, PollFlags::POLLOUT)];
+        let left = TimeSpec::from_duration(until.saturating_duration_since(Instant::now()));
+        match ppoll(&mut fds, Some(left), None) {
+            Ok(0) => return Err(Errno::ETIMEDOUT),
+            // Room, or an error or hang-up, which the write reports.
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno),
+        }
+        let chunk = &bytes[..bytes.len().min(RELAY_CHUNK)];
+        match nix::unistd::write(to, chunk) {
+            Ok(written) => bytes = &bytes[written..],
+            // A caller's non-blocking output without room yet: poll again, until `until`.
+            Err(Errno::EINTR | Errno::EAGAIN) => {
+                if Instant::now() >= until {
+                    return Err(Errno::ETIMEDOUT);
+                }
+            }
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1503,5 +1586,41 @@ mod tests {
         let left = watch.leftover();
         assert_eq!(left.functions.as_slice(), &[address(0)]);
         assert_eq!(left.stuck_on, Some(address(1)));
+    }
+
+    /// A child that has exited with `code` and is not reaped yet, as a worker that ended
+    /// just as a stop signal came, its SIGCHLD not seen yet.
+    fn exited_child(code: i32) -> Pid {
+        // SAFETY: the child only calls _exit, which is async-signal-safe.
+        let child = match unsafe { fork() }.unwrap() {
+            // SAFETY: ends the child at once.
+            ForkResult::Child => unsafe { nix::libc::_exit(code) },
+            ForkResult::Parent { child } => child,
+        };
+        let stat = format!("/proc/{child}/stat");
+        let started = Instant::now();
+        while !std::fs::read_to_string(&stat)
+            .unwrap()
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child
+    }
+
+    #[test]
+    fn a_worker_that_exited_before_its_kill_keeps_its_own_status() {
+        // Was: the status reaped after the kill thrown away, and what the worker did
+        // given back though it had ended in success.
+        for (code, stopped) in [
+            (0, Stopped::Signal(Signal::SIGTERM)),
+            (0, Stopped::Deadline),
+            (3, Stopped::Signal(Signal::SIGINT)),
+        ] {
+            assert_eq!(kill_and_reap(exited_child(code), stopped), Ok(code as u8));
+        }
     }
 }
