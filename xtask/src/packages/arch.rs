@@ -117,9 +117,9 @@ const BUILD_MOUNT: &str = "/tmp/vfio-bind-makepkg";
 /// toolchain's `bin` first in PATH, cargo offline. `nobody` reaches all of them through
 /// the mounts, without entering the directories above them (/root, say).
 fn as_build_user(command: &mut Command, dir: &Path, cargo_target: &Path) -> TaskResult {
+    use crate::util::enter_private_mount_namespace;
     use nix::fcntl::{open, OFlag};
     use nix::mount::{mount, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
     use nix::sys::stat::Mode;
     use nix::unistd::{chdir, mkdir, setgid, setgroups, setuid, User};
     use std::ffi::CStr;
@@ -189,14 +189,7 @@ fn as_build_user(command: &mut Command, dir: &Path, cargo_target: &Path) -> Task
     // strings allocated before the fork.
     unsafe {
         command.pre_exec(move || {
-            unshare(CloneFlags::CLONE_NEWNS)?;
-            mount(
-                Some(c"none"),
-                c"/",
-                NONE,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                NONE,
-            )?;
+            enter_private_mount_namespace()?;
             // Each source is opened before the private /tmp hides what is below /tmp (a
             // checkout there), then mounted from /proc/self/fd/N.
             let mut sources = [const { None }; 8];

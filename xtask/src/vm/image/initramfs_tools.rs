@@ -115,9 +115,8 @@ fn write_conf(inputs: &Inputs, stage: &Path, conf: &Path) -> TaskResult {
 /// Runs `command` in a private mount namespace with `kernel_root/lib` over /usr/lib and
 /// `kernel_root/boot` over /boot.
 fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult {
+    use crate::util::enter_private_mount_namespace;
     use nix::mount::{mount, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
-    use std::ffi::CStr;
 
     if !Path::new("/boot").is_dir() {
         fs::create_dir("/boot").context("cannot create /boot")?;
@@ -138,19 +137,11 @@ fn with_kernel_mounted(command: &mut Command, kernel_root: &Path) -> TaskResult 
     let cstring = |text: String| CString::new(text).context("a path contains a NUL byte");
     let lib_options = cstring(format!("lowerdir={}:/usr/lib", lib.display()))?;
     let boot_options = cstring(format!("lowerdir={}:/boot", boot.display()))?;
-    const NONE: Option<&CStr> = None;
     // SAFETY of the closure: between fork and exec it only makes system calls with
     // strings allocated before the fork.
     unsafe {
         command.pre_exec(move || {
-            unshare(CloneFlags::CLONE_NEWNS)?;
-            mount(
-                Some(c"none"),
-                c"/",
-                NONE,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                NONE,
-            )?;
+            enter_private_mount_namespace()?;
             mount(
                 Some(c"overlay"),
                 c"/usr/lib",
