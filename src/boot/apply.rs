@@ -166,7 +166,12 @@ impl core::fmt::Display for CannotList<'_> {
 /// be read.
 pub fn scan<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>> {
     let resolved = crate::boot::topology::resolve_rules(sysfs, rules);
-    let rules = resolved.as_slice();
+    plan_resolved(sysfs, &resolved)
+}
+
+/// The plan of rules whose paths are already resolved ([`crate::boot::topology`]), reading
+/// only the functions they can select.
+pub fn plan_resolved<'s>(sysfs: &'s Sysfs, rules: &[Rule]) -> Result<Plan, CannotList<'s>> {
     // A rule with an address can only select functions whose directory name it matches;
     // only bare-IDs rules need every function read.
     let wanted = |address| {

@@ -627,10 +627,7 @@ pub fn refuse_held(sysfs: &Sysfs, gathered: &Gathered, holdings: &Holdings) -> b
     let rules = gathered.rules.rules();
     // Quietly: the bind that follows says where each path led, and any failure to list.
     let resolved = crate::boot::topology::resolve_rules_quietly(sysfs, rules);
-    let planned = crate::boot::plan::plan_rules(&resolved, |planner| {
-        sysfs.for_each_function(|function| planner.observe(function))
-    });
-    let Ok(plan) = planned else {
+    let Ok(plan) = crate::boot::apply::plan_resolved(sysfs, &resolved) else {
         return false;
     };
     let mut refused = false;
